@@ -1,0 +1,267 @@
+//! Loading: defaults, then the file, then `GRANARY_*` variables, then CLI flags.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::Figment;
+use url::Url;
+
+use super::types::{Config, Format};
+
+/// Where configuration comes from, besides the environment.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSources {
+    /// `--config`; `None` means `./granary.toml` if it exists.
+    pub file: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log`.
+    pub log: Option<String>,
+    /// `--repo FORMAT:NAME=UPSTREAM`, repeatable.
+    pub repos: Vec<RepoFlag>,
+}
+
+/// A repository given on the command line as `FORMAT:NAME=UPSTREAM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoFlag {
+    pub format: Format,
+    pub name: String,
+    pub upstream: Url,
+}
+
+impl FromStr for RepoFlag {
+    type Err = String;
+
+    fn from_str(flag: &str) -> Result<Self, Self::Err> {
+        let usage = || {
+            format!("`{flag}`: expected FORMAT:NAME=UPSTREAM, e.g. pypi:pypi=http://127.0.0.1:9000/simple/")
+        };
+        let (format, rest) = flag.split_once(':').ok_or_else(usage)?;
+        let (name, upstream) = rest.split_once('=').ok_or_else(usage)?;
+        let format = match format {
+            "pypi" => Format::Pypi,
+            other => {
+                return Err(format!(
+                    "`{other}`: unknown repository format (known: pypi)"
+                ))
+            }
+        };
+        let upstream = Url::parse(upstream).map_err(|e| format!("`{upstream}`: {e}"))?;
+        Ok(Self {
+            format,
+            name: name.to_owned(),
+            upstream,
+        })
+    }
+}
+
+/// Loads and validates the configuration.
+///
+/// # Errors
+/// An unreadable or malformed file, an unknown key, a repository without an upstream
+/// or with an invalid name: each error names the file and the key.
+pub fn load(sources: &ConfigSources) -> anyhow::Result<Config> {
+    let mut figment = Figment::new();
+    match &sources.file {
+        Some(path) => {
+            ensure_readable(path)?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        None => {
+            let default_path = Path::new("granary.toml");
+            if default_path.exists() {
+                figment = figment.merge(Toml::file_exact(default_path));
+            }
+        }
+    }
+    figment = figment.merge(Env::prefixed("GRANARY_").ignore(&["config"]).split("__"));
+    if let Some(listen) = sources.listen {
+        figment = figment.merge(Serialized::default("listen", listen));
+    }
+    if let Some(data_dir) = &sources.data_dir {
+        figment = figment.merge(Serialized::default("data_dir", data_dir));
+    }
+    if let Some(log) = &sources.log {
+        figment = figment.merge(Serialized::default("log", log));
+    }
+    for repo in &sources.repos {
+        figment = figment
+            .merge(Serialized::default(
+                &format!("repos.{}.format", repo.name),
+                repo.format,
+            ))
+            .merge(Serialized::default(
+                &format!("repos.{}.upstream", repo.name),
+                repo.upstream.as_str(),
+            ));
+    }
+
+    let mut config: Config = figment.extract().map_err(|error| {
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
+    })?;
+    validate(&mut config)?;
+    Ok(config)
+}
+
+fn ensure_readable(path: &Path) -> anyhow::Result<()> {
+    std::fs::metadata(path)
+        .with_context(|| format!("cannot read configuration file `{}`", path.display()))?;
+    Ok(())
+}
+
+/// Checks what serde cannot: repository names, upstream URLs, at least one repository.
+fn validate(config: &mut Config) -> anyhow::Result<()> {
+    if config.repos.is_empty() {
+        bail!("no repositories configured: add a `[repos.NAME]` table with `format` and `upstream`, or pass --repo FORMAT:NAME=UPSTREAM");
+    }
+    for (name, repo) in &mut config.repos {
+        if !is_valid_repo_name(name) {
+            bail!("`repos.{name}`: a repository name is lowercase letters, digits, `.`, `_` and `-`, starts with a letter or digit, and is at most 64 characters");
+        }
+        if !matches!(repo.upstream.scheme(), "http" | "https") {
+            bail!(
+                "`repos.{name}.upstream`: `{}` is not an http(s) URL",
+                repo.upstream
+            );
+        }
+        if repo.upstream.host().is_none() {
+            bail!("`repos.{name}.upstream`: `{}` has no host", repo.upstream);
+        }
+        // Index paths are joined onto the root, so the root must end with `/`.
+        if !repo.upstream.path().ends_with('/') {
+            let path = format!("{}/", repo.upstream.path());
+            repo.upstream.set_path(&path);
+        }
+    }
+    Ok(())
+}
+
+fn is_valid_repo_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_config(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write config");
+        file
+    }
+
+    fn load_file(text: &str) -> anyhow::Result<Config> {
+        let file = write_config(text);
+        load(&ConfigSources {
+            file: Some(file.path().to_path_buf()),
+            ..ConfigSources::default()
+        })
+    }
+
+    #[test]
+    fn minimal_file_is_complete() {
+        let config = load_file(
+            "listen = \"127.0.0.1:8080\"\ndata_dir = \"./granary-data\"\n\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:9000/simple/\"\n",
+        )
+        .expect("minimal config loads");
+        let repo = &config.repos["pypi"];
+        assert_eq!(repo.format, Format::Pypi);
+        assert_eq!(repo.index_ttl.0, std::time::Duration::from_secs(300));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+        let config = load(&ConfigSources {
+            file: Some(path),
+            ..ConfigSources::default()
+        })
+        .expect("config/example.toml loads");
+        assert!(config.repos.contains_key("pypi"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error = load_file("[repos.pypi]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/simple/\"\nindex_tll = \"5m\"\n")
+            .expect_err("typo must fail");
+        let message = error.to_string();
+        assert!(message.contains("index_tll"), "{message}");
+    }
+
+    #[test]
+    fn missing_upstream_is_named() {
+        let error = load_file("[repos.pypi]\nformat = \"pypi\"\n").expect_err("no upstream");
+        let message = error.to_string();
+        assert!(message.contains("upstream"), "{message}");
+        assert!(message.contains("repos.pypi"), "{message}");
+    }
+
+    #[test]
+    fn unreadable_file_is_named() {
+        let error = load(&ConfigSources {
+            file: Some(PathBuf::from("/nonexistent/granary.toml")),
+            ..ConfigSources::default()
+        })
+        .expect_err("missing file");
+        assert!(error.to_string().contains("/nonexistent/granary.toml"));
+    }
+
+    #[test]
+    fn no_repositories_is_an_error() {
+        let error = load_file("listen = \"127.0.0.1:0\"\n").expect_err("no repos");
+        assert!(error.to_string().contains("no repositories"));
+    }
+
+    #[test]
+    fn repo_flag_parses_and_adds_a_repository() {
+        let flag: RepoFlag = "pypi:internal=http://127.0.0.1:9000/simple"
+            .parse()
+            .expect("valid flag");
+        assert_eq!(flag.name, "internal");
+        let file = write_config("log = \"debug\"\n");
+        let config = load(&ConfigSources {
+            file: Some(file.path().to_path_buf()),
+            repos: vec![flag],
+            ..ConfigSources::default()
+        })
+        .expect("flag makes a complete config");
+        assert_eq!(
+            config.repos["internal"].upstream.as_str(),
+            "http://127.0.0.1:9000/simple/",
+            "a trailing slash is added"
+        );
+        assert!("npm:x".parse::<RepoFlag>().is_err());
+    }
+
+    #[test]
+    fn bad_repo_name_is_rejected() {
+        let error = load_file(
+            "[repos.\"Bad Name\"]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/\"\n",
+        )
+        .expect_err("bad name");
+        assert!(error.to_string().contains("Bad Name"));
+    }
+
+    #[test]
+    fn credentials_are_redacted_in_debug() {
+        let config = load_file("[repos.p]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/\"\nauth = { username = \"u\", password = \"hunter2\" }\n")
+            .expect("auth parses");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+    }
+}

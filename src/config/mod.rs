@@ -1,0 +1,14 @@
+//! Configuration: one TOML file, overlaid by `GRANARY_*` environment variables, then by
+//! the few CLI flags, in that order. Loaded and validated once at start-up; nothing
+//! reads the environment afterwards.
+//!
+//! Only `main` and [`crate::server`] read this module; lower layers take small option
+//! structs built in `server::state`.
+
+mod load;
+mod types;
+
+pub use load::{load, ConfigSources, RepoFlag};
+pub use types::{
+    CacheConfig, Config, Credentials, Format, HumanDuration, RepoConfig, UpstreamAuth,
+};

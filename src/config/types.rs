@@ -1,0 +1,185 @@
+//! The configuration's shape. Every struct denies unknown fields so that a typo is a
+//! start-up error naming the key, never a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for blobs, temporary files and the embedded database.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Log filter in `tracing` env-filter syntax, e.g. `info,granary=debug`.
+    #[serde(default = "default_log")]
+    pub log: String,
+    /// How long in-flight responses may take to finish after SIGINT/SIGTERM.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+    /// The in-process cache tier.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// One table per repository, mounted at `/NAME/`.
+    #[serde(default)]
+    pub repos: BTreeMap<String, RepoConfig>,
+}
+
+/// Settings of the in-process cache tier.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Upper bound on the bytes held by the in-process cache of index documents.
+    /// 64 MiB holds the rendered pages of a few thousand typical projects.
+    #[serde(default = "default_memory_capacity")]
+    pub memory_capacity: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            memory_capacity: default_memory_capacity(),
+        }
+    }
+}
+
+/// The package ecosystem a repository speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Pypi,
+}
+
+impl Format {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pypi => "pypi",
+        }
+    }
+}
+
+/// One proxied repository.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub format: Format,
+    /// The upstream's index root (for PyPI, the Simple API root ending in `/simple/`).
+    pub upstream: Url,
+    /// How long index pages are served without asking the upstream. Five minutes
+    /// matches what public indexes advertise and keeps new releases visible quickly.
+    #[serde(default = "default_index_ttl")]
+    pub index_ttl: HumanDuration,
+    /// Time one index refresh may take; the refresh lock lives this long and stale
+    /// copies are served for twice this after the TTL (the dogpile rule).
+    #[serde(default = "default_update_time")]
+    pub update_time: HumanDuration,
+    /// How long an upstream 404 is remembered; short, so a just-published package
+    /// appears quickly.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl: HumanDuration,
+    /// Offline mode: how long past its grace period an index page may still be
+    /// served while the upstream fails. Absent: no limit.
+    #[serde(default)]
+    pub max_staleness: Option<HumanDuration>,
+    /// Time to establish a TCP/TLS connection to the upstream.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Upper bound on one index fetch, and on any single read of an artifact body.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout: HumanDuration,
+    /// Extra attempts for idempotent requests that failed to connect or got 502/503/504.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Credentials sent to the upstream's own origin (never to other hosts).
+    #[serde(default)]
+    pub auth: Option<UpstreamAuth>,
+}
+
+/// Credentials for an upstream. Never logged, never returned.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, untagged)]
+pub enum UpstreamAuth {
+    Basic { username: String, password: String },
+    Bearer { token: String },
+}
+
+/// The same credentials in the form the upstream client takes.
+pub type Credentials = UpstreamAuth;
+
+impl fmt::Debug for UpstreamAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Self::Bearer { .. } => f
+                .debug_struct("Bearer")
+                .field("token", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// A duration written the human way in the file (`"5m"`, `"30s"`, `"1h 30m"`).
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct HumanDuration(#[serde(with = "humantime_serde")] pub Duration);
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl From<HumanDuration> for Duration {
+    fn from(value: HumanDuration) -> Self {
+        value.0
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./granary-data")
+}
+fn default_log() -> String {
+    "info".to_owned()
+}
+fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_memory_capacity() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_index_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_update_time() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_negative_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_upstream_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_retries() -> u32 {
+    2
+}

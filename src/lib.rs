@@ -1,0 +1,22 @@
+//! granary: a caching proxy for package registries.
+//!
+//! Reading order (the direction of dependencies, top to bottom):
+//! - [`config`]: the TOML file, the `GRANARY_` environment overlay and validation.
+//! - [`server`]: axum router, state, the mapping of errors to responses, ops endpoints.
+//! - [`protocols`]: everything that knows an ecosystem (URLs, keys, index rewriting).
+//! - [`proxy`]: the protocol-agnostic cache engine (index documents, artifact fills,
+//!   single flight, upstream client).
+//! - [`http_cache`]: pure freshness decisions; no I/O, `now` is a parameter.
+//! - [`storage`] (blobs) and [`metadata`] (small rows): the durable truth.
+//!
+//! Start at [`server::run`] and follow a request from [`server::router`].
+
+pub mod clock;
+pub mod config;
+pub mod http_cache;
+pub mod metadata;
+pub mod metrics;
+pub mod protocols;
+pub mod proxy;
+pub mod server;
+pub mod storage;

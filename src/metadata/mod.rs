@@ -1,0 +1,75 @@
+//! The metadata store: small rows (keys, digests, lifetimes, validators) and the
+//! serialized index documents. Blobs live in [`crate::storage`].
+//!
+//! [`MetadataStore`] is the seam; [`SqliteMetadataStore`] (embedded, in `data_dir`) is
+//! today's only implementation. The queries are plain SQL that PostgreSQL accepts too.
+
+mod sqlite;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::http_cache::{Lifetimes, Validators};
+use crate::storage::Digest;
+
+pub use sqlite::SqliteMetadataStore;
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("metadata migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("metadata row `{key}` is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// A stored index document or negative result.
+#[derive(Debug, Clone)]
+pub struct IndexRecord {
+    pub key: String,
+    /// Version of `body`'s serialized form.
+    pub format_version: u32,
+    /// `false` for a remembered upstream 404.
+    pub found: bool,
+    pub body: Bytes,
+    pub validators: Validators,
+    pub stored_at: SystemTime,
+    pub lifetimes: Lifetimes,
+}
+
+/// A stored artifact: which blob a key resolves to.
+#[derive(Debug, Clone)]
+pub struct ArtifactRecord {
+    pub key: String,
+    pub repo: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub content_type: String,
+    pub stored_at: SystemTime,
+}
+
+/// Durable rows behind the cache.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + std::fmt::Debug {
+    async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError>;
+    /// Inserts or replaces the entry.
+    async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError>;
+    /// Moves an entry's lifetimes forward after a `304 Not Modified`.
+    async fn renew_index_entry(
+        &self,
+        key: &str,
+        stored_at: SystemTime,
+        lifetimes: Lifetimes,
+        validators: &Validators,
+    ) -> Result<(), MetadataError>;
+    async fn artifact(&self, key: &str) -> Result<Option<ArtifactRecord>, MetadataError>;
+    /// Records an artifact; a second record for the same key keeps the first.
+    async fn put_artifact(&self, record: &ArtifactRecord) -> Result<(), MetadataError>;
+    async fn delete_artifact(&self, key: &str) -> Result<(), MetadataError>;
+    /// A trivial query; for `/-/ready`.
+    async fn check(&self) -> Result<(), MetadataError>;
+}

@@ -1,0 +1,251 @@
+//! The embedded metadata store: SQLite in WAL mode, through sqlx.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{ArtifactRecord, IndexRecord, MetadataError, MetadataStore};
+use crate::clock::{from_unix_millis, to_unix_millis};
+use crate::http_cache::{Lifetimes, Validators};
+use crate::storage::Digest;
+
+/// [`MetadataStore`] on an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteMetadataStore {
+    pool: SqlitePool,
+}
+
+impl SqliteMetadataStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or a migration fails.
+    pub async fn open(path: &Path) -> Result<Self, MetadataError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable against process crashes; rows are re-creatable
+            // from the upstream, blobs are fsynced separately.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn non_negative(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadataStore {
+    async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT format_version, found, body, upstream_etag, upstream_last_modified, \
+             stored_at, fresh_until, stale_until FROM index_entries WHERE cache_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let body: Vec<u8> = row.try_get("body")?;
+        Ok(Some(IndexRecord {
+            key: key.to_owned(),
+            format_version: u32::try_from(row.try_get::<i64, _>("format_version")?).unwrap_or(0),
+            found: row.try_get::<i64, _>("found")? != 0,
+            body: Bytes::from(body),
+            validators: Validators {
+                etag: row.try_get("upstream_etag")?,
+                last_modified: row.try_get("upstream_last_modified")?,
+            },
+            stored_at: from_unix_millis(row.try_get("stored_at")?),
+            lifetimes: Lifetimes {
+                fresh_until: from_unix_millis(row.try_get("fresh_until")?),
+                stale_until: from_unix_millis(row.try_get("stale_until")?),
+            },
+        }))
+    }
+
+    async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError> {
+        sqlx::query(
+            "INSERT INTO index_entries (cache_key, format_version, found, body, upstream_etag, \
+             upstream_last_modified, stored_at, fresh_until, stale_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (cache_key) DO UPDATE SET format_version = excluded.format_version, \
+             found = excluded.found, body = excluded.body, upstream_etag = excluded.upstream_etag, \
+             upstream_last_modified = excluded.upstream_last_modified, stored_at = excluded.stored_at, \
+             fresh_until = excluded.fresh_until, stale_until = excluded.stale_until",
+        )
+        .bind(&record.key)
+        .bind(i64::from(record.format_version))
+        .bind(i64::from(record.found))
+        .bind(record.body.as_ref())
+        .bind(&record.validators.etag)
+        .bind(&record.validators.last_modified)
+        .bind(to_unix_millis(record.stored_at))
+        .bind(to_unix_millis(record.lifetimes.fresh_until))
+        .bind(to_unix_millis(record.lifetimes.stale_until))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn renew_index_entry(
+        &self,
+        key: &str,
+        stored_at: SystemTime,
+        lifetimes: Lifetimes,
+        validators: &Validators,
+    ) -> Result<(), MetadataError> {
+        sqlx::query(
+            "UPDATE index_entries SET stored_at = $2, fresh_until = $3, stale_until = $4, \
+             upstream_etag = COALESCE($5, upstream_etag), \
+             upstream_last_modified = COALESCE($6, upstream_last_modified) WHERE cache_key = $1",
+        )
+        .bind(key)
+        .bind(to_unix_millis(stored_at))
+        .bind(to_unix_millis(lifetimes.fresh_until))
+        .bind(to_unix_millis(lifetimes.stale_until))
+        .bind(&validators.etag)
+        .bind(&validators.last_modified)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn artifact(&self, key: &str) -> Result<Option<ArtifactRecord>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT repo, digest, size, content_type, stored_at FROM artifacts WHERE cache_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let digest_hex: String = row.try_get("digest")?;
+        let digest = Digest::from_hex(&digest_hex).ok_or_else(|| MetadataError::Corrupt {
+            key: key.to_owned(),
+            reason: format!("digest `{digest_hex}` is not a sha256"),
+        })?;
+        Ok(Some(ArtifactRecord {
+            key: key.to_owned(),
+            repo: row.try_get("repo")?,
+            digest,
+            size: non_negative(row.try_get("size")?),
+            content_type: row.try_get("content_type")?,
+            stored_at: from_unix_millis(row.try_get("stored_at")?),
+        }))
+    }
+
+    async fn put_artifact(&self, record: &ArtifactRecord) -> Result<(), MetadataError> {
+        let stored_at = to_unix_millis(record.stored_at);
+        sqlx::query(
+            "INSERT INTO artifacts (cache_key, repo, digest, size, content_type, stored_at, last_access) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (cache_key) DO NOTHING",
+        )
+        .bind(&record.key)
+        .bind(&record.repo)
+        .bind(record.digest.as_str())
+        .bind(i64::try_from(record.size).unwrap_or(i64::MAX))
+        .bind(&record.content_type)
+        .bind(stored_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_artifact(&self, key: &str) -> Result<(), MetadataError> {
+        sqlx::query("DELETE FROM artifacts WHERE cache_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), MetadataError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn index_and_artifact_rows_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteMetadataStore::open(&dir.path().join("g.db"))
+            .await
+            .expect("open");
+        let now = from_unix_millis(1_700_000_000_000);
+        let lifetimes = Lifetimes {
+            fresh_until: now + Duration::from_secs(60),
+            stale_until: now + Duration::from_secs(120),
+        };
+        let record = IndexRecord {
+            key: "granary:index:pypi:p:demo".into(),
+            format_version: 1,
+            found: true,
+            body: Bytes::from_static(b"{}"),
+            validators: Validators {
+                etag: Some("\"e1\"".into()),
+                last_modified: None,
+            },
+            stored_at: now,
+            lifetimes,
+        };
+        store.put_index_entry(&record).await.expect("put");
+        store.put_index_entry(&record).await.expect("upsert");
+        let later = now + Duration::from_secs(500);
+        let renewed = Lifetimes {
+            fresh_until: later,
+            stale_until: later,
+        };
+        store
+            .renew_index_entry(&record.key, later, renewed, &Validators::default())
+            .await
+            .expect("renew");
+        let loaded = store
+            .index_entry(&record.key)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(loaded.lifetimes, renewed);
+        assert_eq!(
+            loaded.validators.etag.as_deref(),
+            Some("\"e1\""),
+            "kept on renew"
+        );
+        assert_eq!(loaded.body, record.body);
+
+        let artifact = ArtifactRecord {
+            key: "granary:artifact:pypi:p:demo/demo-1.0.tar.gz".into(),
+            repo: "p".into(),
+            digest: Digest::from_hex(&"0f".repeat(32)).expect("hex"),
+            size: 42,
+            content_type: "application/gzip".into(),
+            stored_at: now,
+        };
+        store.put_artifact(&artifact).await.expect("put artifact");
+        let loaded = store
+            .artifact(&artifact.key)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(loaded.size, 42);
+        assert_eq!(loaded.digest, artifact.digest);
+        store.delete_artifact(&artifact.key).await.expect("delete");
+        assert!(store.artifact(&artifact.key).await.expect("get").is_none());
+        store.check().await.expect("check");
+    }
+}

@@ -1,0 +1,272 @@
+//! The PyPI Simple repository API (PEP 503 HTML, PEP 691 JSON), mounted at `/<repo>/`:
+//!
+//! | path | what |
+//! |---|---|
+//! | `simple/` | project list |
+//! | `simple/<project>/` | project page (non-normalized names redirect) |
+//! | `files/<project>/<filename>` | a distribution, resolved through the cached page |
+//! | `files/<project>/<filename>.metadata` | its PEP 658 core metadata |
+//!
+//! A file URL names an entry of a cached project page, never an upstream URL: the
+//! upstream URL comes from the stored page (DESIGN-NOTES §4).
+
+pub mod keys;
+pub mod model;
+pub mod negotiate;
+pub mod parse;
+pub mod rewrite;
+pub mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::http_cache::FreshnessPolicy;
+use crate::proxy::{
+    ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup, IndexRequest,
+    UpstreamClient,
+};
+
+use super::{ArtifactReply, DocumentReply, Reply, RequestError};
+pub use keys::{is_valid_project_name, normalize};
+use model::{CoreMetadata, ProjectPage};
+use negotiate::{negotiate, SimpleFormat};
+use source::{ListSource, ProjectSource};
+
+/// Suffix of PEP 658 metadata files.
+const METADATA_SUFFIX: &str = ".metadata";
+
+/// One PyPI repository.
+#[derive(Debug, Clone)]
+pub struct PypiRepo {
+    pub name: String,
+    pub upstream: Arc<UpstreamClient>,
+    pub policy: FreshnessPolicy,
+    pub negative_ttl: Duration,
+}
+
+impl PypiRepo {
+    /// Answers a GET (or HEAD) for `segments` below the mount point.
+    ///
+    /// # Errors
+    /// Bad names, unknown paths and files, and upstream failures.
+    pub async fn handle(
+        &self,
+        engine: &CacheEngine,
+        segments: &[String],
+        accept: Option<&str>,
+    ) -> Result<Reply, RequestError> {
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            [] | [""] | ["simple"] => Ok(self.redirect("simple/")),
+            ["simple", ""] => self.project_list(engine, accept).await,
+            ["simple", project] => self.project_redirect(project),
+            ["simple", project, ""] => {
+                let normalized = self.checked_project(project)?;
+                if normalized == *project {
+                    self.project_page(engine, project, accept).await
+                } else {
+                    Ok(self.redirect(&format!("simple/{normalized}/")))
+                }
+            }
+            ["files", project, filename] => self.file(engine, project, filename).await,
+            _ => Err(RequestError::NotFound(format!(
+                "no such path in PyPI repository `{}`",
+                self.name
+            ))),
+        }
+    }
+
+    fn redirect(&self, path: &str) -> Reply {
+        Reply::Redirect {
+            location: format!("/{}/{path}", self.name),
+        }
+    }
+
+    fn project_redirect(&self, project: &str) -> Result<Reply, RequestError> {
+        let normalized = self.checked_project(project)?;
+        Ok(self.redirect(&format!("simple/{normalized}/")))
+    }
+
+    fn checked_project(&self, project: &str) -> Result<String, RequestError> {
+        if is_valid_project_name(project) {
+            Ok(normalize(project))
+        } else {
+            Err(RequestError::BadRequest(format!(
+                "`{project}` is not a valid project name (PEP 508: letters, digits, `.`, `_`, `-`, starting and ending with a letter or digit)"
+            )))
+        }
+    }
+
+    async fn project_list(
+        &self,
+        engine: &CacheEngine,
+        accept: Option<&str>,
+    ) -> Result<Reply, RequestError> {
+        let format = negotiate(accept).ok_or(RequestError::NotAcceptable(negotiate::AVAILABLE))?;
+        let lookup = engine
+            .index
+            .lookup(IndexRequest {
+                key: keys::root_key(&self.name),
+                policy: self.policy,
+                negative_ttl: self.negative_ttl,
+                source: Arc::new(ListSource {
+                    upstream: Arc::clone(&self.upstream),
+                }),
+            })
+            .await?;
+        self.document_reply(lookup, format, "project list")
+    }
+
+    async fn project_page(
+        &self,
+        engine: &CacheEngine,
+        project: &str,
+        accept: Option<&str>,
+    ) -> Result<Reply, RequestError> {
+        let format = negotiate(accept).ok_or(RequestError::NotAcceptable(negotiate::AVAILABLE))?;
+        let lookup = self.lookup_project(engine, project).await?;
+        self.document_reply(lookup, format, project)
+    }
+
+    async fn lookup_project(
+        &self,
+        engine: &CacheEngine,
+        project: &str,
+    ) -> Result<IndexLookup, RequestError> {
+        Ok(engine
+            .index
+            .lookup(IndexRequest {
+                key: keys::project_key(&self.name, project),
+                policy: self.policy,
+                negative_ttl: self.negative_ttl,
+                source: Arc::new(ProjectSource {
+                    upstream: Arc::clone(&self.upstream),
+                    project: project.to_owned(),
+                }),
+            })
+            .await?)
+    }
+
+    fn document_reply(
+        &self,
+        lookup: IndexLookup,
+        format: SimpleFormat,
+        what: &str,
+    ) -> Result<Reply, RequestError> {
+        if !lookup.document.found {
+            return Err(RequestError::NotFound(format!(
+                "`{what}` does not exist upstream of repository `{}`",
+                self.name
+            )));
+        }
+        let name = if format == SimpleFormat::Json {
+            source::JSON
+        } else {
+            source::HTML
+        };
+        let rendition = lookup
+            .document
+            .rendition(name)
+            .cloned()
+            .expect("PyPI documents always have both renditions");
+        Ok(Reply::Document(DocumentReply {
+            rendition,
+            content_type: format.content_type(),
+            status: lookup.status,
+            warning: lookup.warning,
+        }))
+    }
+
+    async fn file(
+        &self,
+        engine: &CacheEngine,
+        project: &str,
+        filename: &str,
+    ) -> Result<Reply, RequestError> {
+        if !is_valid_project_name(project) || normalize(project) != project {
+            return Err(RequestError::NotFound(format!(
+                "`{project}` is not a normalized project name"
+            )));
+        }
+        if !keys::is_valid_filename(filename) {
+            return Err(RequestError::BadRequest(format!(
+                "`{filename}` is not a valid file name"
+            )));
+        }
+        let key = keys::file_key(&self.name, project, filename);
+        let content_type = content_type(filename).to_owned();
+        // Immutable: a stored file is served without consulting the index.
+        if let Some(lookup) = engine.artifacts.stored(&key).await.map_err(Arc::new)? {
+            return Ok(Reply::Artifact(ArtifactReply {
+                lookup,
+                content_type,
+            }));
+        }
+        let index = self.lookup_project(engine, project).await?;
+        if !index.document.found {
+            return Err(RequestError::NotFound(format!(
+                "project `{project}` does not exist upstream"
+            )));
+        }
+        let page: ProjectPage = serde_json::from_slice(&index.document.canonical)
+            .expect("a stored canonical page was rendered successfully, so it parses");
+        let (url, hashes, size) = match page.file(filename) {
+            Some(file) => (file.url.clone(), &file.hashes, file.size),
+            None => {
+                let base = filename
+                    .strip_suffix(METADATA_SUFFIX)
+                    .and_then(|base| page.file(base))
+                    .ok_or_else(|| {
+                        RequestError::NotFound(format!(
+                            "`{filename}` is not listed for project `{project}`"
+                        ))
+                    })?;
+                let CoreMetadata::Available(hashes) = &base.core_metadata else {
+                    return Err(RequestError::NotFound(format!(
+                        "`{filename}`: the index offers no core metadata for it"
+                    )));
+                };
+                (format!("{}{METADATA_SUFFIX}", base.url), hashes, None)
+            }
+        };
+        let url = url::Url::parse(&url).map_err(|e| {
+            RequestError::NotFound(format!("`{filename}`: unusable upstream link: {e}"))
+        })?;
+        let expected = hashes
+            .iter()
+            .filter_map(|(algorithm, hex)| {
+                DigestAlgorithm::from_name(algorithm).map(|a| ExpectedDigest::new(a, hex))
+            })
+            .collect();
+        let lookup = engine
+            .artifacts
+            .fetch(ArtifactRequest {
+                key,
+                repo: self.name.clone(),
+                upstream: Arc::clone(&self.upstream),
+                url,
+                expected,
+                expected_size: size,
+                content_type: content_type.clone(),
+            })
+            .await?;
+        Ok(Reply::Artifact(ArtifactReply {
+            lookup,
+            content_type,
+        }))
+    }
+}
+
+/// The `Content-Type` for a file, by its name.
+fn content_type(filename: &str) -> &'static str {
+    if filename.ends_with(METADATA_SUFFIX) {
+        "text/plain; charset=utf-8"
+    } else if filename.ends_with(".whl") || filename.ends_with(".zip") || filename.ends_with(".egg")
+    {
+        "application/zip"
+    } else if filename.ends_with(".tar.gz") || filename.ends_with(".tgz") {
+        "application/gzip"
+    } else {
+        "application/octet-stream"
+    }
+}

@@ -1,0 +1,40 @@
+use super::upstream::UpstreamError;
+use crate::metadata::MetadataError;
+use crate::storage::StorageError;
+
+/// Why the engine could not produce what was asked. Shared between the waiters of
+/// one flight behind an `Arc`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("`{key}`: the upstream does not have it")]
+    UpstreamNotFound { key: String },
+    #[error("`{key}`: upstream bytes do not match the index's {algorithm} (expected `{expected}`, got `{actual}`); nothing was stored")]
+    Integrity {
+        key: String,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "`{key}`: upstream sent {received} bytes, {expected} were announced; nothing was stored"
+    )]
+    SizeMismatch {
+        key: String,
+        expected: u64,
+        received: u64,
+    },
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("`{key}`: temporary file: {source}")]
+    TempFile {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{key}`: the fill task stopped unexpectedly")]
+    FillAborted { key: String },
+}

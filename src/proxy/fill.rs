@@ -1,0 +1,535 @@
+//! Immutable artifacts: one fill per key, many streaming readers.
+//!
+//! ```text
+//! fill:    upstream body ─► hasher ─► temp file ─► watermark (bytes written so far)
+//! readers: read the temp file up to the watermark, wait for it to move, repeat
+//! done:    verify digests ─► fsync ─► rename into the blob store ─► record the row ─► Done
+//! failure: Failed(reason) ─► every reader's stream ends with an error ─► temp file removed
+//! ```
+//!
+//! Readers read from the file with positional reads, never from a channel of chunks,
+//! so a slow reader never slows the fill and the first client is just a reader like
+//! any other. Until the fill is verified, readers hold back the final byte: a client
+//! never sees a complete body whose hash turned out wrong.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use url::Url;
+
+use super::digest::{ExpectedDigest, StreamHasher};
+use super::upstream::{display_url, RequestKind};
+use super::{CacheKey, CacheStatus, ProxyError, UpstreamClient, UpstreamError};
+use crate::clock::Clock;
+use crate::http_cache::Validators;
+use crate::metadata::{ArtifactRecord, MetadataStore};
+use crate::metrics::{Metrics, RepoLabels};
+use crate::storage::{BlobStore, Digest, StoredBlob};
+
+/// Bytes read per step by a reader.
+const READ_CHUNK: usize = 256 * 1024;
+/// The watermark moves at least this often while bytes arrive...
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
+/// ...or after this many bytes, whichever comes first.
+const PUBLISH_BYTES: u64 = 256 * 1024;
+
+/// Everything needed to fetch one artifact. The URL comes from a cached index
+/// document, never from the client.
+#[derive(Debug, Clone)]
+pub struct ArtifactRequest {
+    pub key: CacheKey,
+    pub repo: String,
+    pub upstream: Arc<UpstreamClient>,
+    pub url: Url,
+    pub expected: Vec<ExpectedDigest>,
+    pub expected_size: Option<u64>,
+    pub content_type: String,
+}
+
+/// Where an artifact's bytes come from for this response.
+#[derive(Debug)]
+pub enum ArtifactBody {
+    /// Stored and verified.
+    Stored {
+        record: ArtifactRecord,
+        blob: StoredBlob,
+    },
+    /// Being fetched; follow the fill.
+    Filling(FillReader),
+}
+
+/// The answer to an artifact request.
+#[derive(Debug)]
+pub struct ArtifactLookup {
+    pub body: ArtifactBody,
+    pub status: CacheStatus,
+}
+
+#[derive(Debug, Clone)]
+enum FillState {
+    Connecting,
+    Streaming {
+        written: u64,
+        content_length: Option<u64>,
+    },
+    Done {
+        size: u64,
+    },
+    Failed(Arc<ProxyError>),
+}
+
+#[derive(Debug)]
+struct Fill {
+    key: String,
+    /// Opened once on the temp file; positional reads keep working after the rename.
+    file: Arc<std::fs::File>,
+    state: watch::Receiver<FillState>,
+}
+
+/// The engine for immutable artifacts. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    metadata: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    fills: Mutex<HashMap<String, Arc<Fill>>>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+}
+
+impl ArtifactCache {
+    #[must_use]
+    pub fn new(
+        metadata: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                metadata,
+                blobs,
+                fills: Mutex::new(HashMap::new()),
+                clock,
+                metrics,
+            }),
+        }
+    }
+
+    /// The stored artifact for `key`, if any. A row whose blob has vanished is dropped.
+    ///
+    /// # Errors
+    /// When the metadata or blob store fails.
+    pub async fn stored(&self, key: &CacheKey) -> Result<Option<ArtifactLookup>, ProxyError> {
+        let Some(record) = self.inner.metadata.artifact(key.as_str()).await? else {
+            return Ok(None);
+        };
+        match self.inner.blobs.get(&record.digest).await? {
+            Some(blob) => {
+                self.inner.metrics.record_cache(
+                    "artifact",
+                    key.format(),
+                    CacheStatus::Hit.as_str(),
+                );
+                Ok(Some(ArtifactLookup {
+                    body: ArtifactBody::Stored { record, blob },
+                    status: CacheStatus::Hit,
+                }))
+            }
+            None => {
+                warn!(key = %key, digest = %record.digest, "artifact row without its blob; refetching");
+                self.inner.metadata.delete_artifact(key.as_str()).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Serves the artifact from storage, or joins (or starts) its fill.
+    ///
+    /// # Errors
+    /// When the fill fails before its first byte (upstream 404, unreachable, ...).
+    pub async fn fetch(&self, request: ArtifactRequest) -> Result<ArtifactLookup, Arc<ProxyError>> {
+        if let Some(stored) = self.stored(&request.key).await.map_err(Arc::new)? {
+            return Ok(stored);
+        }
+        let format = request.key.format();
+        let fill = self.join_or_start(request).await.map_err(Arc::new)?;
+        let mut reader = FillReader {
+            fill,
+            offset: 0,
+            content_length: None,
+        };
+        reader.wait_for_headers().await?;
+        self.inner
+            .metrics
+            .record_cache("artifact", format, CacheStatus::Miss.as_str());
+        Ok(ArtifactLookup {
+            body: ArtifactBody::Filling(reader),
+            status: CacheStatus::Miss,
+        })
+    }
+
+    async fn join_or_start(&self, request: ArtifactRequest) -> Result<Arc<Fill>, ProxyError> {
+        let key = request.key.as_str().to_owned();
+        if let Some(fill) = self
+            .inner
+            .fills
+            .lock()
+            .expect("fill map is never poisoned")
+            .get(&key)
+        {
+            self.inner
+                .metrics
+                .record_coalesced("artifact", request.key.format());
+            return Ok(Arc::clone(fill));
+        }
+        // Create the temp file outside the lock, then race to register it.
+        let temp_path = self
+            .inner
+            .blobs
+            .temp_dir()
+            .join(format!("fill-{:016x}", rand::random::<u64>()));
+        let write_file = tokio::fs::File::create(&temp_path)
+            .await
+            .map_err(|source| ProxyError::TempFile {
+                key: key.clone(),
+                source,
+            })?;
+        let read_file = std::fs::File::open(&temp_path).map_err(|source| ProxyError::TempFile {
+            key: key.clone(),
+            source,
+        })?;
+        let guard = TempFileGuard(Some(temp_path.clone()));
+        let (state_tx, state_rx) = watch::channel(FillState::Connecting);
+        let fill = Arc::new(Fill {
+            key: key.clone(),
+            file: Arc::new(read_file),
+            state: state_rx,
+        });
+        {
+            let mut fills = self.inner.fills.lock().expect("fill map is never poisoned");
+            if let Some(existing) = fills.get(&key) {
+                // Lost the race; our temp file is removed by the guard.
+                self.inner
+                    .metrics
+                    .record_coalesced("artifact", request.key.format());
+                return Ok(Arc::clone(existing));
+            }
+            fills.insert(key.clone(), Arc::clone(&fill));
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let outcome = this.run_fill(&request, write_file, guard, &state_tx).await;
+            match outcome {
+                Ok(size) => {
+                    info!(key = %request.key, size, "artifact stored");
+                    state_tx.send_replace(FillState::Done { size });
+                }
+                Err(error) => {
+                    if matches!(
+                        error,
+                        ProxyError::Integrity { .. } | ProxyError::SizeMismatch { .. }
+                    ) {
+                        this.inner
+                            .metrics
+                            .integrity_failures
+                            .get_or_create(&RepoLabels {
+                                repo: request.repo.clone(),
+                            })
+                            .inc();
+                    }
+                    warn!(key = %request.key, %error, "artifact fill failed; nothing stored");
+                    state_tx.send_replace(FillState::Failed(Arc::new(error)));
+                }
+            }
+            this.inner
+                .fills
+                .lock()
+                .expect("fill map is never poisoned")
+                .remove(&key);
+        });
+        Ok(fill)
+    }
+
+    async fn run_fill(
+        &self,
+        request: &ArtifactRequest,
+        mut file: tokio::fs::File,
+        mut guard: TempFileGuard,
+        state: &watch::Sender<FillState>,
+    ) -> Result<u64, ProxyError> {
+        let key = request.key.as_str();
+        let response = request
+            .upstream
+            .get(
+                &request.url,
+                RequestKind::Artifact,
+                None,
+                &Validators::default(),
+            )
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+            return Err(ProxyError::UpstreamNotFound {
+                key: key.to_owned(),
+            });
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Status {
+                upstream: display_url(&request.url),
+                status: status.as_u16(),
+            }
+            .into());
+        }
+        let content_length = response.content_length();
+        let expected_size = request.expected_size.or(content_length);
+        if let (Some(announced), Some(listed)) = (content_length, request.expected_size) {
+            if announced != listed {
+                return Err(ProxyError::SizeMismatch {
+                    key: key.to_owned(),
+                    expected: listed,
+                    received: announced,
+                });
+            }
+        }
+        state.send_replace(FillState::Streaming {
+            written: 0,
+            content_length: expected_size,
+        });
+
+        let mut hasher = StreamHasher::new(&request.expected);
+        let mut written: u64 = 0;
+        let mut published: u64 = 0;
+        let mut last_publish = Instant::now();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| request.upstream.body_error(&request.url, &e))?;
+            written += chunk.len() as u64;
+            if let Some(limit) = expected_size {
+                if written > limit {
+                    return Err(ProxyError::SizeMismatch {
+                        key: key.to_owned(),
+                        expected: limit,
+                        received: written,
+                    });
+                }
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|source| ProxyError::TempFile {
+                    key: key.to_owned(),
+                    source,
+                })?;
+            if written - published >= PUBLISH_BYTES || last_publish.elapsed() >= PUBLISH_INTERVAL {
+                // tokio's File hands writes to a blocking thread; flush so readers' reads see them.
+                file.flush().await.map_err(|source| ProxyError::TempFile {
+                    key: key.to_owned(),
+                    source,
+                })?;
+                published = written;
+                last_publish = Instant::now();
+                state.send_replace(FillState::Streaming {
+                    written,
+                    content_length: expected_size,
+                });
+            }
+        }
+        file.flush().await.map_err(|source| ProxyError::TempFile {
+            key: key.to_owned(),
+            source,
+        })?;
+        state.send_replace(FillState::Streaming {
+            written,
+            content_length: expected_size,
+        });
+        if let Some(expected) = expected_size {
+            if written != expected {
+                return Err(ProxyError::SizeMismatch {
+                    key: key.to_owned(),
+                    expected,
+                    received: written,
+                });
+            }
+        }
+        let sha256 =
+            hasher
+                .finish(&request.expected)
+                .map_err(|mismatch| ProxyError::Integrity {
+                    key: key.to_owned(),
+                    algorithm: mismatch.algorithm.as_str(),
+                    expected: mismatch.expected,
+                    actual: mismatch.actual,
+                })?;
+        let digest = Digest::from_hex(&sha256).expect("hex::encode of a sha256 is a valid digest");
+        drop(file);
+        let temp_path = guard
+            .0
+            .clone()
+            .expect("the guard holds the path until publish");
+        self.inner.blobs.publish(&temp_path, &digest).await?;
+        guard.disarm();
+        self.inner
+            .metadata
+            .put_artifact(&ArtifactRecord {
+                key: key.to_owned(),
+                repo: request.repo.clone(),
+                digest,
+                size: written,
+                content_type: request.content_type.clone(),
+                stored_at: self.inner.clock.now(),
+            })
+            .await?;
+        debug!(%key, written, "fill complete");
+        Ok(written)
+    }
+
+    /// Fills in flight; for `/-/ready` and tests.
+    #[must_use]
+    pub fn fills_in_flight(&self) -> usize {
+        self.inner
+            .fills
+            .lock()
+            .expect("fill map is never poisoned")
+            .len()
+    }
+}
+
+/// Removes a temporary file unless it was published (also on task cancellation, e.g.
+/// at shutdown).
+#[derive(Debug)]
+struct TempFileGuard(Option<PathBuf>);
+
+impl TempFileGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFileGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            if let Err(error) = std::fs::remove_file(&path) {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    warn!(path = %path.display(), %error, "could not remove temporary file");
+                }
+            }
+        }
+    }
+}
+
+/// One client's view of a fill.
+#[derive(Debug)]
+pub struct FillReader {
+    fill: Arc<Fill>,
+    offset: u64,
+    content_length: Option<u64>,
+}
+
+impl FillReader {
+    /// The length the upstream announced (or the index listed), once known.
+    #[must_use]
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
+
+    async fn wait_for_headers(&mut self) -> Result<(), Arc<ProxyError>> {
+        let mut state = self.fill.state.clone();
+        loop {
+            let current = state.borrow_and_update().clone();
+            match current {
+                FillState::Connecting => {}
+                FillState::Streaming { content_length, .. } => {
+                    self.content_length = content_length;
+                    return Ok(());
+                }
+                FillState::Done { size } => {
+                    self.content_length = Some(size);
+                    return Ok(());
+                }
+                FillState::Failed(error) => return Err(error),
+            }
+            if state.changed().await.is_err() {
+                return Err(Arc::new(ProxyError::FillAborted {
+                    key: self.fill.key.clone(),
+                }));
+            }
+        }
+    }
+
+    /// The body as a stream; it ends with an error if the fill fails.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        let state = self.fill.state.clone();
+        futures::stream::unfold((self, state), |(mut reader, mut state)| async move {
+            match reader.next_chunk(&mut state).await {
+                Ok(Some(chunk)) => Some((Ok(chunk), (reader, state))),
+                Ok(None) => None,
+                Err(error) => {
+                    // End the stream after the error.
+                    reader.offset = u64::MAX;
+                    Some((Err(error), (reader, state)))
+                }
+            }
+        })
+    }
+
+    async fn next_chunk(
+        &mut self,
+        state: &mut watch::Receiver<FillState>,
+    ) -> Result<Option<Bytes>, std::io::Error> {
+        if self.offset == u64::MAX {
+            return Ok(None);
+        }
+        loop {
+            let readable = match &*state.borrow_and_update() {
+                FillState::Connecting => 0,
+                // Hold back the final byte until the fill is verified.
+                FillState::Streaming { written, .. } => written.saturating_sub(1),
+                FillState::Done { size } => {
+                    if self.offset >= *size {
+                        return Ok(None);
+                    }
+                    *size
+                }
+                FillState::Failed(error) => {
+                    return Err(std::io::Error::other(error.to_string()));
+                }
+            };
+            if self.offset < readable {
+                let length = usize::try_from(readable - self.offset)
+                    .unwrap_or(usize::MAX)
+                    .min(READ_CHUNK);
+                let file = Arc::clone(&self.fill.file);
+                let offset = self.offset;
+                let chunk = tokio::task::spawn_blocking(move || {
+                    let mut buffer = vec![0; length];
+                    file.read_exact_at(&mut buffer, offset)
+                        .map(|()| Bytes::from(buffer))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                self.offset += chunk.len() as u64;
+                return Ok(Some(chunk));
+            }
+            if state.changed().await.is_err() {
+                return Err(std::io::Error::other(format!(
+                    "fill of `{}` stopped unexpectedly",
+                    self.fill.key
+                )));
+            }
+        }
+    }
+}

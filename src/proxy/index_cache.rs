@@ -1,0 +1,451 @@
+//! Index documents: project pages, project lists, and remembered upstream 404s.
+//!
+//! For each request the stored entry is looked up in the in-process tier (bounded by
+//! bytes), then the metadata store. Its [`Freshness`] decides:
+//!
+//! | state | answer | upstream |
+//! |---|---|---|
+//! | fresh | HIT | none |
+//! | stale (grace period) | STALE at once | one background refresh, behind the refresh lock |
+//! | expired or absent | wait for the refresh (single flight) | conditional GET |
+//! | upstream failing | last good copy, STALE + `Warning` (offline mode) | retried after the lock's time |
+//!
+//! The protocol supplies an [`IndexSource`]: how to fetch the document, and how to
+//! render the forms served to clients from the stored canonical body.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moka::future::Cache;
+use sha2::{Digest as _, Sha256};
+use tracing::{debug, warn};
+
+use super::refresh_lock::{LocalRefreshLock, RefreshLock};
+use super::single_flight::{Role, SingleFlight};
+use super::{CacheKey, CacheStatus, ProxyError, UpstreamError};
+use crate::clock::Clock;
+use crate::http_cache::{Freshness, FreshnessPolicy, Lifetimes, Validators};
+use crate::metadata::{IndexRecord, MetadataStore};
+use crate::metrics::Metrics;
+
+/// One form of a document as served to clients (e.g. PEP 691 JSON, PEP 503 HTML).
+#[derive(Debug, Clone)]
+pub struct Rendition {
+    /// The protocol's name for this form.
+    pub name: &'static str,
+    pub body: Bytes,
+    /// Our own strong validator: a hash of exactly these bytes.
+    pub etag: String,
+}
+
+impl Rendition {
+    #[must_use]
+    pub fn new(name: &'static str, body: Bytes) -> Self {
+        let digest = Sha256::digest(&body);
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        Self { name, body, etag }
+    }
+}
+
+/// A stored index document (or negative result) with everything needed to serve it.
+#[derive(Debug)]
+pub struct IndexDocument {
+    /// `false`: the upstream said this does not exist.
+    pub found: bool,
+    /// The protocol's canonical serialized form (upstream URLs, not rewritten).
+    pub canonical: Bytes,
+    pub renditions: Vec<Rendition>,
+    pub validators: Validators,
+    pub stored_at: SystemTime,
+    pub lifetimes: Lifetimes,
+}
+
+impl IndexDocument {
+    #[must_use]
+    pub fn rendition(&self, name: &str) -> Option<&Rendition> {
+        self.renditions.iter().find(|r| r.name == name)
+    }
+
+    fn weight(&self) -> u32 {
+        let bytes =
+            self.canonical.len() + self.renditions.iter().map(|r| r.body.len()).sum::<usize>();
+        u32::try_from(bytes + 256).unwrap_or(u32::MAX)
+    }
+}
+
+/// What the upstream answered.
+#[derive(Debug)]
+pub enum Fetched {
+    Document {
+        canonical: Bytes,
+        validators: Validators,
+    },
+    NotModified {
+        validators: Validators,
+    },
+    NotFound,
+}
+
+/// The protocol's side of an index document.
+#[async_trait]
+pub trait IndexSource: Send + Sync {
+    /// Fetches the document; conditionally when `validators` are not empty.
+    async fn fetch(&self, validators: &Validators) -> Result<Fetched, UpstreamError>;
+    /// Builds the forms served to clients from the canonical body.
+    ///
+    /// # Errors
+    /// A description of why the canonical body cannot be read.
+    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String>;
+    /// Version of the canonical form; stored entries of another version are refetched.
+    fn format_version(&self) -> u32;
+}
+
+/// A request for one index document.
+#[derive(Clone)]
+pub struct IndexRequest {
+    pub key: CacheKey,
+    pub policy: FreshnessPolicy,
+    /// Lifetime of a remembered upstream 404.
+    pub negative_ttl: Duration,
+    pub source: Arc<dyn IndexSource>,
+}
+
+/// The answer to an [`IndexRequest`].
+#[derive(Debug, Clone)]
+pub struct IndexLookup {
+    pub document: Arc<IndexDocument>,
+    pub status: CacheStatus,
+    /// Set when a stale copy is served because the upstream failed (RFC 9111 §5.5's
+    /// `Warning: 111`).
+    pub warning: Option<String>,
+}
+
+type RefreshResult = Result<(Arc<IndexDocument>, CacheStatus), Arc<ProxyError>>;
+
+/// The engine for index documents. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct IndexCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    memory: Cache<String, Arc<IndexDocument>>,
+    metadata: Arc<dyn MetadataStore>,
+    flights: SingleFlight<RefreshResult>,
+    refresh_lock: Arc<dyn RefreshLock>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+}
+
+impl IndexCache {
+    #[must_use]
+    pub fn new(
+        memory_capacity_bytes: u64,
+        metadata: Arc<dyn MetadataStore>,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Self {
+        let memory = Cache::builder()
+            .max_capacity(memory_capacity_bytes)
+            .weigher(|key: &String, document: &Arc<IndexDocument>| {
+                document
+                    .weight()
+                    .saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
+            })
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                memory,
+                metadata,
+                flights: SingleFlight::default(),
+                refresh_lock: Arc::new(LocalRefreshLock::default()),
+                clock,
+                metrics,
+            }),
+        }
+    }
+
+    /// Serves the document for `request`, refreshing it as its freshness requires.
+    ///
+    /// # Errors
+    /// Only when nothing servable is stored and the upstream fails.
+    pub async fn lookup(&self, request: IndexRequest) -> Result<IndexLookup, Arc<ProxyError>> {
+        let now = self.inner.clock.now();
+        let cached = self.load(&request).await;
+        let lookup = match cached.as_ref().map(|d| (d, d.lifetimes.freshness(now))) {
+            Some((document, Freshness::Fresh)) => IndexLookup {
+                document: Arc::clone(document),
+                status: CacheStatus::Hit,
+                warning: None,
+            },
+            Some((document, Freshness::Stale)) => {
+                self.refresh_in_background(&request, Arc::clone(document), now);
+                IndexLookup {
+                    document: Arc::clone(document),
+                    status: CacheStatus::Stale,
+                    warning: None,
+                }
+            }
+            Some((_, Freshness::Expired)) | None => {
+                self.refresh_and_wait(&request, cached, now).await?
+            }
+        };
+        let category = if lookup.document.found {
+            "index"
+        } else {
+            "negative"
+        };
+        self.inner
+            .metrics
+            .record_cache(category, request.key.format(), lookup.status.as_str());
+        Ok(lookup)
+    }
+
+    /// Drops every entry whose key starts with `prefix` from the in-process tier, so the
+    /// next request reloads it.
+    pub fn forget_prefix(&self, prefix: &str) {
+        let prefix = prefix.to_owned();
+        let _ = self
+            .inner
+            .memory
+            .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
+    }
+
+    /// Bytes held by the in-process tier (approximate, by the weigher).
+    #[must_use]
+    pub fn memory_bytes(&self) -> u64 {
+        self.inner.memory.weighted_size()
+    }
+
+    async fn load(&self, request: &IndexRequest) -> Option<Arc<IndexDocument>> {
+        let key = request.key.as_str();
+        if let Some(document) = self.inner.memory.get(key).await {
+            return Some(document);
+        }
+        let record = match self.inner.metadata.index_entry(key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return None,
+            Err(error) => {
+                warn!(%key, %error, "metadata store unavailable; treating index entry as absent");
+                return None;
+            }
+        };
+        if record.format_version != request.source.format_version() {
+            debug!(%key, "stored index entry has an older format; refetching");
+            return None;
+        }
+        let renditions = if record.found {
+            match request.source.render(&record.body) {
+                Ok(renditions) => renditions,
+                Err(reason) => {
+                    warn!(%key, %reason, "stored index entry cannot be rendered; refetching");
+                    return None;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let document = Arc::new(IndexDocument {
+            found: record.found,
+            canonical: record.body,
+            renditions,
+            validators: record.validators,
+            stored_at: record.stored_at,
+            lifetimes: record.lifetimes,
+        });
+        self.inner
+            .memory
+            .insert(key.to_owned(), Arc::clone(&document))
+            .await;
+        Some(document)
+    }
+
+    fn refresh_in_background(
+        &self,
+        request: &IndexRequest,
+        cached: Arc<IndexDocument>,
+        now: SystemTime,
+    ) {
+        let key = request.key.as_str().to_owned();
+        let update_time = request.policy.update_time;
+        let Some(token) = self.inner.refresh_lock.try_acquire(&key, update_time, now) else {
+            return;
+        };
+        let this = self.clone();
+        let request = request.clone();
+        tokio::spawn(async move {
+            let (result, _) = this
+                .inner
+                .flights
+                .run(&key, || this.clone().refresh(request, Some(cached)))
+                .await;
+            match result {
+                Some(Ok(_)) => this.inner.refresh_lock.release(&key, &token),
+                // Keep the lock until it expires: that is the back-off before the next
+                // attempt against a failing upstream.
+                Some(Err(error)) => warn!(%key, %error, "background refresh failed; serving stale"),
+                None => warn!(%key, "background refresh panicked"),
+            }
+        });
+    }
+
+    async fn refresh_and_wait(
+        &self,
+        request: &IndexRequest,
+        cached: Option<Arc<IndexDocument>>,
+        now: SystemTime,
+    ) -> Result<IndexLookup, Arc<ProxyError>> {
+        let key = request.key.as_str();
+        let (result, role) = self
+            .inner
+            .flights
+            .run(key, || {
+                self.clone().refresh(request.clone(), cached.clone())
+            })
+            .await;
+        if role == Role::Joined {
+            self.inner
+                .metrics
+                .record_coalesced("index", request.key.format());
+        }
+        let result = result.unwrap_or_else(|| {
+            Err(Arc::new(ProxyError::FillAborted {
+                key: key.to_owned(),
+            }))
+        });
+        match result {
+            Ok((document, status)) => Ok(IndexLookup {
+                document,
+                status,
+                warning: None,
+            }),
+            Err(error) => match cached {
+                Some(document) if request.policy.serves_on_error(document.lifetimes, now) => {
+                    warn!(%key, %error, "upstream failed; serving the last good copy");
+                    Ok(IndexLookup {
+                        document,
+                        status: CacheStatus::Stale,
+                        warning: Some(format!("111 granary \"Revalidation Failed: {error}\"")),
+                    })
+                }
+                _ => Err(error),
+            },
+        }
+    }
+
+    /// The flight body: one conditional fetch, stored in both tiers.
+    async fn refresh(
+        self,
+        request: IndexRequest,
+        cached: Option<Arc<IndexDocument>>,
+    ) -> RefreshResult {
+        let key = request.key.as_str();
+        let validators = cached
+            .as_ref()
+            .filter(|d| d.found)
+            .map(|d| d.validators.clone())
+            .unwrap_or_default();
+        let fetched = request
+            .source
+            .fetch(&validators)
+            .await
+            .map_err(|e| Arc::new(ProxyError::from(e)))?;
+        let now = self.inner.clock.now();
+        let (document, status) = match fetched {
+            Fetched::Document {
+                canonical,
+                validators,
+            } => {
+                let renditions = request.source.render(&canonical).map_err(|reason| {
+                    Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
+                        upstream: key.to_owned(),
+                        reason,
+                    }))
+                })?;
+                let document = IndexDocument {
+                    found: true,
+                    canonical,
+                    renditions,
+                    validators,
+                    stored_at: now,
+                    lifetimes: request.policy.lifetimes(now),
+                };
+                self.persist(&request, &document).await;
+                (document, CacheStatus::Miss)
+            }
+            Fetched::NotModified { validators } => {
+                let Some(cached) = cached.filter(|d| d.found) else {
+                    return Err(Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
+                        upstream: key.to_owned(),
+                        reason: "304 Not Modified to an unconditional request".to_owned(),
+                    })));
+                };
+                let lifetimes = request.policy.lifetimes(now);
+                let validators = Validators {
+                    etag: validators.etag.or_else(|| cached.validators.etag.clone()),
+                    last_modified: validators
+                        .last_modified
+                        .or_else(|| cached.validators.last_modified.clone()),
+                };
+                if let Err(error) = self
+                    .inner
+                    .metadata
+                    .renew_index_entry(key, now, lifetimes, &validators)
+                    .await
+                {
+                    warn!(%key, %error, "could not renew index entry in the metadata store");
+                }
+                let document = IndexDocument {
+                    found: true,
+                    canonical: cached.canonical.clone(),
+                    renditions: cached.renditions.clone(),
+                    validators,
+                    stored_at: now,
+                    lifetimes,
+                };
+                (document, CacheStatus::Revalidated)
+            }
+            Fetched::NotFound => {
+                let fresh_until = now + request.negative_ttl;
+                let document = IndexDocument {
+                    found: false,
+                    canonical: Bytes::new(),
+                    renditions: Vec::new(),
+                    validators: Validators::default(),
+                    stored_at: now,
+                    lifetimes: Lifetimes {
+                        fresh_until,
+                        stale_until: fresh_until,
+                    },
+                };
+                self.persist(&request, &document).await;
+                (document, CacheStatus::Miss)
+            }
+        };
+        let document = Arc::new(document);
+        self.inner
+            .memory
+            .insert(key.to_owned(), Arc::clone(&document))
+            .await;
+        Ok((document, status))
+    }
+
+    async fn persist(&self, request: &IndexRequest, document: &IndexDocument) {
+        let record = IndexRecord {
+            key: request.key.as_str().to_owned(),
+            format_version: request.source.format_version(),
+            found: document.found,
+            body: document.canonical.clone(),
+            validators: document.validators.clone(),
+            stored_at: document.stored_at,
+            lifetimes: document.lifetimes,
+        };
+        // The in-process tier still serves it; the next start refetches.
+        if let Err(error) = self.inner.metadata.put_index_entry(&record).await {
+            warn!(key = %record.key, %error, "could not store index entry in the metadata store");
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The upstream HTTP client: one pooled `reqwest` client per repository, with
+//! timeouts, bounded retries and credentials that never leave the upstream's origin.
+//!
+//! This is the only module that makes outbound HTTP requests.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderMap, HeaderValue, ACCEPT, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::StatusCode;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::http_cache::Validators;
+use crate::metrics::{Metrics, RepoLabels};
+
+/// Credentials for the upstream's origin.
+#[derive(Clone)]
+pub enum UpstreamAuth {
+    Basic { username: String, password: String },
+    Bearer { token: String },
+}
+
+impl fmt::Debug for UpstreamAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Basic { .. } => "Basic(<redacted>)",
+            Self::Bearer { .. } => "Bearer(<redacted>)",
+        })
+    }
+}
+
+/// How to reach one upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// The repository this client serves (a metrics label).
+    pub repo: String,
+    /// The index root; credentials go only to this URL's origin.
+    pub root: Url,
+    pub connect_timeout: Duration,
+    /// Bound on a whole index fetch and on each read of an artifact body.
+    pub timeout: Duration,
+    /// Extra attempts after a connect error or a 502/503/504.
+    pub retries: u32,
+    pub auth: Option<UpstreamAuth>,
+}
+
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream `{upstream}` could not be reached: {reason}")]
+    Unreachable { upstream: String, reason: String },
+    #[error("upstream `{upstream}` did not answer within {timeout:?}")]
+    TimedOut { upstream: String, timeout: Duration },
+    #[error("upstream `{upstream}` answered {status}")]
+    Status { upstream: String, status: u16 },
+    #[error("upstream `{upstream}` sent a malformed document: {reason}")]
+    Malformed { upstream: String, reason: String },
+    #[error("upstream `{upstream}` broke off the body: {reason}")]
+    Body { upstream: String, reason: String },
+}
+
+impl UpstreamError {
+    /// Whether this is the upstream being slow rather than broken (504 rather than 502).
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::TimedOut { .. })
+    }
+}
+
+/// What kind of request this is; index fetches get a whole-request timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Index,
+    Artifact,
+}
+
+/// A pooled client for one upstream.
+#[derive(Debug)]
+pub struct UpstreamClient {
+    options: UpstreamOptions,
+    http: reqwest::Client,
+    metrics: Metrics,
+    labels: RepoLabels,
+    in_flight: AtomicU64,
+    consecutive_failures: AtomicU64,
+}
+
+impl UpstreamClient {
+    /// Builds the pooled client.
+    ///
+    /// # Errors
+    /// When the TLS backend cannot be initialised.
+    pub fn new(options: UpstreamOptions, metrics: Metrics) -> Result<Arc<Self>, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("granary/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(32)
+            .tcp_nodelay(true)
+            .build()?;
+        let labels = RepoLabels {
+            repo: options.repo.clone(),
+        };
+        Ok(Arc::new(Self {
+            options,
+            http,
+            metrics,
+            labels,
+            in_flight: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+        }))
+    }
+
+    #[must_use]
+    pub fn root(&self) -> &Url {
+        &self.options.root
+    }
+
+    /// The upstream as it may appear in messages: no credentials, no query.
+    #[must_use]
+    pub fn display_root(&self) -> String {
+        display_url(&self.options.root)
+    }
+
+    /// Requests currently in flight and consecutive failures; for `/-/ready`.
+    #[must_use]
+    pub fn pool_status(&self) -> (u64, u64) {
+        (
+            self.in_flight.load(Ordering::Relaxed),
+            self.consecutive_failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// GETs `url`, retrying connect errors and 502/503/504 with backoff. Any status is
+    /// returned as a response; only transport failures are errors.
+    ///
+    /// # Errors
+    /// When the upstream cannot be reached or does not answer in time.
+    pub async fn get(
+        &self,
+        url: &Url,
+        kind: RequestKind,
+        accept: Option<&str>,
+        validators: &Validators,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let headers = Self::request_headers(accept, validators);
+        let mut attempt = 0;
+        loop {
+            let result = self.send_once(url, kind, headers.clone()).await;
+            let retryable = match &result {
+                Err(UpstreamError::Unreachable { .. }) => true,
+                Ok(response) => matches!(
+                    response.status(),
+                    StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT
+                ),
+                Err(_) => false,
+            };
+            let failed = retryable || result.is_err();
+            if failed {
+                self.metrics
+                    .upstream_errors
+                    .get_or_create(&self.labels)
+                    .inc();
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            if !retryable || attempt >= self.options.retries {
+                return result;
+            }
+            attempt += 1;
+            let backoff = Duration::from_millis(100) * 2u32.saturating_pow(attempt - 1);
+            debug!(upstream = %display_url(url), attempt, ?backoff, "retrying upstream request");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    fn request_headers(accept: Option<&str>, validators: &Validators) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = accept.and_then(|a| HeaderValue::from_str(a).ok()) {
+            headers.insert(ACCEPT, accept);
+        }
+        if let Some(etag) = validators
+            .etag
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = validators
+            .last_modified
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(IF_MODIFIED_SINCE, date);
+        }
+        headers
+    }
+
+    async fn send_once(
+        &self,
+        url: &Url,
+        kind: RequestKind,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut request = self.http.get(url.clone()).headers(headers);
+        // Credentials go to the configured origin only: file links may point at other
+        // hosts, which must never see them.
+        if let Some(auth) = &self.options.auth {
+            if url.origin() == self.options.root.origin() {
+                request = match auth {
+                    UpstreamAuth::Basic { username, password } => {
+                        request.basic_auth(username, Some(password))
+                    }
+                    UpstreamAuth::Bearer { token } => request.bearer_auth(token),
+                };
+            }
+        }
+        if kind == RequestKind::Index {
+            request = request.timeout(self.options.timeout);
+        }
+        self.metrics
+            .upstream_requests
+            .get_or_create(&self.labels)
+            .inc();
+        self.metrics.upstream_in_flight.inc();
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = request.send().await;
+        self.metrics.upstream_in_flight.dec();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .upstream_latency
+            .get_or_create(&self.labels)
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|error| {
+            let upstream = display_url(url);
+            if error.is_timeout() {
+                UpstreamError::TimedOut {
+                    upstream,
+                    timeout: self.options.timeout,
+                }
+            } else {
+                warn!(%upstream, error = %error_chain(&error), "upstream request failed");
+                UpstreamError::Unreachable {
+                    upstream,
+                    reason: error_chain(&error),
+                }
+            }
+        })
+    }
+
+    /// Maps a body-read error to an [`UpstreamError`].
+    #[must_use]
+    pub fn body_error(&self, url: &Url, error: &reqwest::Error) -> UpstreamError {
+        let upstream = display_url(url);
+        if error.is_timeout() {
+            UpstreamError::TimedOut {
+                upstream,
+                timeout: self.options.timeout,
+            }
+        } else {
+            UpstreamError::Body {
+                upstream,
+                reason: error_chain(error),
+            }
+        }
+    }
+}
+
+/// `scheme://host[:port]/path`: what an upstream URL may show in logs and messages.
+#[must_use]
+pub fn display_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

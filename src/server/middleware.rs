@@ -1,0 +1,78 @@
+//! The per-request layer: one structured log line and one metrics sample for every
+//! request, with the repository, route, status and cache result.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::info;
+
+use super::respond::X_CACHE;
+use super::state::AppState;
+use crate::metrics::RequestLabels;
+
+pub(super) async fn observe(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let (repo, route) = classify(&state, &path);
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let cache_status = response
+        .headers()
+        .get(X_CACHE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            repo: repo.clone(),
+            route: route.to_owned(),
+            status,
+        })
+        .inc();
+    info!(
+        %method,
+        path = %truncate(&path, 256),
+        repo,
+        route,
+        status,
+        cache_status,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// Repository and a low-cardinality route label for a path.
+fn classify(state: &AppState, path: &str) -> (String, &'static str) {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let first = segments.next().unwrap_or("");
+    if first == "-" {
+        return ("-".to_owned(), "ops");
+    }
+    if !state.repos.contains_key(first) {
+        return ("unknown".to_owned(), "other");
+    }
+    let route = match (segments.next(), segments.next()) {
+        (Some("simple"), None | Some("")) => "project_list",
+        (Some("simple"), Some(_)) => "project",
+        (Some("files"), _) => "file",
+        _ => "other",
+    };
+    (first.to_owned(), route)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}

@@ -1,0 +1,103 @@
+//! The HTTP server: wiring ([`state`]), routing ([`router`]), the request log and
+//! metrics layer ([`middleware`]), turning replies and errors into responses
+//! ([`respond`], [`error`]), granary's own endpoints ([`ops`]) and shutdown.
+
+pub mod error;
+mod middleware;
+mod ops;
+mod respond;
+mod router;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::Config;
+pub use router::router;
+pub use state::AppState;
+
+/// Binds `config.listen` and serves until `shutdown` completes, then drains
+/// in-flight responses for at most `config.shutdown_grace`.
+///
+/// # Errors
+/// When the stores cannot be opened or the address cannot be bound.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on `{}` (setting `listen`)", config.listen))?;
+    serve(listener, config, shutdown).await
+}
+
+/// Like [`run`], on a listener the caller bound (tests bind port 0).
+///
+/// # Errors
+/// When the stores cannot be opened.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace: Duration = config.shutdown_grace.into();
+    let state = AppState::build(&config).await?;
+    let address = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    info!(%address, repos = ?config.repos.keys().collect::<Vec<_>>(), "granary listening");
+
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        info!("shutdown requested; draining in-flight requests");
+        let _ = drain_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    let mut server = server;
+    tokio::select! {
+        result = &mut server => {
+            result.context("server task panicked")?.context("server failed")?;
+        }
+        () = async {
+            let _ = drain_rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            warn!(?grace, "grace period over; closing remaining connections");
+            server.abort();
+        }
+    }
+    info!("granary stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,79 @@
+//! The route table: granary's own endpoints under the reserved `/-/` prefix, and
+//! every repository at `/<name>/`.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use http::header::ACCEPT;
+use http::{Method, StatusCode};
+
+use super::error::ApiError;
+use super::state::{AppState, Repository};
+use super::{middleware, ops, respond};
+use crate::protocols::path::{self, MAX_PATH_BYTES};
+use crate::protocols::RequestError;
+
+/// The application; tests drive it directly or through a listener.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/-/health", get(ops::health))
+        .route("/-/ready", get(ops::ready))
+        .route("/-/metrics", get(ops::metrics))
+        .fallback(dispatch)
+        // Outermost: one log line and one metrics sample per request, errors included.
+        .layer(from_fn_with_state(state.clone(), middleware::observe))
+        .with_state(state)
+}
+
+/// Routes `/<repo>/<rest>` to the repository's protocol.
+async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    match dispatch_inner(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return Err(RequestError::MethodNotAllowed.into());
+    }
+    let raw_path = request.uri().path().to_owned();
+    if raw_path.len() > MAX_PATH_BYTES {
+        return Err(ApiError::client(
+            StatusCode::URI_TOO_LONG,
+            format!("request path is longer than {MAX_PATH_BYTES} bytes"),
+        ));
+    }
+    let trimmed = raw_path.trim_start_matches('/');
+    let (repo_name, rest) = match trimmed.split_once('/') {
+        Some((repo, rest)) => (repo, rest),
+        None if state.repos.contains_key(trimmed) => {
+            return Ok(Redirect::permanent(&format!("/{trimmed}/")).into_response());
+        }
+        None => (trimmed, ""),
+    };
+    let repo = state.repos.get(repo_name).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("no repository named `{repo_name}`"),
+        )
+    })?;
+    let segments = path::segments(rest)?;
+    let accept = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let reply = match repo {
+        Repository::Pypi(pypi) => {
+            pypi.handle(&state.engine, &segments, accept.as_deref())
+                .await?
+        }
+    };
+    let (parts, _) = request.into_parts();
+    let request = Request::from_parts(parts, Body::empty());
+    Ok(respond::reply(reply, request, &state.metrics, repo_name).await)
+}

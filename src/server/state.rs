@@ -1,0 +1,153 @@
+//! Building the service handles from the configuration: the one place where config
+//! becomes the small option structs the lower layers take.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Format, RepoConfig, UpstreamAuth as ConfigAuth};
+use crate::http_cache::FreshnessPolicy;
+use crate::metadata::{MetadataStore, SqliteMetadataStore};
+use crate::metrics::Metrics;
+use crate::protocols::pypi::PypiRepo;
+use crate::proxy::{
+    ArtifactCache, CacheEngine, IndexCache, UpstreamAuth, UpstreamClient, UpstreamOptions,
+};
+use crate::storage::{BlobStore, FsBlobStore, FsStoreOptions};
+
+/// A configured repository.
+#[derive(Debug, Clone)]
+pub enum Repository {
+    Pypi(PypiRepo),
+}
+
+impl Repository {
+    #[must_use]
+    pub fn upstream(&self) -> &UpstreamClient {
+        match self {
+            Self::Pypi(repo) => &repo.upstream,
+        }
+    }
+}
+
+/// Shared handles; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub struct Inner {
+    pub repos: BTreeMap<String, Repository>,
+    pub engine: CacheEngine,
+    pub metadata: Arc<dyn MetadataStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub metrics: Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    /// Opens the stores under `data_dir` and builds every repository's client.
+    ///
+    /// # Errors
+    /// When a store cannot be opened or a client cannot be built; names the path.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`AppState::build`] with an injected clock, for tests of time-dependent behaviour.
+    ///
+    /// # Errors
+    /// As [`AppState::build`].
+    pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data_dir `{}`", data_dir.display()))?;
+        let blobs: Arc<dyn BlobStore> = Arc::new(
+            FsBlobStore::open(FsStoreOptions {
+                blob_dir: data_dir.join("blobs"),
+                temp_dir: data_dir.join("tmp"),
+            })
+            .await
+            .with_context(|| format!("cannot open the blob store in `{}`", data_dir.display()))?,
+        );
+        let db_path = data_dir.join("granary.db");
+        let metadata: Arc<dyn MetadataStore> =
+            Arc::new(SqliteMetadataStore::open(&db_path).await.with_context(|| {
+                format!("cannot open the metadata database `{}`", db_path.display())
+            })?);
+        let metrics = Metrics::new();
+        let engine = CacheEngine {
+            index: IndexCache::new(
+                config.cache.memory_capacity.as_u64(),
+                Arc::clone(&metadata),
+                Arc::clone(&clock),
+                metrics.clone(),
+            ),
+            artifacts: ArtifactCache::new(
+                Arc::clone(&metadata),
+                Arc::clone(&blobs),
+                clock,
+                metrics.clone(),
+            ),
+        };
+        let mut repos = BTreeMap::new();
+        for (name, repo) in &config.repos {
+            repos.insert(name.clone(), build_repository(name, repo, &metrics)?);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                repos,
+                engine,
+                metadata,
+                blobs,
+                metrics,
+            }),
+        })
+    }
+}
+
+fn build_repository(
+    name: &str,
+    repo: &RepoConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<Repository> {
+    let upstream = UpstreamClient::new(
+        UpstreamOptions {
+            repo: name.to_owned(),
+            root: repo.upstream.clone(),
+            connect_timeout: repo.connect_timeout.into(),
+            timeout: repo.timeout.into(),
+            retries: repo.retries,
+            auth: repo.auth.clone().map(|auth| match auth {
+                ConfigAuth::Basic { username, password } => {
+                    UpstreamAuth::Basic { username, password }
+                }
+                ConfigAuth::Bearer { token } => UpstreamAuth::Bearer { token },
+            }),
+        },
+        metrics.clone(),
+    )
+    .with_context(|| format!("cannot build the HTTP client for `repos.{name}`"))?;
+    let policy = FreshnessPolicy {
+        ttl: repo.index_ttl.into(),
+        update_time: repo.update_time.into(),
+        max_staleness: repo.max_staleness.map(Into::into),
+    };
+    Ok(match repo.format {
+        Format::Pypi => Repository::Pypi(PypiRepo {
+            name: name.to_owned(),
+            upstream,
+            policy,
+            negative_ttl: repo.negative_ttl.into(),
+        }),
+    })
+}

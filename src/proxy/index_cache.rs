@@ -13,7 +13,8 @@
 //! The protocol supplies an [`IndexSource`]: how to fetch the document, and how to
 //! render the forms served to clients from the stored canonical body.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -136,6 +137,10 @@ struct Inner {
     metadata: Arc<dyn MetadataStore>,
     flights: SingleFlight<RefreshResult>,
     refresh_lock: Arc<dyn RefreshLock>,
+    /// Keys whose last refresh failed, until when: during this back-off an expired
+    /// entry is served stale at once instead of every request waiting for the failing
+    /// upstream again.
+    failing_until: Mutex<HashMap<String, SystemTime>>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 }
@@ -162,6 +167,7 @@ impl IndexCache {
                 metadata,
                 flights: SingleFlight::default(),
                 refresh_lock: Arc::new(LocalRefreshLock::default()),
+                failing_until: Mutex::new(HashMap::new()),
                 clock,
                 metrics,
             }),
@@ -187,6 +193,18 @@ impl IndexCache {
                     document: Arc::clone(document),
                     status: CacheStatus::Stale,
                     warning: None,
+                }
+            }
+            Some((document, Freshness::Expired))
+                if self.in_failure_backoff(&request, document, now) =>
+            {
+                IndexLookup {
+                    document: Arc::clone(document),
+                    status: CacheStatus::Stale,
+                    warning: Some(format!(
+                        "111 granary \"Revalidation Failed: upstream failing, next attempt within {:?}\"",
+                        request.policy.update_time
+                    )),
                 }
             }
             Some((_, Freshness::Expired)) | None => {
@@ -218,6 +236,37 @@ impl IndexCache {
     #[must_use]
     pub fn memory_bytes(&self) -> u64 {
         self.inner.memory.weighted_size()
+    }
+
+    fn in_failure_backoff(
+        &self,
+        request: &IndexRequest,
+        document: &IndexDocument,
+        now: SystemTime,
+    ) -> bool {
+        let failing = self
+            .inner
+            .failing_until
+            .lock()
+            .expect("backoff map is never poisoned");
+        failing
+            .get(request.key.as_str())
+            .is_some_and(|until| now < *until)
+            && request.policy.serves_on_error(document.lifetimes, now)
+    }
+
+    fn record_refresh_outcome(&self, request: &IndexRequest, succeeded: bool) {
+        let mut failing = self
+            .inner
+            .failing_until
+            .lock()
+            .expect("backoff map is never poisoned");
+        if succeeded {
+            failing.remove(request.key.as_str());
+        } else {
+            let until = self.inner.clock.now() + request.policy.update_time;
+            failing.insert(request.key.as_str().to_owned(), until);
+        }
     }
 
     async fn load(&self, request: &IndexRequest) -> Option<Arc<IndexDocument>> {
@@ -342,6 +391,16 @@ impl IndexCache {
         request: IndexRequest,
         cached: Option<Arc<IndexDocument>>,
     ) -> RefreshResult {
+        let result = self.refresh_once(&request, cached).await;
+        self.record_refresh_outcome(&request, result.is_ok());
+        result
+    }
+
+    async fn refresh_once(
+        &self,
+        request: &IndexRequest,
+        cached: Option<Arc<IndexDocument>>,
+    ) -> RefreshResult {
         let key = request.key.as_str();
         let validators = cached
             .as_ref()
@@ -373,7 +432,7 @@ impl IndexCache {
                     stored_at: now,
                     lifetimes: request.policy.lifetimes(now),
                 };
-                self.persist(&request, &document).await;
+                self.persist(request, &document).await;
                 (document, CacheStatus::Miss)
             }
             Fetched::NotModified { validators } => {
@@ -421,7 +480,7 @@ impl IndexCache {
                         stale_until: fresh_until,
                     },
                 };
-                self.persist(&request, &document).await;
+                self.persist(request, &document).await;
                 (document, CacheStatus::Miss)
             }
         };

@@ -1,0 +1,1 @@
+//! Real `pip` and `uv` against the real `granary` binary, with a fixture upstream.

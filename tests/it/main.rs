@@ -1,0 +1,10 @@
+#![allow(unreachable_pub)]
+//! granary's integration tests: one binary, one module per concern.
+
+mod artifacts;
+mod bad_input;
+mod cache_engine;
+mod e2e_clients;
+mod ops;
+mod pypi_index;
+mod support;

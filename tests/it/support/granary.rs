@@ -1,0 +1,93 @@
+//! A granary on an ephemeral loopback port, built from a real configuration file.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use granary::clock::{Clock, SystemClock};
+use granary::config::{self, Config, ConfigSources};
+use granary::server::{router, AppState};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// A running granary.
+pub struct TestGranary {
+    pub addr: SocketAddr,
+    pub data_dir: TempDir,
+    pub state: AppState,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestGranary {
+    /// A granary with one PyPI repository `pypi` proxying `upstream`, plus `extra` TOML
+    /// lines in the repository's table.
+    pub async fn pypi(upstream: &str, extra: &str) -> Self {
+        Self::start(upstream, extra, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start(upstream: &str, extra: &str, clock: Arc<dyn Clock>) -> Self {
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let config_path = data_dir.path().join("granary.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"{upstream}\"\n{extra}\n",
+                data_dir.path().join("data").display()
+            ),
+        )
+        .expect("write config");
+        let config = config::load(&ConfigSources {
+            file: Some(config_path),
+            ..ConfigSources::default()
+        })
+        .expect("test config loads");
+        let state = AppState::build_with_clock(&config, clock)
+            .await
+            .expect("state builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind granary");
+        let addr = listener.local_addr().expect("addr");
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            data_dir,
+            state,
+            config,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+    }
+
+    /// `data_dir` as configured.
+    pub fn data(&self) -> std::path::PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    /// A client that never follows redirects (tests look at them).
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+}
+
+impl Drop for TestGranary {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

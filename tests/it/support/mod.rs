@@ -1,0 +1,49 @@
+//! Test support: a fake upstream registry and a granary on an ephemeral port.
+
+pub mod granary;
+pub mod upstream;
+
+pub use granary::TestGranary;
+pub use upstream::{Behaviour, FakeUpstream, Scripted};
+
+use std::path::{Path, PathBuf};
+
+/// Builds the PyPI fixture (real wheels, an sdist, both index forms) into `dir`.
+pub fn build_pypi_fixture(dir: &Path) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pypi/make_index.py");
+    let status = std::process::Command::new(python())
+        .arg(&script)
+        .arg(dir)
+        .status()
+        .expect("python3 runs the fixture generator");
+    assert!(status.success(), "fixture generator failed");
+    dir.to_path_buf()
+}
+
+/// The Python interpreter used for fixtures and pip.
+pub fn python() -> String {
+    std::env::var("GRANARY_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Files below `dir`, recursively (for "nothing was stored" checks).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// sha256 hex of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

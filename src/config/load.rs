@@ -59,6 +59,16 @@ impl FromStr for RepoFlag {
     }
 }
 
+/// The keys of [`Config`], the only ones the environment overlay reads.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "log",
+    "shutdown_grace",
+    "cache",
+    "repos",
+];
+
 /// Loads and validates the configuration.
 ///
 /// # Errors
@@ -78,7 +88,18 @@ pub fn load(sources: &ConfigSources) -> anyhow::Result<Config> {
             }
         }
     }
-    figment = figment.merge(Env::prefixed("GRANARY_").ignore(&["config"]).split("__"));
+    // Only variables that name a top-level setting are configuration: other tools
+    // (and tests) use the prefix too. Unknown keys *inside* a section still fail.
+    figment = figment.merge(
+        Env::prefixed("GRANARY_")
+            .filter(|key| {
+                let top = key.as_str().split("__").next().unwrap_or("");
+                TOP_LEVEL_KEYS
+                    .iter()
+                    .any(|known| top.eq_ignore_ascii_case(known))
+            })
+            .split("__"),
+    );
     if let Some(listen) = sources.listen {
         figment = figment.merge(Serialized::default("listen", listen));
     }
@@ -154,6 +175,8 @@ fn is_valid_repo_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
+// figment's Jail API fixes the closure's error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use std::io::Write;
@@ -164,9 +187,24 @@ mod tests {
         file
     }
 
+    /// Runs `f` under figment's global jail lock: one test below changes the process
+    /// environment, and no other load may observe it.
+    fn jailed<T>(f: impl FnOnce() -> T) -> T {
+        let mut output = None;
+        figment::Jail::expect_with(|_| {
+            output = Some(f());
+            Ok(())
+        });
+        output.expect("the jail ran the closure")
+    }
+
+    fn load_jailed(sources: &ConfigSources) -> anyhow::Result<Config> {
+        jailed(|| load(sources))
+    }
+
     fn load_file(text: &str) -> anyhow::Result<Config> {
         let file = write_config(text);
-        load(&ConfigSources {
+        load_jailed(&ConfigSources {
             file: Some(file.path().to_path_buf()),
             ..ConfigSources::default()
         })
@@ -186,7 +224,7 @@ mod tests {
     #[test]
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
-        let config = load(&ConfigSources {
+        let config = load_jailed(&ConfigSources {
             file: Some(path),
             ..ConfigSources::default()
         })
@@ -212,7 +250,7 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_named() {
-        let error = load(&ConfigSources {
+        let error = load_jailed(&ConfigSources {
             file: Some(PathBuf::from("/nonexistent/granary.toml")),
             ..ConfigSources::default()
         })
@@ -233,7 +271,7 @@ mod tests {
             .expect("valid flag");
         assert_eq!(flag.name, "internal");
         let file = write_config("log = \"debug\"\n");
-        let config = load(&ConfigSources {
+        let config = load_jailed(&ConfigSources {
             file: Some(file.path().to_path_buf()),
             repos: vec![flag],
             ..ConfigSources::default()
@@ -245,6 +283,37 @@ mod tests {
             "a trailing slash is added"
         );
         assert!("npm:x".parse::<RepoFlag>().is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_ignores_foreign_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "granary.toml",
+                "listen = \"127.0.0.1:8080\"\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/simple/\"\n",
+            )?;
+            jail.set_env("GRANARY_LISTEN", "127.0.0.1:9999");
+            jail.set_env("GRANARY_REPOS__PYPI__INDEX_TTL", "10m");
+            jail.set_env("GRANARY_TEST_SOMETHING", "not configuration");
+            let config = load(&ConfigSources::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen.port(), 9999);
+            assert_eq!(
+                config.repos["pypi"].index_ttl.0,
+                std::time::Duration::from_secs(600)
+            );
+            let with_flag = load(&ConfigSources {
+                listen: Some("127.0.0.1:7777".parse().expect("addr")),
+                ..ConfigSources::default()
+            })
+            .map_err(|e| e.to_string())?;
+            assert_eq!(with_flag.listen.port(), 7777, "CLI beats the environment");
+            jail.set_env("GRANARY_REPOS__PYPI__INDEX_TLL", "10m");
+            assert!(
+                load(&ConfigSources::default()).is_err(),
+                "typo inside a section fails"
+            );
+            Ok(())
+        });
     }
 
     #[test]

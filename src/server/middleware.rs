@@ -41,10 +41,10 @@ pub(super) async fn observe(
     info!(
         %method,
         path = %truncate(&path, 256),
-        repo,
+        repo = %repo,
         route,
         status,
-        cache_status,
+        cache_status = %cache_status,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );

@@ -1,1 +1,260 @@
-//! Real `pip` and `uv` against the real `granary` binary, with a fixture upstream.
+//! Real `pip` and `uv` against the real `granary` binary, with a fixture upstream built
+//! at test time: a cold install, a warm install from fresh client caches with the
+//! upstream stopped, then with the upstream hanging, then a clean SIGTERM shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::support::{build_pypi_fixture, files_under, python, Behaviour, FakeUpstream};
+
+/// The modules the fixture's dependency tree installs, and what must hold of them:
+/// beta 1.1 (1.0 is yanked, 2.0 requires Python >= 4), gamma-lib built from its sdist.
+const IMPORT_CHECK: &str = "import alpha, beta, gamma_lib, delta; \
+    assert beta.VERSION == '1.1', beta.VERSION; \
+    assert gamma_lib.BUILT_FROM_SDIST; \
+    assert delta.VERSION == '3.0'";
+
+struct GranaryProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl GranaryProcess {
+    fn spawn(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("granary binary starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (address_tx, address_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("granary listening") {
+                    let address = line
+                        .split_whitespace()
+                        .find_map(|field| field.strip_prefix("address="))
+                        .map(str::to_owned);
+                    let _ = address_tx.send(address);
+                }
+                if std::env::var_os("GRANARY_TEST_LOG").is_some() {
+                    eprintln!("granary: {line}");
+                }
+            }
+        });
+        let addr = address_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("granary logs its address")
+            .expect("address field")
+            .parse()
+            .expect("socket address");
+        Self { child, addr }
+    }
+
+    fn index_url(&self) -> String {
+        format!("http://{}/pypi/simple/", self.addr)
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().expect("kill after grace");
+        panic!("granary did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for GranaryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn uv() -> PathBuf {
+    if let Some(path) = std::env::var_os("GRANARY_TEST_UV") {
+        return PathBuf::from(path);
+    }
+    let candidates = [
+        std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".cache/granary-ci/venv/bin/uv")),
+        Some(PathBuf::from("uv")),
+    ];
+    for candidate in candidates.into_iter().flatten() {
+        if Command::new(&candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return candidate;
+        }
+    }
+    panic!("uv not found: run `bash .ci/run` once (it installs uv) or set GRANARY_TEST_UV");
+}
+
+fn run(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Installs `alpha` (and its tree) with `client` into a new target from a new, empty
+/// client cache, then imports it.
+fn install_and_import(client: &str, index_url: &str, scratch: &Path, round: &str) {
+    let target = scratch.join(format!("{client}-{round}-target"));
+    let cache = scratch.join(format!("{client}-{round}-cache"));
+    let mut command = match client {
+        "pip" => {
+            let mut command = Command::new(python());
+            command
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--index-url",
+                    index_url,
+                ])
+                .arg("--cache-dir")
+                .arg(&cache)
+                .env("PIP_CONFIG_FILE", "/dev/null");
+            command
+        }
+        "uv" => {
+            let mut command = Command::new(uv());
+            command
+                .args([
+                    "pip",
+                    "install",
+                    "--no-config",
+                    "--python",
+                    &python(),
+                    "--index-url",
+                    index_url,
+                ])
+                .arg("--cache-dir")
+                .arg(&cache);
+            command
+        }
+        other => panic!("unknown client {other}"),
+    };
+    command.arg("--target").arg(&target).arg("alpha");
+    run(&mut command, &format!("{client} install ({round})"));
+    run(
+        Command::new(python())
+            .args(["-c", IMPORT_CHECK])
+            .env("PYTHONPATH", &target),
+        &format!("import after {client} install ({round})"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_and_uv_install_through_granary_then_offline() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let fixture = build_pypi_fixture(&scratch.path().join("upstream"));
+    let mut upstream = FakeUpstream::start(Some(fixture.clone())).await;
+    let data_dir = scratch.path().join("granary-data");
+    let config = scratch.path().join("granary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nshutdown_grace = \"5s\"\n\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"{}\"\n\
+             index_ttl = \"1s\"\nupdate_time = \"1s\"\ntimeout = \"2s\"\nretries = 0\n",
+            data_dir.display(),
+            upstream.url("simple/")
+        ),
+    )
+    .expect("config");
+    let granary = GranaryProcess::spawn(&config);
+    let index_url = granary.index_url();
+
+    // Cold: both clients through granary.
+    for client in ["pip", "uv"] {
+        let (index_url, scratch) = (index_url.clone(), scratch.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            install_and_import(client, &index_url, &scratch, "cold")
+        })
+        .await
+        .expect("install task");
+    }
+    for file in [
+        "alpha-1.0-py3-none-any.whl",
+        "beta-1.1-py3-none-any.whl",
+        "delta-3.0-py3-none-any.whl",
+        "gamma_lib-0.5.tar.gz",
+    ] {
+        assert_eq!(
+            upstream.hits(&format!("packages/{file}")),
+            1,
+            "{file} fetched upstream exactly once"
+        );
+    }
+    assert_eq!(
+        upstream.hits("packages/beta-2.0-py3-none-any.whl"),
+        0,
+        "requires-python excluded it"
+    );
+
+    // Upstream stopped, index entries expired: served from granary's cache.
+    let upstream_addr = upstream.addr;
+    upstream.stop().await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for client in ["pip", "uv"] {
+        let (index_url, scratch) = (index_url.clone(), scratch.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            install_and_import(client, &index_url, &scratch, "upstream-stopped")
+        })
+        .await
+        .expect("install task");
+    }
+
+    // Upstream hanging: still served, within the configured upstream timeout.
+    let hanging = FakeUpstream::start_at(Some(fixture), upstream_addr, Behaviour::Hang).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    {
+        let (index_url, scratch) = (index_url.clone(), scratch.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            install_and_import("pip", &index_url, &scratch, "upstream-hanging")
+        })
+        .await
+        .expect("install task");
+    }
+    assert!(
+        hanging.total_hits() > 0,
+        "granary did try the hanging upstream"
+    );
+
+    let status = tokio::task::spawn_blocking(move || granary.terminate())
+        .await
+        .expect("terminate");
+    assert!(
+        status.success(),
+        "granary exits cleanly on SIGTERM: {status}"
+    );
+    assert!(
+        files_under(&data_dir.join("tmp")).is_empty(),
+        "no temporary files left behind"
+    );
+}

@@ -12,7 +12,8 @@ use tokio::sync::oneshot;
 /// A running granary.
 pub struct TestGranary {
     pub addr: SocketAddr,
-    pub data_dir: TempDir,
+    /// Keeps the temporary directory alive as long as the server.
+    _scratch: TempDir,
     pub state: AppState,
     pub config: Config,
     stop: Option<oneshot::Sender<()>>,
@@ -59,7 +60,7 @@ impl TestGranary {
         });
         Self {
             addr,
-            data_dir,
+            _scratch: data_dir,
             state,
             config,
             stop: Some(stop),

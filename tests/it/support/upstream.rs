@@ -79,11 +79,22 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     /// Starts serving `dir` (if any) on an ephemeral loopback port.
     pub async fn start(dir: Option<PathBuf>) -> Self {
+        Self::start_at(
+            dir,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Behaviour::Normal,
+        )
+        .await
+    }
+
+    /// Starts on a given address (to replace a stopped upstream on the same port).
+    pub async fn start_at(dir: Option<PathBuf>, addr: SocketAddr, behaviour: Behaviour) -> Self {
         let state = Arc::new(FakeState {
             dir,
+            behaviour: Mutex::new(Some(behaviour)),
             ..FakeState::default()
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind fake upstream");
         let addr = listener.local_addr().expect("local addr");

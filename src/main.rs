@@ -22,6 +22,23 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (credentials redacted) and exit.
     PrintConfig(ServeArgs),
+    /// Remove orphaned blobs and rows, then evict least recently used artifacts down
+    /// to `storage.max_size` (or --max-size). Run it with the server stopped.
+    Gc {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// Evict down to this size, e.g. `10GiB`; overrides `storage.max_size`.
+        #[arg(long)]
+        max_size: Option<bytesize::ByteSize>,
+    },
+    /// Re-hash every stored blob and report corrupt ones.
+    Verify {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// Remove corrupt blobs and their rows (they are fetched again on demand).
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,13 +87,68 @@ fn main() -> anyhow::Result<()> {
                 granary::server::shutdown_signal(),
             ))
         }
+        Command::Gc { args, max_size } => {
+            let config = config::load(&args.sources())?;
+            init_tracing(&config.log)?;
+            let max_bytes = max_size
+                .or(config.storage.max_size)
+                .map(|size| size.as_u64());
+            let report = runtime()?.block_on(async {
+                let state = granary::server::AppState::build(&config).await?;
+                let report = state.engine.artifacts.collect_garbage(max_bytes).await?;
+                anyhow::Ok(report)
+            })?;
+            say(&format!(
+                "gc: removed {} orphaned blobs ({} bytes) and {} dangling rows; evicted {} blobs ({} bytes); {} bytes stored; {} skipped in use\n",
+                report.orphan_blobs,
+                report.orphan_bytes,
+                report.dangling_rows,
+                report.eviction.evicted_blobs,
+                report.eviction.freed_bytes,
+                report.eviction.stored_bytes_after,
+                report.eviction.skipped_in_use,
+            ))
+        }
+        Command::Verify { args, repair } => {
+            let config = config::load(&args.sources())?;
+            init_tracing(&config.log)?;
+            let report = runtime()?.block_on(async {
+                let state = granary::server::AppState::build(&config).await?;
+                anyhow::Ok(state.engine.artifacts.verify(repair).await?)
+            })?;
+            let mut text = format!(
+                "verify: checked {} blobs, {} corrupt, {} removed\n",
+                report.checked,
+                report.corrupt.len(),
+                report.removed
+            );
+            for digest in &report.corrupt {
+                text.push_str(&format!("corrupt: {digest}\n"));
+            }
+            say(&text)?;
+            if !report.corrupt.is_empty() && !repair {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::PrintConfig(args) => {
             let config = config::load(&args.sources())?;
-            let text = format!("{config:#?}\n");
-            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
-                .context("cannot write to stdout")
+            say(&format!("{config:#?}\n"))
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Command output for people (logs go to stderr).
+fn say(text: &str) -> anyhow::Result<()> {
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
+        .context("cannot write to stdout")
 }
 
 fn init_tracing(filter: &str) -> anyhow::Result<()> {

@@ -10,5 +10,6 @@ mod types;
 
 pub use load::{load, ConfigSources, RepoFlag};
 pub use types::{
-    CacheConfig, Config, Credentials, Format, HumanDuration, RepoConfig, UpstreamAuth,
+    CacheConfig, Config, Credentials, Format, HumanDuration, RepoConfig, Secret, StorageConfig,
+    UpstreamAuth,
 };

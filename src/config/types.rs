@@ -27,6 +27,12 @@ pub struct Config {
     /// How long in-flight responses may take to finish after SIGINT/SIGTERM.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
+    /// Bearer token for the `/-/cache/` admin endpoints; absent: they are disabled.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+    /// The blob store.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// The in-process cache tier.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -50,6 +56,27 @@ impl Default for CacheConfig {
         Self {
             memory_capacity: default_memory_capacity(),
         }
+    }
+}
+
+/// Settings of the blob store.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Upper bound on stored artifact bytes; least recently used artifacts are evicted
+    /// beyond it. Absent: no bound.
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+}
+
+/// A secret string: redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
     }
 }
 

@@ -52,6 +52,14 @@ pub struct ArtifactRecord {
     pub stored_at: SystemTime,
 }
 
+/// A stored blob's size and last access, for eviction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobUsage {
+    pub digest: Digest,
+    pub size: u64,
+    pub last_access: SystemTime,
+}
+
 /// Durable rows behind the cache.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + std::fmt::Debug {
@@ -70,6 +78,21 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Records an artifact; a second record for the same key keeps the first.
     async fn put_artifact(&self, record: &ArtifactRecord) -> Result<(), MetadataError>;
     async fn delete_artifact(&self, key: &str) -> Result<(), MetadataError>;
+    /// Deletes one index entry; returns how many rows went (0 or 1).
+    async fn delete_index_entry(&self, key: &str) -> Result<u64, MetadataError>;
+    /// Deletes index entries whose key starts with `prefix` (admin invalidation).
+    async fn delete_index_entries(&self, prefix: &str) -> Result<u64, MetadataError>;
+    /// Records last-access times of many artifacts in one transaction.
+    async fn touch_artifacts(&self, accesses: &[(String, SystemTime)])
+        -> Result<(), MetadataError>;
+    /// Bytes of distinct stored blobs.
+    async fn stored_bytes(&self) -> Result<u64, MetadataError>;
+    /// Up to `limit` distinct blobs, least recently accessed first.
+    async fn least_recently_used(&self, limit: u32) -> Result<Vec<BlobUsage>, MetadataError>;
+    /// Every distinct digest referenced by an artifact row.
+    async fn referenced_digests(&self) -> Result<Vec<Digest>, MetadataError>;
+    /// Deletes every artifact row pointing at `digest`; returns how many.
+    async fn delete_artifacts_with_digest(&self, digest: &Digest) -> Result<u64, MetadataError>;
     /// A trivial query; for `/-/ready`.
     async fn check(&self) -> Result<(), MetadataError>;
 }

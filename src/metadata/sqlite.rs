@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{ArtifactRecord, IndexRecord, MetadataError, MetadataStore};
+use super::{ArtifactRecord, BlobUsage, IndexRecord, MetadataError, MetadataStore};
 use crate::clock::{from_unix_millis, to_unix_millis};
 use crate::http_cache::{Lifetimes, Validators};
 use crate::storage::Digest;
@@ -171,6 +171,93 @@ impl MetadataStore for SqliteMetadataStore {
         Ok(())
     }
 
+    async fn delete_index_entry(&self, key: &str) -> Result<u64, MetadataError> {
+        let result = sqlx::query("DELETE FROM index_entries WHERE cache_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn delete_index_entries(&self, prefix: &str) -> Result<u64, MetadataError> {
+        // substr rather than LIKE: keys may contain `%` or `_`.
+        let result =
+            sqlx::query("DELETE FROM index_entries WHERE substr(cache_key, 1, length($1)) = $1")
+                .bind(prefix)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn touch_artifacts(
+        &self,
+        accesses: &[(String, SystemTime)],
+    ) -> Result<(), MetadataError> {
+        let mut transaction = self.pool.begin().await?;
+        for (key, at) in accesses {
+            sqlx::query(
+                "UPDATE artifacts SET last_access = MAX(last_access, $2) WHERE cache_key = $1",
+            )
+            .bind(key)
+            .bind(to_unix_millis(*at))
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn stored_bytes(&self) -> Result<u64, MetadataError> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM artifacts GROUP BY digest)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(non_negative(total))
+    }
+
+    async fn least_recently_used(&self, limit: u32) -> Result<Vec<BlobUsage>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT digest, MAX(size) AS size, MAX(last_access) AS last_access FROM artifacts \
+             GROUP BY digest ORDER BY last_access ASC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let hex: String = row.try_get("digest")?;
+                let digest = Digest::from_hex(&hex).ok_or_else(|| MetadataError::Corrupt {
+                    key: hex.clone(),
+                    reason: "digest is not a sha256".to_owned(),
+                })?;
+                Ok(BlobUsage {
+                    digest,
+                    size: non_negative(row.try_get("size")?),
+                    last_access: from_unix_millis(row.try_get("last_access")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn referenced_digests(&self) -> Result<Vec<Digest>, MetadataError> {
+        let hexes: Vec<String> = sqlx::query_scalar("SELECT DISTINCT digest FROM artifacts")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(hexes
+            .iter()
+            .filter_map(|hex| Digest::from_hex(hex))
+            .collect())
+    }
+
+    async fn delete_artifacts_with_digest(&self, digest: &Digest) -> Result<u64, MetadataError> {
+        let result = sqlx::query("DELETE FROM artifacts WHERE digest = $1")
+            .bind(digest.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
     async fn check(&self) -> Result<(), MetadataError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -244,6 +331,39 @@ mod tests {
             .expect("row");
         assert_eq!(loaded.size, 42);
         assert_eq!(loaded.digest, artifact.digest);
+        let second = ArtifactRecord {
+            key: "granary:artifact:pypi:p:other/b.whl".into(),
+            digest: Digest::from_hex(&"1e".repeat(32)).expect("hex"),
+            size: 8,
+            ..artifact.clone()
+        };
+        store.put_artifact(&second).await.expect("put second");
+        assert_eq!(store.stored_bytes().await.expect("bytes"), 50);
+        store
+            .touch_artifacts(&[(artifact.key.clone(), now + Duration::from_secs(60))])
+            .await
+            .expect("touch");
+        let lru = store.least_recently_used(10).await.expect("lru");
+        assert_eq!(
+            lru[0].digest, second.digest,
+            "the untouched one is least recently used"
+        );
+        assert_eq!(store.referenced_digests().await.expect("digests").len(), 2);
+        assert_eq!(
+            store
+                .delete_artifacts_with_digest(&second.digest)
+                .await
+                .expect("delete"),
+            1
+        );
+        assert_eq!(
+            store
+                .delete_index_entries("granary:index:pypi:p:")
+                .await
+                .expect("purge"),
+            1
+        );
+        assert!(store.index_entry(&record.key).await.expect("get").is_none());
         store.delete_artifact(&artifact.key).await.expect("delete");
         assert!(store.artifact(&artifact.key).await.expect("get").is_none());
         store.check().await.expect("check");

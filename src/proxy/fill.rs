@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +27,8 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use super::digest::{ExpectedDigest, StreamHasher};
+use super::leases::{BlobLease, BlobLeases};
+use super::maintenance::AccessLog;
 use super::upstream::{display_url, RequestKind};
 use super::{CacheKey, CacheStatus, ProxyError, UpstreamClient, UpstreamError};
 use crate::clock::Clock;
@@ -58,10 +60,11 @@ pub struct ArtifactRequest {
 /// Where an artifact's bytes come from for this response.
 #[derive(Debug)]
 pub enum ArtifactBody {
-    /// Stored and verified.
+    /// Stored and verified; the lease keeps eviction away while it is served.
     Stored {
         record: ArtifactRecord,
         blob: StoredBlob,
+        lease: BlobLease,
     },
     /// Being fetched; follow the fill.
     Filling(FillReader),
@@ -106,15 +109,24 @@ struct Inner {
     metadata: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     fills: Mutex<HashMap<String, Arc<Fill>>>,
+    leases: Arc<BlobLeases>,
+    access_log: AccessLog,
+    /// `storage.max_size`: evict beyond this many stored bytes.
+    max_stored_bytes: Option<u64>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 }
+
+/// A weak handle, for background tasks that must not keep the cache alive.
+#[derive(Debug, Clone)]
+pub struct WeakArtifactCache(Weak<Inner>);
 
 impl ArtifactCache {
     #[must_use]
     pub fn new(
         metadata: Arc<dyn MetadataStore>,
         blobs: Arc<dyn BlobStore>,
+        max_stored_bytes: Option<u64>,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Self {
@@ -123,10 +135,43 @@ impl ArtifactCache {
                 metadata,
                 blobs,
                 fills: Mutex::new(HashMap::new()),
+                leases: Arc::new(BlobLeases::default()),
+                access_log: AccessLog::default(),
+                max_stored_bytes,
                 clock,
                 metrics,
             }),
         }
+    }
+
+    pub(super) fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.inner.metadata
+    }
+
+    pub(super) fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.inner.blobs
+    }
+
+    pub(super) fn leases(&self) -> &Arc<BlobLeases> {
+        &self.inner.leases
+    }
+
+    pub(super) fn access_log(&self) -> &AccessLog {
+        &self.inner.access_log
+    }
+
+    pub(super) fn downgrade(&self) -> WeakArtifactCache {
+        WeakArtifactCache(Arc::downgrade(&self.inner))
+    }
+
+    pub(super) fn upgrade(weak: &WeakArtifactCache) -> Option<Self> {
+        weak.0.upgrade().map(|inner| Self { inner })
+    }
+
+    /// The configured bound on stored bytes.
+    #[must_use]
+    pub fn max_stored_bytes(&self) -> Option<u64> {
+        self.inner.max_stored_bytes
     }
 
     /// The stored artifact for `key`, if any. A row whose blob has vanished is dropped.
@@ -137,15 +182,26 @@ impl ArtifactCache {
         let Some(record) = self.inner.metadata.artifact(key.as_str()).await? else {
             return Ok(None);
         };
+        // Lease first, then look: an eviction cannot remove what we are about to serve.
+        let Some(lease) = self.inner.leases.acquire(&record.digest) else {
+            return Ok(None);
+        };
         match self.inner.blobs.get(&record.digest).await? {
             Some(blob) => {
+                self.inner
+                    .access_log
+                    .record(key.as_str(), self.inner.clock.now());
                 self.inner.metrics.record_cache(
                     "artifact",
                     key.format(),
                     CacheStatus::Hit.as_str(),
                 );
                 Ok(Some(ArtifactLookup {
-                    body: ArtifactBody::Stored { record, blob },
+                    body: ArtifactBody::Stored {
+                        record,
+                        blob,
+                        lease,
+                    },
                     status: CacheStatus::Hit,
                 }))
             }
@@ -237,6 +293,14 @@ impl ArtifactCache {
                 Ok(size) => {
                     info!(key = %request.key, size, "artifact stored");
                     state_tx.send_replace(FillState::Done { size });
+                    if let Some(max_bytes) = this.inner.max_stored_bytes {
+                        let cache = this.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = cache.evict_to(max_bytes).await {
+                                warn!(%error, "eviction after a fill failed");
+                            }
+                        });
+                    }
                 }
                 Err(error) => {
                     if matches!(

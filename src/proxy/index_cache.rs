@@ -155,6 +155,7 @@ impl IndexCache {
     ) -> Self {
         let memory = Cache::builder()
             .max_capacity(memory_capacity_bytes)
+            .support_invalidation_closures()
             .weigher(|key: &String, document: &Arc<IndexDocument>| {
                 document
                     .weight()
@@ -222,14 +223,37 @@ impl IndexCache {
         Ok(lookup)
     }
 
-    /// Drops every entry whose key starts with `prefix` from the in-process tier, so the
-    /// next request reloads it.
-    pub fn forget_prefix(&self, prefix: &str) {
-        let prefix = prefix.to_owned();
-        let _ = self
-            .inner
+    /// Forgets every index entry whose key starts with `prefix`, in both tiers, so the
+    /// next request fetches it from the upstream. Returns the stored entries removed.
+    ///
+    /// # Errors
+    /// When the metadata store fails.
+    pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, ProxyError> {
+        let owned = prefix.to_owned();
+        self.inner
             .memory
-            .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
+            .invalidate_entries_if(move |key, _| key.starts_with(&owned))
+            .expect("the memory tier is built with invalidation closures");
+        self.inner
+            .failing_until
+            .lock()
+            .expect("backoff map is never poisoned")
+            .retain(|key, _| !key.starts_with(prefix));
+        Ok(self.inner.metadata.delete_index_entries(prefix).await?)
+    }
+
+    /// Forgets one index entry, in both tiers. Returns the stored entries removed.
+    ///
+    /// # Errors
+    /// When the metadata store fails.
+    pub async fn invalidate_key(&self, key: &str) -> Result<u64, ProxyError> {
+        self.inner.memory.invalidate(key).await;
+        self.inner
+            .failing_until
+            .lock()
+            .expect("backoff map is never poisoned")
+            .remove(key);
+        Ok(self.inner.metadata.delete_index_entry(key).await?)
     }
 
     /// Bytes held by the in-process tier (approximate, by the weigher).

@@ -44,6 +44,12 @@ impl CacheKey {
         }
     }
 
+    /// The prefix shared by every key of one category in one repository.
+    #[must_use]
+    pub fn repo_prefix(category: Category, format: &'static str, repo: &str) -> String {
+        format!("granary:{}:{format}:{repo}:", category.as_str())
+    }
+
     #[must_use]
     pub fn category(&self) -> Category {
         self.category

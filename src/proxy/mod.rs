@@ -14,6 +14,8 @@ mod error;
 pub mod fill;
 pub mod index_cache;
 mod keys;
+pub mod leases;
+pub mod maintenance;
 pub mod refresh_lock;
 pub mod single_flight;
 pub mod upstream;
@@ -25,6 +27,7 @@ pub use index_cache::{
     Fetched, IndexCache, IndexDocument, IndexLookup, IndexRequest, IndexSource, Rendition,
 };
 pub use keys::{CacheKey, CacheStatus, Category};
+pub use maintenance::{EvictionReport, GcReport, VerifyReport};
 pub use upstream::{UpstreamAuth, UpstreamClient, UpstreamError, UpstreamOptions};
 
 /// The two halves of the engine, shared by every protocol.

@@ -87,6 +87,7 @@ impl IntoResponse for ApiError {
             format!("{}\n", self.message)
         };
         let mut response = (self.status, body).into_response();
+        super::admin::challenge(&mut response);
         response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

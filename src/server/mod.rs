@@ -2,6 +2,7 @@
 //! metrics layer ([`middleware`]), turning replies and errors into responses
 //! ([`respond`], [`error`]), granary's own endpoints ([`ops`]) and shutdown.
 
+mod admin;
 pub mod error;
 mod middleware;
 mod ops;

@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Redirect, Response};
+use futures::StreamExt;
 use http::header::{
     HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY, WARNING,
 };
@@ -85,7 +86,11 @@ async fn artifact_response(
     let is_head = request.method() == Method::HEAD;
     let status = artifact.lookup.status;
     let mut response = match artifact.lookup.body {
-        ArtifactBody::Stored { record, blob } => {
+        ArtifactBody::Stored {
+            record,
+            blob,
+            lease,
+        } => {
             let etag = format!("\"{}\"", record.digest);
             if not_modified(request.headers(), &etag) {
                 let mut response = StatusCode::NOT_MODIFIED.into_response();
@@ -103,7 +108,15 @@ async fn artifact_response(
                 .oneshot(request)
                 .await;
                 let mut response = match served {
-                    Ok(response) => response.map(Body::new),
+                    // The body holds the lease until the last byte is sent (or the
+                    // client goes away), so eviction never removes a blob mid-response.
+                    Ok(response) => response.map(|body| {
+                        let stream = Body::new(body).into_data_stream().map(move |chunk| {
+                            let _held = &lease;
+                            chunk
+                        });
+                        Body::from_stream(stream)
+                    }),
                     Err(infallible) => match infallible {},
                 };
                 response.headers_mut().insert(ETAG, header_value(&etag));

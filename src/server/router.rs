@@ -5,14 +5,14 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::Router;
 use http::header::ACCEPT;
 use http::{Method, StatusCode};
 
 use super::error::ApiError;
 use super::state::{AppState, Repository};
-use super::{middleware, ops, respond};
+use super::{admin, middleware, ops, respond};
 use crate::protocols::path::{self, MAX_PATH_BYTES};
 use crate::protocols::RequestError;
 
@@ -22,6 +22,8 @@ pub fn router(state: AppState) -> Router {
         .route("/-/health", get(ops::health))
         .route("/-/ready", get(ops::ready))
         .route("/-/metrics", get(ops::metrics))
+        .route("/-/cache/{repo}", delete(admin::purge_repo))
+        .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
         .fallback(dispatch)
         // Outermost: one log line and one metrics sample per request, errors included.
         .layer(from_fn_with_state(state.clone(), middleware::observe))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Format, RepoConfig, UpstreamAuth as ConfigAuth};
+use crate::config::{Config, Format, RepoConfig, Secret, UpstreamAuth as ConfigAuth};
 use crate::http_cache::FreshnessPolicy;
 use crate::metadata::{MetadataStore, SqliteMetadataStore};
 use crate::metrics::Metrics;
@@ -30,6 +30,27 @@ impl Repository {
             Self::Pypi(repo) => &repo.upstream,
         }
     }
+
+    /// The key format label of this repository.
+    #[must_use]
+    pub fn format(&self) -> &'static str {
+        match self {
+            Self::Pypi(_) => crate::protocols::pypi::keys::FORMAT,
+        }
+    }
+
+    /// The index key of one project, in this repository's spelling rules.
+    ///
+    /// # Errors
+    /// When the name is invalid for the format.
+    pub fn project_index_key(
+        &self,
+        project: &str,
+    ) -> Result<crate::proxy::CacheKey, crate::protocols::RequestError> {
+        match self {
+            Self::Pypi(repo) => repo.project_index_key(project),
+        }
+    }
 }
 
 /// Shared handles; cheap to clone.
@@ -41,6 +62,8 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct Inner {
     pub repos: BTreeMap<String, Repository>,
+    /// Bearer token for `/-/cache/`; `None` disables those endpoints.
+    pub admin_token: Option<Secret>,
     pub engine: CacheEngine,
     pub metadata: Arc<dyn MetadataStore>,
     pub blobs: Arc<dyn BlobStore>,
@@ -95,10 +118,14 @@ impl AppState {
             artifacts: ArtifactCache::new(
                 Arc::clone(&metadata),
                 Arc::clone(&blobs),
+                config.storage.max_size.map(|size| size.as_u64()),
                 clock,
                 metrics.clone(),
             ),
         };
+        engine
+            .artifacts
+            .spawn_maintenance(engine.artifacts.max_stored_bytes());
         let mut repos = BTreeMap::new();
         for (name, repo) in &config.repos {
             repos.insert(name.clone(), build_repository(name, repo, &metrics)?);
@@ -106,6 +133,7 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Inner {
                 repos,
+                admin_token: config.admin_token.clone(),
                 engine,
                 metadata,
                 blobs,

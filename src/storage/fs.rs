@@ -133,6 +133,33 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn list(&self) -> Result<Vec<(Digest, u64)>, StorageError> {
+        let root = self.options.blob_dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<(Digest, u64)>, StorageError> {
+            let mut blobs = Vec::new();
+            for fan_out in std::fs::read_dir(&root).map_err(StorageError::io(&root))? {
+                let fan_out = fan_out.map_err(StorageError::io(&root))?.path();
+                if !fan_out.is_dir() {
+                    continue;
+                }
+                for entry in std::fs::read_dir(&fan_out).map_err(StorageError::io(&fan_out))? {
+                    let entry = entry.map_err(StorageError::io(&fan_out))?;
+                    let name = entry.file_name();
+                    if let Some(digest) = name.to_str().and_then(Digest::from_hex) {
+                        let size = entry
+                            .metadata()
+                            .map_err(StorageError::io(entry.path()))?
+                            .len();
+                        blobs.push((digest, size));
+                    }
+                }
+            }
+            Ok(blobs)
+        })
+        .await
+        .expect("listing task does not panic")
+    }
+
     async fn check(&self) -> Result<(), StorageError> {
         let probe = self.options.temp_dir.join(".ready-probe");
         tokio::fs::write(&probe, b"ok")
@@ -170,6 +197,7 @@ mod tests {
             assert!(!temp.exists());
         }
         let blob = store.get(&digest).await.expect("get").expect("stored");
+        assert_eq!(store.list().await.expect("list"), vec![(digest.clone(), 5)]);
         assert_eq!(std::fs::read(blob.path).expect("read"), b"hello");
         store.delete(&digest).await.expect("delete");
         assert!(store.get(&digest).await.expect("get").is_none());

@@ -62,6 +62,9 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Removes a blob; absent blobs are not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;
 
+    /// Every stored blob with its size (for `granary gc` and `granary verify`).
+    async fn list(&self) -> Result<Vec<(Digest, u64)>, StorageError>;
+
     /// Checks that the store can be written; for `/-/ready`.
     async fn check(&self) -> Result<(), StorageError>;
 }

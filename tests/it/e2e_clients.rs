@@ -2,14 +2,13 @@
 //! at test time: a cold install, a warm install from fresh client caches with the
 //! upstream stopped, then with the upstream hanging, then a clean SIGTERM shutdown.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{build_pypi_fixture, files_under, python, Behaviour, FakeUpstream};
+use crate::support::{
+    build_pypi_fixture, files_under, python, Behaviour, FakeUpstream, GranaryProcess,
+};
 
 /// The modules the fixture's dependency tree installs, and what must hold of them:
 /// beta 1.1 (1.0 is yanked, 2.0 requires Python >= 4), gamma-lib built from its sdist.
@@ -17,73 +16,6 @@ const IMPORT_CHECK: &str = "import alpha, beta, gamma_lib, delta; \
     assert beta.VERSION == '1.1', beta.VERSION; \
     assert gamma_lib.BUILT_FROM_SDIST; \
     assert delta.VERSION == '3.0'";
-
-struct GranaryProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl GranaryProcess {
-    fn spawn(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("granary binary starts");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (address_tx, address_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("granary listening") {
-                    let address = line
-                        .split_whitespace()
-                        .find_map(|field| field.strip_prefix("address="))
-                        .map(str::to_owned);
-                    let _ = address_tx.send(address);
-                }
-                if std::env::var_os("GRANARY_TEST_LOG").is_some() {
-                    eprintln!("granary: {line}");
-                }
-            }
-        });
-        let addr = address_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("granary logs its address")
-            .expect("address field")
-            .parse()
-            .expect("socket address");
-        Self { child, addr }
-    }
-
-    fn index_url(&self) -> String {
-        format!("http://{}/pypi/simple/", self.addr)
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill().expect("kill after grace");
-        panic!("granary did not stop within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for GranaryProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 fn uv() -> PathBuf {
     if let Some(path) = std::env::var_os("GRANARY_TEST_UV") {

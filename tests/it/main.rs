@@ -3,8 +3,10 @@
 
 mod artifacts;
 mod bad_input;
+mod bounded_store;
 mod cache_engine;
 mod e2e_clients;
+mod memory;
 mod ops;
 mod pypi_index;
 mod support;

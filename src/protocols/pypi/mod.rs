@@ -76,6 +76,17 @@ impl PypiRepo {
         }
     }
 
+    /// The index key of `project` (any spelling), for admin invalidation.
+    ///
+    /// # Errors
+    /// When `project` is not a valid name.
+    pub fn project_index_key(&self, project: &str) -> Result<crate::proxy::CacheKey, RequestError> {
+        Ok(keys::project_key(
+            &self.name,
+            &self.checked_project(project)?,
+        ))
+    }
+
     fn redirect(&self, path: &str) -> Reply {
         Reply::Redirect {
             location: format!("/{}/{path}", self.name),

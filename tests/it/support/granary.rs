@@ -27,12 +27,26 @@ impl TestGranary {
     }
 
     pub async fn start(upstream: &str, extra: &str, clock: Arc<dyn Clock>) -> Self {
+        Self::start_full(upstream, "", extra, clock).await
+    }
+
+    /// With extra top-level settings too.
+    pub async fn start_with_top_level(upstream: &str, top_level: &str, extra: &str) -> Self {
+        Self::start_full(upstream, top_level, extra, Arc::new(SystemClock)).await
+    }
+
+    async fn start_full(
+        upstream: &str,
+        top_level: &str,
+        extra: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config_path = data_dir.path().join("granary.toml");
         std::fs::write(
             &config_path,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"{upstream}\"\n{extra}\n",
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{top_level}\n\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"{upstream}\"\n{extra}\n",
                 data_dir.path().join("data").display()
             ),
         )

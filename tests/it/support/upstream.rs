@@ -39,6 +39,9 @@ pub struct Scripted {
     pub pace: Option<(usize, Duration)>,
     /// Announce the full length but stop after this many bytes, then break the connection.
     pub cut_after: Option<usize>,
+    /// Instead of `body`, send `body` over and over until this many bytes went out
+    /// (large bodies without holding them in memory).
+    pub repeat_to: Option<u64>,
 }
 
 impl Scripted {
@@ -49,6 +52,7 @@ impl Scripted {
             body: body.into(),
             pace: None,
             cut_after: None,
+            repeat_to: None,
         }
     }
 
@@ -201,6 +205,14 @@ async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Respon
         Behaviour::Fail(status) => return (status, "scripted failure").into_response(),
     }
     let scripted = state.routes.lock().expect("routes").get(&path).cloned();
+    if let Some(Scripted {
+        repeat_to: Some(total),
+        body,
+        ..
+    }) = scripted.clone()
+    {
+        return repeated_response(body, total);
+    }
     if let Some(scripted) = scripted {
         return scripted_response(scripted, Arc::clone(&state.finished), path);
     }
@@ -259,6 +271,25 @@ fn scripted_response(
             .headers_mut()
             .insert(name, value.parse().expect("valid scripted header"));
     }
+    response
+}
+
+fn repeated_response(pattern: Bytes, total: u64) -> Response {
+    let stream = futures::stream::unfold(0u64, move |sent| {
+        let pattern = pattern.clone();
+        async move {
+            if sent >= total {
+                return None;
+            }
+            let length = u64::try_from(pattern.len())
+                .expect("fits")
+                .min(total - sent);
+            let chunk = pattern.slice(..usize::try_from(length).expect("fits"));
+            Some((Ok::<_, std::io::Error>(chunk), sent + length))
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(CONTENT_LENGTH, total.into());
     response
 }
 

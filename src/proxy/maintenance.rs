@@ -1,0 +1,249 @@
+//! Keeping the blob store bounded and sound: batched access times, least-recently-used
+//! eviction beyond `storage.max_size`, garbage collection of orphans, verification.
+//!
+//! Access times are recorded in memory on every hit and written in one transaction
+//! every few seconds, never one write per hit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest as _, Sha256};
+use tracing::{info, warn};
+
+use super::fill::ArtifactCache;
+use super::ProxyError;
+use crate::storage::Digest;
+
+/// How often access times are written and the size bound is enforced.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Pending last-access times, written in batches.
+#[derive(Debug, Default)]
+pub struct AccessLog {
+    pending: Mutex<HashMap<String, SystemTime>>,
+}
+
+impl AccessLog {
+    pub fn record(&self, key: &str, at: SystemTime) {
+        self.pending
+            .lock()
+            .expect("access log is never poisoned")
+            .insert(key.to_owned(), at);
+    }
+
+    fn drain(&self) -> Vec<(String, SystemTime)> {
+        self.pending
+            .lock()
+            .expect("access log is never poisoned")
+            .drain()
+            .collect()
+    }
+}
+
+/// What an eviction pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EvictionReport {
+    pub evicted_blobs: u64,
+    pub freed_bytes: u64,
+    /// Candidates skipped because a response was serving them.
+    pub skipped_in_use: u64,
+    pub stored_bytes_after: u64,
+}
+
+/// What garbage collection did besides eviction.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blob files no row points at, removed.
+    pub orphan_blobs: u64,
+    pub orphan_bytes: u64,
+    /// Rows whose blob is gone, removed.
+    pub dangling_rows: u64,
+    pub eviction: EvictionReport,
+}
+
+/// What verification found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub corrupt: Vec<Digest>,
+    /// Corrupt blobs removed (with `--repair`).
+    pub removed: u64,
+}
+
+impl ArtifactCache {
+    /// Writes pending access times.
+    ///
+    /// # Errors
+    /// When the metadata store fails; the times are then lost, which only makes
+    /// eviction slightly less precise.
+    pub async fn flush_accesses(&self) -> Result<(), ProxyError> {
+        let accesses = self.access_log().drain();
+        if !accesses.is_empty() {
+            self.metadata().touch_artifacts(&accesses).await?;
+        }
+        Ok(())
+    }
+
+    /// Evicts least recently used blobs until at most `max_bytes` are stored. Blobs a
+    /// response is serving are skipped.
+    ///
+    /// # Errors
+    /// When the metadata or blob store fails.
+    pub async fn evict_to(&self, max_bytes: u64) -> Result<EvictionReport, ProxyError> {
+        self.flush_accesses().await?;
+        let mut report = EvictionReport::default();
+        let mut stored = self.metadata().stored_bytes().await?;
+        let mut skipped: HashSet<Digest> = HashSet::new();
+        while stored > max_bytes {
+            let candidates: Vec<_> = self
+                .metadata()
+                .least_recently_used(256)
+                .await?
+                .into_iter()
+                .filter(|u| !skipped.contains(&u.digest))
+                .collect();
+            let mut progressed = false;
+            for usage in candidates {
+                if stored <= max_bytes {
+                    break;
+                }
+                if !self.leases().begin_eviction(&usage.digest) {
+                    report.skipped_in_use += 1;
+                    skipped.insert(usage.digest);
+                    continue;
+                }
+                let result = async {
+                    self.metadata()
+                        .delete_artifacts_with_digest(&usage.digest)
+                        .await?;
+                    self.blobs().delete(&usage.digest).await?;
+                    Ok::<(), ProxyError>(())
+                }
+                .await;
+                self.leases().end_eviction(&usage.digest);
+                result?;
+                stored = stored.saturating_sub(usage.size);
+                report.evicted_blobs += 1;
+                report.freed_bytes += usage.size;
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        report.stored_bytes_after = stored;
+        if report.evicted_blobs > 0 {
+            info!(
+                evicted = report.evicted_blobs,
+                freed_bytes = report.freed_bytes,
+                stored_bytes = stored,
+                "evicted least recently used artifacts"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Removes blobs without rows and rows without blobs, then evicts down to
+    /// `max_bytes` if given. Meant for `granary gc`, with the server stopped.
+    ///
+    /// # Errors
+    /// When the metadata or blob store fails.
+    pub async fn collect_garbage(&self, max_bytes: Option<u64>) -> Result<GcReport, ProxyError> {
+        let mut report = GcReport::default();
+        let referenced: HashSet<Digest> = self
+            .metadata()
+            .referenced_digests()
+            .await?
+            .into_iter()
+            .collect();
+        let stored = self.blobs().list().await?;
+        let present: HashSet<Digest> = stored.iter().map(|(d, _)| d.clone()).collect();
+        for (digest, size) in &stored {
+            if !referenced.contains(digest) {
+                self.blobs().delete(digest).await?;
+                report.orphan_blobs += 1;
+                report.orphan_bytes += size;
+            }
+        }
+        for digest in referenced.difference(&present) {
+            report.dangling_rows += self.metadata().delete_artifacts_with_digest(digest).await?;
+        }
+        if let Some(max_bytes) = max_bytes {
+            report.eviction = self.evict_to(max_bytes).await?;
+        }
+        Ok(report)
+    }
+
+    /// Re-hashes every blob; with `repair`, removes corrupt ones and their rows.
+    ///
+    /// # Errors
+    /// When a store fails (a corrupt blob is a finding, not an error).
+    pub async fn verify(&self, repair: bool) -> Result<VerifyReport, ProxyError> {
+        let mut report = VerifyReport::default();
+        for (digest, _) in self.blobs().list().await? {
+            let Some(blob) = self.blobs().get(&digest).await? else {
+                continue;
+            };
+            let path = blob.path.clone();
+            let actual = tokio::task::spawn_blocking(move || hash_file(&path))
+                .await
+                .expect("hashing task does not panic")
+                .map_err(|source| ProxyError::TempFile {
+                    key: digest.to_string(),
+                    source,
+                })?;
+            report.checked += 1;
+            if actual != digest.as_str() {
+                warn!(%digest, %actual, "corrupt blob");
+                if repair {
+                    self.metadata()
+                        .delete_artifacts_with_digest(&digest)
+                        .await?;
+                    self.blobs().delete(&digest).await?;
+                    report.removed += 1;
+                }
+                report.corrupt.push(digest);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Starts the background task that writes access times and enforces the size
+    /// bound every [`MAINTENANCE_INTERVAL`]. It stops when the cache is dropped.
+    pub fn spawn_maintenance(&self, max_bytes: Option<u64>) {
+        let weak = self.downgrade();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(cache) = ArtifactCache::upgrade(&weak) else {
+                    break;
+                };
+                let result = match max_bytes {
+                    Some(max_bytes) => cache.evict_to(max_bytes).await.map(|_| ()),
+                    None => cache.flush_accesses().await,
+                };
+                if let Err(error) = result {
+                    warn!(%error, "blob store maintenance failed");
+                }
+            }
+        });
+    }
+}
+
+fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1024 * 1024];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

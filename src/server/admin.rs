@@ -1,0 +1,106 @@
+//! Admin endpoints, behind the bearer token in `admin_token`:
+//! `DELETE /-/cache/REPO/PROJECT` forgets one project's index entries,
+//! `DELETE /-/cache/REPO` every index entry of a repository. Artifacts are immutable
+//! and never invalidated.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+use tracing::info;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::proxy::{CacheKey, Category};
+
+pub(super) async fn purge_repo(
+    State(state): State<AppState>,
+    Path(repo): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    purge(&state, &headers, &repo, None)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(super) async fn purge_project(
+    State(state): State<AppState>,
+    Path((repo, project)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    purge(&state, &headers, &repo, Some(&project))
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn purge(
+    state: &AppState,
+    headers: &HeaderMap,
+    repo_name: &str,
+    project: Option<&str>,
+) -> Result<Response, ApiError> {
+    authorize(state, headers)?;
+    let repo = state.repos.get(repo_name).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("no repository named `{repo_name}`"),
+        )
+    })?;
+    let prefix = match project {
+        // The exact key: a prefix of `foo` must not also purge `foo-bar`.
+        Some(project) => repo.project_index_key(project)?.as_str().to_owned(),
+        None => CacheKey::repo_prefix(Category::Index, repo.format(), repo_name),
+    };
+    let removed = if project.is_some() {
+        state.engine.index.invalidate_key(&prefix).await
+    } else {
+        state.engine.index.invalidate_prefix(&prefix).await
+    }
+    .map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        source: super::error::ErrorSource::Internal,
+        message: e.to_string(),
+    })?;
+    info!(
+        repo = repo_name,
+        project, removed, "index entries invalidated"
+    );
+    Ok(Json(json!({"repo": repo_name, "project": project, "removed": removed})).into_response())
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.admin_token else {
+        return Err(ApiError::client(
+            StatusCode::NOT_FOUND,
+            "admin endpoints are disabled: set `admin_token`",
+        ));
+    };
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.0.as_bytes()) => Ok(()),
+        _ => Err(ApiError::client(
+            StatusCode::UNAUTHORIZED,
+            "a valid `Authorization: Bearer` admin token is required",
+        )),
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal a prefix match.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `WWW-Authenticate` for 401s (RFC 6750 §3).
+pub(super) fn challenge(response: &mut Response) {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"granary-admin\""),
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The real `granary` binary as a child process, for tests that need it whole
+//! (real clients, signals, the process's own memory).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct GranaryProcess {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl GranaryProcess {
+    pub fn spawn(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("granary binary starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (address_tx, address_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("granary listening") {
+                    let address = line
+                        .split_whitespace()
+                        .find_map(|field| field.strip_prefix("address="))
+                        .map(str::to_owned);
+                    let _ = address_tx.send(address);
+                }
+                if std::env::var_os("GRANARY_TEST_LOG").is_some() {
+                    eprintln!("granary: {line}");
+                }
+            }
+        });
+        let addr = address_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("granary logs its address")
+            .expect("address field")
+            .parse()
+            .expect("socket address");
+        Self { child, addr }
+    }
+
+    pub fn index_url(&self) -> String {
+        format!("http://{}/pypi/simple/", self.addr)
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().expect("kill after grace");
+        panic!("granary did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for GranaryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl GranaryProcess {
+    /// Peak resident set size (`VmHWM`) and current (`VmRSS`), in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .expect("memory field")
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}

@@ -289,3 +289,37 @@ async fn max_staleness_bounds_offline_mode() {
     clock.advance(Duration::from_secs(60 * 60));
     assert_eq!(client.get(&url).send().await.expect("beyond").status(), 502);
 }
+
+#[tokio::test]
+async fn stampede_on_a_cold_index_page_causes_one_upstream_fetch() {
+    let upstream = FakeUpstream::start(None).await;
+    upstream.script(
+        "simple/cold/",
+        Scripted {
+            pace: Some((32, Duration::from_millis(20))),
+            ..page("cold", "cold-1.0.tar.gz", &"b".repeat(64))
+        },
+    );
+    let granary = TestGranary::pypi(&upstream.url("simple/"), "").await;
+    let client = TestGranary::client();
+    let mut requests = Vec::new();
+    for _ in 0..100 {
+        let (client, url) = (client.clone(), granary.url("pypi/simple/cold/"));
+        requests.push(tokio::spawn(async move {
+            let response = client.get(&url).send().await.expect("request");
+            (response.status(), response.text().await.expect("body"))
+        }));
+    }
+    let mut bodies = std::collections::HashSet::new();
+    for request in requests {
+        let (status, body) = request.await.expect("task");
+        assert_eq!(status, 200);
+        bodies.insert(body);
+    }
+    assert_eq!(bodies.len(), 1, "everyone got the same page");
+    assert_eq!(
+        upstream.hits("simple/cold/"),
+        1,
+        "one upstream fetch for 100 concurrent requests"
+    );
+}

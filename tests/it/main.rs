@@ -10,3 +10,4 @@ mod memory;
 mod ops;
 mod pypi_index;
 mod support;
+mod upstream_client;

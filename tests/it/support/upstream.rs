@@ -67,6 +67,10 @@ struct FakeState {
     dir: Option<PathBuf>,
     routes: Mutex<HashMap<String, Scripted>>,
     hits: Mutex<HashMap<String, usize>>,
+    /// The `Authorization` header of each request, by path.
+    authorization: Mutex<HashMap<String, Vec<Option<String>>>>,
+    /// Statuses to answer, in order, before behaving normally (per path).
+    queued_statuses: Mutex<HashMap<String, Vec<StatusCode>>>,
     /// When each scripted body was completely sent.
     finished: Arc<Mutex<HashMap<String, Instant>>>,
     behaviour: Mutex<Option<Behaviour>>,
@@ -156,6 +160,28 @@ impl FakeUpstream {
             .copied()
     }
 
+    /// The `Authorization` headers seen for `path`.
+    pub fn authorization(&self, path: &str) -> Vec<Option<String>> {
+        let key = format!("/{}", path.trim_start_matches('/'));
+        self.state
+            .authorization
+            .lock()
+            .expect("auth")
+            .get(&key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Answers the next requests for `path` with these statuses first.
+    pub fn queue_statuses(&self, path: &str, statuses: &[StatusCode]) {
+        let key = format!("/{}", path.trim_start_matches('/'));
+        self.state
+            .queued_statuses
+            .lock()
+            .expect("queue")
+            .insert(key, statuses.to_vec());
+    }
+
     /// Requests seen in total.
     pub fn total_hits(&self) -> usize {
         self.state.hits.lock().expect("hits").values().sum()
@@ -192,6 +218,33 @@ async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Respon
         .expect("hits")
         .entry(path.clone())
         .or_default() += 1;
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    state
+        .authorization
+        .lock()
+        .expect("auth")
+        .entry(path.clone())
+        .or_default()
+        .push(authorization);
+    let queued = state
+        .queued_statuses
+        .lock()
+        .expect("queue")
+        .get_mut(&path)
+        .and_then(|q| {
+            if q.is_empty() {
+                None
+            } else {
+                Some(q.remove(0))
+            }
+        });
+    if let Some(status) = queued {
+        return (status, "queued status").into_response();
+    }
     let behaviour = state
         .behaviour
         .lock()

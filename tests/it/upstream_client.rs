@@ -1,0 +1,122 @@
+//! The upstream client: retries, and credentials that stay with their origin.
+
+use http::StatusCode;
+
+use crate::support::{sha256_hex, FakeUpstream, Scripted, TestGranary};
+
+#[tokio::test]
+async fn credentials_go_to_the_upstream_origin_only_and_never_back_to_clients() {
+    let index = FakeUpstream::start(None).await;
+    let files = FakeUpstream::start(None).await;
+    let body = b"artifact on another host".to_vec();
+    index.script(
+        "simple/auth/",
+        Scripted::ok(
+            serde_json::json!({
+                "meta": {"api-version": "1.0"}, "name": "auth",
+                "files": [{"filename": "auth-1.0.tar.gz", "url": files.url("dl/auth-1.0.tar.gz"), "hashes": {"sha256": sha256_hex(&body)}}]
+            })
+            .to_string(),
+        )
+        .header("content-type", "application/vnd.pypi.simple.v1+json"),
+    );
+    files.script("dl/auth-1.0.tar.gz", Scripted::ok(body.clone()));
+    let granary = TestGranary::pypi(
+        &index.url("simple/"),
+        "auth = { username = \"reader\", password = \"hunter2\" }",
+    )
+    .await;
+    let client = TestGranary::client();
+    let page = client
+        .get(granary.url("pypi/simple/auth/"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    let file = client
+        .get(granary.url("pypi/files/auth/auth-1.0.tar.gz"))
+        .send()
+        .await
+        .expect("file");
+    assert_eq!(file.bytes().await.expect("body"), body);
+
+    let sent = index.authorization("simple/auth/");
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].as_deref().is_some_and(|v| v.starts_with("Basic ")),
+        "{sent:?}"
+    );
+    assert_eq!(
+        files.authorization("dl/auth-1.0.tar.gz"),
+        vec![None],
+        "no credentials to another origin"
+    );
+    let ready = client
+        .get(granary.url("-/ready"))
+        .send()
+        .await
+        .expect("ready")
+        .text()
+        .await
+        .expect("body");
+    let metrics = client
+        .get(granary.url("-/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for text in [&page, &ready, &metrics] {
+        assert!(
+            !text.contains("hunter2") && !text.contains("cmVhZGVy"),
+            "credentials leaked: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn transient_upstream_errors_are_retried_with_backoff() {
+    let upstream = FakeUpstream::start(None).await;
+    upstream.script(
+        "simple/flaky/",
+        Scripted::ok(
+            serde_json::json!({"meta": {"api-version": "1.0"}, "name": "flaky", "files": []})
+                .to_string(),
+        )
+        .header("content-type", "application/vnd.pypi.simple.v1+json"),
+    );
+    upstream.queue_statuses(
+        "simple/flaky/",
+        &[StatusCode::SERVICE_UNAVAILABLE, StatusCode::BAD_GATEWAY],
+    );
+    let granary = TestGranary::pypi(&upstream.url("simple/"), "retries = 2").await;
+    let response = TestGranary::client()
+        .get(granary.url("pypi/simple/flaky/"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        upstream.hits("simple/flaky/"),
+        3,
+        "two retries, then success"
+    );
+
+    upstream.script(
+        "simple/broken/",
+        Scripted {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            ..Scripted::ok("boom")
+        },
+    );
+    let response = TestGranary::client()
+        .get(granary.url("pypi/simple/broken/"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(response.status(), 502);
+    assert_eq!(upstream.hits("simple/broken/"), 1, "500 is not retried");
+}

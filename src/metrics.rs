@@ -12,8 +12,10 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub repo: String,
-    pub route: String,
+    /// A configured repository's name (a bounded set, interned at start-up), or
+    /// `-` / `unknown`.
+    pub repo: &'static str,
+    pub route: &'static str,
     pub status: u16,
 }
 

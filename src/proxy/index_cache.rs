@@ -39,6 +39,8 @@ pub struct Rendition {
     pub body: Bytes,
     /// Our own strong validator: a hash of exactly these bytes.
     pub etag: String,
+    /// `etag` as a ready header value (built once, not per response).
+    pub etag_header: http::HeaderValue,
 }
 
 impl Rendition {
@@ -46,7 +48,14 @@ impl Rendition {
     pub fn new(name: &'static str, body: Bytes) -> Self {
         let digest = Sha256::digest(&body);
         let etag = format!("\"{}\"", hex::encode(&digest[..16]));
-        Self { name, body, etag }
+        let etag_header =
+            http::HeaderValue::from_str(&etag).expect("quoted hex is a valid header value");
+        Self {
+            name,
+            body,
+            etag,
+            etag_header,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod leases;
 pub mod maintenance;
 pub mod refresh_lock;
 pub mod single_flight;
+mod tee;
 pub mod upstream;
 
 pub use digest::{DigestAlgorithm, ExpectedDigest};

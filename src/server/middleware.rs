@@ -18,9 +18,14 @@ pub(super) async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let (repo, route) = classify(&state, &path);
+    let (repo, route) = classify(&state, request.uri().path());
+    // The log line is the only user of these; skip the copies when it is off.
+    let logged = tracing::enabled!(tracing::Level::INFO).then(|| {
+        (
+            request.method().clone(),
+            truncate(request.uri().path(), 256).to_owned(),
+        )
+    });
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let cache_status = response
@@ -33,15 +38,18 @@ pub(super) async fn observe(
         .metrics
         .requests
         .get_or_create(&RequestLabels {
-            repo: repo.clone(),
-            route: route.to_owned(),
+            repo,
+            route,
             status,
         })
         .inc();
+    let Some((method, path)) = logged else {
+        return response;
+    };
     info!(
         %method,
-        path = %truncate(&path, 256),
-        repo = %repo,
+        %path,
+        repo,
         route,
         status,
         cache_status = %cache_status,
@@ -52,22 +60,22 @@ pub(super) async fn observe(
 }
 
 /// Repository and a low-cardinality route label for a path.
-fn classify(state: &AppState, path: &str) -> (String, &'static str) {
+fn classify(state: &AppState, path: &str) -> (&'static str, &'static str) {
     let mut segments = path.trim_start_matches('/').split('/');
     let first = segments.next().unwrap_or("");
     if first == "-" {
-        return ("-".to_owned(), "ops");
+        return ("-", "ops");
     }
-    if !state.repos.contains_key(first) {
-        return ("unknown".to_owned(), "other");
-    }
+    let Some(repo) = state.repos.get(first) else {
+        return ("unknown", "other");
+    };
     let route = match (segments.next(), segments.next()) {
         (Some("simple"), None | Some("")) => "project_list",
         (Some("simple"), Some(_)) => "project",
         (Some("files"), _) => "file",
         _ => "other",
     };
-    (first.to_owned(), route)
+    (repo.label(), route)
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -19,6 +19,8 @@ use crate::proxy::ArtifactBody;
 
 /// `X-Cache`: what the cache did.
 pub(super) const X_CACHE: &str = "x-cache";
+/// Bytes per read when serving a stored blob.
+const STORED_READ_CHUNK: usize = 256 * 1024;
 /// Index pages: clients revalidate every time (cheap: our ETag answers with 304).
 const INDEX_CACHE_CONTROL: &str = "max-age=0, must-revalidate";
 /// Artifacts never change once stored.
@@ -49,8 +51,9 @@ fn not_modified(request_headers: &HeaderMap, etag: &str) -> bool {
 }
 
 fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Response {
-    let etag = document.rendition.etag.clone();
-    let mut response = if not_modified(request_headers, &etag) {
+    let etag = document.rendition.etag_header;
+    let is_not_modified = not_modified(request_headers, &document.rendition.etag);
+    let mut response = if is_not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut response = Response::new(Body::from(document.rendition.body));
@@ -61,7 +64,7 @@ fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Re
         response
     };
     let headers = response.headers_mut();
-    headers.insert(ETAG, header_value(&etag));
+    headers.insert(ETAG, etag);
     headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static(INDEX_CACHE_CONTROL));
     headers.insert(
@@ -105,6 +108,8 @@ async fn artifact_response(
                         .parse()
                         .unwrap_or(mime::APPLICATION_OCTET_STREAM),
                 )
+                // Fewer, larger reads: each read is a hop to the blocking pool.
+                .with_buf_chunk_size(STORED_READ_CHUNK)
                 .oneshot(request)
                 .await;
                 let mut response = match served {

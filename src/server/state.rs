@@ -31,6 +31,14 @@ impl Repository {
         }
     }
 
+    /// The repository's name as a metrics label.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Pypi(repo) => repo.label,
+        }
+    }
+
     /// The key format label of this repository.
     #[must_use]
     pub fn format(&self) -> &'static str {
@@ -173,6 +181,9 @@ fn build_repository(
     Ok(match repo.format {
         Format::Pypi => Repository::Pypi(PypiRepo {
             name: name.to_owned(),
+            // Interned once per configured repository (a small, fixed set), so metrics
+            // labels cost no allocation per request.
+            label: Box::leak(name.to_owned().into_boxed_str()),
             upstream,
             policy,
             negative_ttl: repo.negative_ttl.into(),

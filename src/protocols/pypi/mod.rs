@@ -39,6 +39,8 @@ const METADATA_SUFFIX: &str = ".metadata";
 #[derive(Debug, Clone)]
 pub struct PypiRepo {
     pub name: String,
+    /// `name`, interned for metrics labels.
+    pub label: &'static str,
     pub upstream: Arc<UpstreamClient>,
     pub policy: FreshnessPolicy,
     pub negative_ttl: Duration,

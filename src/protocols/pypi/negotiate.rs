@@ -36,6 +36,23 @@ impl SimpleFormat {
     }
 }
 
+/// Media ranges we can satisfy, matched case-insensitively without allocating.
+const MEDIA_TYPES: &[(&str, SimpleFormat)] = &[
+    ("application/vnd.pypi.simple.v1+json", SimpleFormat::Json),
+    (
+        "application/vnd.pypi.simple.latest+json",
+        SimpleFormat::Json,
+    ),
+    ("application/vnd.pypi.simple.v1+html", SimpleFormat::HtmlV1),
+    (
+        "application/vnd.pypi.simple.latest+html",
+        SimpleFormat::HtmlV1,
+    ),
+    ("text/html", SimpleFormat::LegacyHtml),
+    ("text/*", SimpleFormat::LegacyHtml),
+    ("*/*", SimpleFormat::LegacyHtml),
+];
+
 /// The form to serve for an `Accept` header, or `None` for 406. No header means
 /// `text/html` (what PEP 503 clients expect).
 #[must_use]
@@ -46,27 +63,24 @@ pub fn negotiate(accept: Option<&str>) -> Option<SimpleFormat> {
     let mut best: Option<(u16, SimpleFormat)> = None;
     for range in accept.split(',') {
         let mut parts = range.split(';');
-        let media_type = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let media_type = parts.next().unwrap_or("").trim();
         let quality = parts
             .filter_map(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .or_else(|| p.trim().strip_prefix("Q="))
+                let p = p.trim();
+                (p.len() > 2 && p[..2].eq_ignore_ascii_case("q=")).then(|| &p[2..])
             })
             .find_map(parse_quality)
             .unwrap_or(1000);
         if quality == 0 {
             continue;
         }
-        let format =
-            match media_type.as_str() {
-                "application/vnd.pypi.simple.v1+json"
-                | "application/vnd.pypi.simple.latest+json" => SimpleFormat::Json,
-                "application/vnd.pypi.simple.v1+html"
-                | "application/vnd.pypi.simple.latest+html" => SimpleFormat::HtmlV1,
-                "text/html" | "text/*" | "*/*" => SimpleFormat::LegacyHtml,
-                _ => continue,
-            };
+        let Some(format) = MEDIA_TYPES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(media_type))
+            .map(|(_, format)| *format)
+        else {
+            continue;
+        };
         let better =
             best.is_none_or(|(q, f)| quality > q || (quality == q && format.rank() > f.rank()));
         if better {
@@ -101,6 +115,7 @@ mod tests {
             (Some("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"), Some(SimpleFormat::Json)),
             (Some("application/vnd.pypi.simple.v1+html, application/vnd.pypi.simple.v1+json;q=0.5"), Some(SimpleFormat::HtmlV1)),
             (Some("application/vnd.pypi.simple.latest+json"), Some(SimpleFormat::Json)),
+            (Some("Application/Vnd.PyPI.Simple.V1+JSON; Q=0.5, text/html;q=0.4"), Some(SimpleFormat::Json)),
             (Some("application/vnd.pypi.simple.v1+json;q=0, text/html"), Some(SimpleFormat::LegacyHtml)),
             (Some("application/json"), None),
             (Some("image/png, text/html;q=0"), None),

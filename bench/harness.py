@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""granary's benchmark harness: granary against nginx (static files) and Varnish, on
+127.0.0.1 only, every loop bounded in count and time. Called by bench/run.
+
+Targets, all serving the same fixture:
+- upstream: nginx serving the fixture as a static PyPI index (granary's upstream);
+- nginx:    nginx serving the exact bytes granary serves, as static files (the
+            "as fast as a static file server" baseline);
+- varnish:  Varnish (malloc storage) caching the upstream (the caching-peer baseline);
+- granary:  the release build, warm.
+
+Prints one markdown table and writes it to bench/results/latest.md.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
+HTML_ACCEPT = "text/html"
+PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+def fetch(url: str, accept: str = HTML_ACCEPT) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.read()
+
+
+class Processes:
+    """Every process the harness starts, stopped in reverse order at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], **kwargs) -> subprocess.Popen:
+        process = subprocess.Popen(args, **kwargs)
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+NGINX_CONF = """
+worker_processes {workers};
+daemon off;
+pid {work}/nginx-{name}.pid;
+error_log {work}/nginx-{name}-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    types {{ text/html html; application/vnd.pypi.simple.v1+json json; }}
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {work}/nginx-{name}-body;
+    proxy_temp_path {work}/nginx-{name}-proxy;
+    fastcgi_temp_path {work}/nginx-{name}-fastcgi;
+    uwsgi_temp_path {work}/nginx-{name}-uwsgi;
+    scgi_temp_path {work}/nginx-{name}-scgi;
+    log_format timing '$msec $request_time $status $body_bytes_sent $uri';
+    access_log {access_log};
+    map $http_accept $index_file {{
+        ~vnd\\.pypi\\.simple\\.v1\\+json index.json;
+        default index.html;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        index $index_file index.html;
+        location ~ bigfiles-stampede {{ limit_rate {stampede_rate}; }}
+    }}
+}}
+"""
+
+
+def start_nginx(procs: Processes, work: str, name: str, root: str, access_log: str, probe: str, stampede_rate: str = "0") -> int:
+    port = free_port()
+    conf = os.path.join(work, f"nginx-{name}.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(workers=os.cpu_count() or 2, work=work, name=name, port=port, root=root,
+                                  access_log="off" if access_log == "off" else f"{access_log} timing",
+                                  stampede_rate=stampede_rate))
+    procs.start(["nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/{probe}")
+    return port
+
+
+def start_varnish(procs: Processes, work: str, backend_port: int) -> int:
+    port = free_port()
+    instance = os.path.join(work, "varnish")
+    os.makedirs(instance, exist_ok=True)
+    procs.start(["varnishd", "-F", "-a", f"127.0.0.1:{port}", "-b", f"127.0.0.1:{backend_port}",
+                 "-s", "malloc,1G", "-n", instance, "-p", "default_ttl=3600"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/simple/")
+    return port
+
+
+class Granary:
+    def __init__(self, procs: Processes, binary: str, work: str, upstream: str, name: str) -> None:
+        self.port = free_port()
+        self.data = os.path.join(work, f"granary-{name}")
+        shutil.rmtree(self.data, ignore_errors=True)
+        config = os.path.join(work, f"granary-{name}.toml")
+        with open(config, "w") as f:
+            # Request logs off, as nginx's and Varnish's are for the load targets.
+            f.write(f'listen = "127.0.0.1:{self.port}"\ndata_dir = "{self.data}"\nlog = "warn"\n'
+                    f'[repos.pypi]\nformat = "pypi"\nupstream = "{upstream}"\n')
+        self.process = procs.start([binary, "serve", "--config", config], stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{self.port}/-/health")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def reset_peak_rss(self) -> None:
+        with open(f"/proc/{self.process.pid}/clear_refs", "w") as f:
+            f.write("5")
+
+    def rss_kib(self) -> tuple[int, int]:
+        fields = {}
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        return int(fields["VmHWM"].split()[0]), int(fields["VmRSS"].split()[0])
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, connections: int, seconds: int, accept: str | None = None, script: str | None = None) -> dict:
+    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
+    if accept:
+        args += ["-H", f"Accept: {accept}"]
+    if script:
+        args += ["-s", script]
+    output = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    requests = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
+    scale = {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1, "GB": 1024}[transfer.group(2)]
+    latencies = {p: to_ms(v, u) for p, v, u in WRK_LATENCY.findall(output)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} error responses from {url}")
+    return {"rps": requests, "mbps": float(transfer.group(1)) * scale, "p50": latencies.get("50"), "p99": latencies.get("99")}
+
+
+def best_of(runs: list[dict], key: str) -> dict:
+    return max(runs, key=lambda r: r[key])
+
+
+def measure_alternating(targets: dict[str, str], rounds: int, **wrk_args) -> dict[str, dict]:
+    """Runs wrk against each target in turn, `rounds` times, and keeps each target's
+    median run (by requests/s), so no target benefits from running first or last."""
+    results: dict[str, list[dict]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, url in targets.items():
+            results[name].append(wrk(url, **wrk_args))
+    return {name: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2] for name, runs in results.items()}
+
+
+def run_install(tool: list[str], index_url: str, scratch: str, package: str) -> float:
+    target = tempfile.mkdtemp(dir=scratch)
+    cache = tempfile.mkdtemp(dir=scratch)
+    if tool[0] == "pip":
+        args = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                "--index-url", index_url, "--cache-dir", cache, "--target", target, package]
+        env = dict(os.environ, PIP_CONFIG_FILE="/dev/null")
+    else:
+        args = [tool[1], "pip", "install", "--no-config", "--python", sys.executable, "--index-url", index_url,
+                "--cache-dir", cache, "--target", target, package]
+        env = dict(os.environ)
+    started = time.monotonic()
+    subprocess.run(args, check=True, capture_output=True, env=env, timeout=300)
+    return time.monotonic() - started
+
+
+def stampede(client_binary: str, url: str, clients: int) -> dict:
+    """`clients` concurrent GETs from the compiled stampede client (tokio, one
+    connection each): wall-clock first-body-byte and completion times per client."""
+    output = subprocess.run([client_binary, url, str(clients)], capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(output.stdout)
+
+
+def upstream_requests(access_log: str, uri_part: str) -> list[tuple[float, float]]:
+    """(start, end) of each upstream request for `uri_part`, from nginx's timing log."""
+    requests = []
+    with open(access_log) as f:
+        for line in f:
+            msec, request_time, _status, _bytes, uri = line.split()
+            if uri_part in uri:
+                end = float(msec)
+                requests.append((end - float(request_time), end))
+    return requests
+
+
+def fmt(value, digits=0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a, b) -> str:
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--uv", required=True)
+    parser.add_argument("--stampede-client", required=True)
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario")
+    parser.add_argument("--install-rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="granary-bench-")
+    # nginx and Varnish workers drop root privileges; they must be able to read it.
+    os.chmod(work, 0o755)
+    procs = Processes()
+    rows: list[list[str]] = []
+    memory: list[list[str]] = []
+    notes: list[str] = []
+    try:
+        fixture = os.path.join(work, "fixture")
+        subprocess.run([sys.executable, os.path.join(HERE, "make_fixture.py"), fixture], check=True)
+        manifest = json.load(open(os.path.join(fixture, "manifest.json")))
+        upstream_log = os.path.join(work, "upstream-access.log")
+        upstream_port = start_nginx(procs, work, "upstream", fixture, upstream_log, "simple/", stampede_rate="100m")
+        upstream = f"http://127.0.0.1:{upstream_port}/simple/"
+        varnish_port = start_varnish(procs, work, upstream_port)
+        granary = Granary(procs, args.binary, work, upstream, "warm")
+        idle_peak, idle_rss = granary.rss_kib()
+        memory.append(["idle (started, nothing cached)", fmt(idle_rss / 1024, 1), fmt(idle_peak / 1024, 1)])
+
+        # Warm granary and Varnish; mirror granary's exact bytes for static nginx.
+        mirror = os.path.join(work, "mirror")
+        projects = manifest["projects"]
+        for project in projects:
+            for accept, name in ((HTML_ACCEPT, "index.html"), (JSON_ACCEPT, "index.json")):
+                body = fetch(f"{granary.url}/pypi/simple/{project}/", accept)
+                path = os.path.join(mirror, "pypi", "simple", project, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(body)
+            fetch(f"http://127.0.0.1:{varnish_port}/simple/{project}/")
+        for label in ("10m", "50m"):
+            artifact = manifest["artifacts"][label]
+            body = fetch(granary.url + artifact)
+            path = os.path.join(mirror, artifact.lstrip("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(body)
+            fetch(f"http://127.0.0.1:{varnish_port}/packages/{os.path.basename(artifact)}")
+        stampede_copy = os.path.join(mirror, manifest["artifacts"]["stampede"].lstrip("/"))
+        os.makedirs(os.path.dirname(stampede_copy), exist_ok=True)
+        shutil.copyfile(os.path.join(fixture, "packages", os.path.basename(stampede_copy)), stampede_copy)
+        static_port = start_nginx(procs, work, "static", mirror, "off", f"pypi/simple/{manifest['popular']}/", stampede_rate="100m")
+        static = f"http://127.0.0.1:{static_port}"
+        varnish = f"http://127.0.0.1:{varnish_port}"
+
+        # 1. Hot index hit.
+        popular = manifest["popular"]
+        for label, accept in (("HTML", HTML_ACCEPT), ("JSON", JSON_ACCEPT)):
+            granary.reset_peak_rss()
+            targets = {"granary": f"{granary.url}/pypi/simple/{popular}/", "nginx": f"{static}/pypi/simple/{popular}/",
+                       "varnish": f"{varnish}/simple/{popular}/"}
+            if accept == JSON_ACCEPT:
+                del targets["varnish"]  # the upstream has no JSON form for Varnish to cache
+            result = measure_alternating(targets, args.rounds, connections=64, seconds=args.seconds, accept=accept)
+            g, n, v = result["granary"], result["nginx"], result.get("varnish")
+            rows.append([f"hot index hit, {label}, 64 conn", "requests/s", fmt(g["rps"]), fmt(n["rps"]), fmt(v and v["rps"]),
+                         ratio(g["rps"], n["rps"]), ratio(g["rps"], v and v["rps"])])
+            rows.append([f"hot index hit, {label}, 64 conn", "p50 / p99 ms", f'{g["p50"]:.2f} / {g["p99"]:.2f}',
+                         f'{n["p50"]:.2f} / {n["p99"]:.2f}', v and f'{v["p50"]:.2f} / {v["p99"]:.2f}' or "–", "", ""])
+            peak, _ = granary.rss_kib()
+            memory.append([f"hot index hit, {label}", "", fmt(peak / 1024, 1)])
+
+        # 2. Hot index, many keys.
+        granary.reset_peak_rss()
+        scripts = {}
+        for name, prefix in (("granary", "/pypi/simple/"), ("nginx", "/pypi/simple/"), ("varnish", "/simple/")):
+            script = os.path.join(work, f"random-{name}.lua")
+            paths = ",".join(f'"{prefix}{p}/"' for p in projects)
+            with open(script, "w") as f:
+                f.write(f"math.randomseed(42)\nlocal paths = {{{paths}}}\n"
+                        "request = function() return wrk.format('GET', paths[math.random(#paths)]) end\n")
+            scripts[name] = script
+        results = {}
+        for _ in range(args.rounds):
+            for name, base in (("granary", granary.url), ("nginx", static), ("varnish", varnish)):
+                results.setdefault(name, []).append(wrk(base, 64, args.seconds, HTML_ACCEPT, scripts[name]))
+        result = {name: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2] for name, runs in results.items()}
+        g, n, v = result["granary"], result["nginx"], result["varnish"]
+        rows.append([f"hot index, {len(projects)} keys random, HTML", "requests/s", fmt(g["rps"]), fmt(n["rps"]), fmt(v["rps"]),
+                     ratio(g["rps"], n["rps"]), ratio(g["rps"], v["rps"])])
+        rows.append([f"hot index, {len(projects)} keys random, HTML", "MB/s", fmt(g["mbps"]), fmt(n["mbps"]), fmt(v["mbps"]),
+                     ratio(g["mbps"], n["mbps"]), ratio(g["mbps"], v["mbps"])])
+        peak, _ = granary.rss_kib()
+        memory.append(["hot index, many keys", "", fmt(peak / 1024, 1)])
+
+        # 3. Hot artifacts.
+        for label in ("10m", "50m"):
+            granary.reset_peak_rss()
+            artifact = manifest["artifacts"][label]
+            targets = {"granary": granary.url + artifact, "nginx": static + artifact,
+                       "varnish": f"{varnish}/packages/{os.path.basename(artifact)}"}
+            result = measure_alternating(targets, args.rounds, connections=8, seconds=args.seconds)
+            g, n, v = result["granary"], result["nginx"], result["varnish"]
+            rows.append([f"hot artifact {label.upper()}B, 8 conn", "MB/s", fmt(g["mbps"]), fmt(n["mbps"]), fmt(v["mbps"]),
+                         ratio(g["mbps"], n["mbps"]), ratio(g["mbps"], v["mbps"])])
+            peak, _ = granary.rss_kib()
+            memory.append([f"hot artifact {label.upper()}B", "", fmt(peak / 1024, 1)])
+
+        # 4. Cold miss: pip / uv install of the 20-package tree, empty granary vs direct.
+        scratch = os.path.join(work, "installs")
+        os.makedirs(scratch)
+        for tool in (["pip"], ["uv", args.uv]):
+            through, direct = [], []
+            peak_cold = 0
+            for round_index in range(args.install_rounds):
+                cold = Granary(procs, args.binary, work, upstream, f"cold-{tool[0]}-{round_index}")
+                through.append(run_install(tool, f"{cold.url}/pypi/simple/", scratch, manifest["tree_root"]))
+                peak_cold = max(peak_cold, cold.rss_kib()[0])
+                cold.stop()
+                direct.append(run_install(tool, upstream, scratch, manifest["tree_root"]))
+            t, d = statistics.median(through), statistics.median(direct)
+            rows.append([f"cold miss: {tool[0]} install, 20 packages", "seconds (median)", f"{t:.2f}", f"{d:.2f} (direct)", "",
+                         ratio(t, d), ""])
+            memory.append([f"cold miss, {tool[0]} install", "", fmt(peak_cold / 1024, 1)])
+
+        # 5. Stampede: 200 concurrent requests for one cold 50 MB artifact.
+        cold = Granary(procs, args.binary, work, upstream, "stampede")
+        artifact = manifest["artifacts"]["stampede"]
+        fetch(f"{cold.url}/pypi/simple/bigfiles/")  # the index page is not what is measured
+        before = len(upstream_requests(upstream_log, "bigfiles-stampede"))
+        outcome = stampede(args.stampede_client, cold.url + artifact, 200)
+        fetched = upstream_requests(upstream_log, "bigfiles-stampede")[before:]
+        first_bytes = sorted(r[0] for r in outcome["results"])
+        complete = [r for r in outcome["results"] if r[2] == 50 * 1024 * 1024]
+        upstream_start = fetched[0][0] if fetched else None
+        ttfb = [(t - outcome["started"]) * 1000 for t in first_bytes]
+        behind_upstream = [(t - upstream_start) * 1000 for t in first_bytes] if upstream_start else []
+        total = max(r[1] for r in outcome["results"]) - outcome["started"]
+        # Baseline: the same 200 clients fetching the same bytes from static nginx, at
+        # the same 100 MB/s per connection: what this machine does for 200 first bytes.
+        baseline = stampede(args.stampede_client, static + artifact, 200)
+        base_ttfb = sorted((r[0] - baseline["started"]) * 1000 for r in baseline["results"])
+        base_total = max(r[1] for r in baseline["results"]) - baseline["started"]
+        name = "stampede: 200 clients, cold 50 MB"
+        rows.append([name, "upstream requests", str(len(fetched)), "–", "", "", ""])
+        rows.append([name, "TTFB median / max ms", f"{statistics.median(ttfb):.1f} / {max(ttfb):.1f}",
+                     f"{statistics.median(base_ttfb):.1f} / {max(base_ttfb):.1f}", "", ratio(statistics.median(ttfb), statistics.median(base_ttfb)), ""])
+        if behind_upstream:
+            within = sum(1 for t in behind_upstream if t <= 50)
+            rows.append([name, "first byte after upstream's, median / max ms",
+                         f"{statistics.median(behind_upstream):.1f} / {max(behind_upstream):.1f}", "", "", "", ""])
+            rows.append([name, "clients within 50 ms of upstream's first byte", f"{within}/200", "", "", "", ""])
+        rows.append([name, "total s (100 MB/s per upstream connection)", f"{total:.2f}", f"{base_total:.2f}", "", ratio(total, base_total), ""])
+        rows.append([name, "complete bodies", f"{len(complete)}/200", "", "", "", ""])
+        memory.append(["stampede", "", fmt(cold.rss_kib()[0] / 1024, 1)])
+        notes.append("nginx's timing log gives the upstream request's start; the upstream's first byte follows it by well under a millisecond on loopback.")
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+    machine = f"{os.cpu_count()} cores, {subprocess.run(['uname', '-sr'], capture_output=True, text=True).stdout.strip()}"
+    lines = [
+        "# granary benchmark",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine}; wrk 2 threads, {args.seconds} s per run, "
+        f"median of {args.rounds} alternating rounds; every target on 127.0.0.1 on the same machine as the load generator.",
+        "",
+        "| scenario | metric | granary | nginx (static, same bytes) | Varnish (malloc) | granary/nginx | granary/Varnish |",
+        "|---|---|---|---|---|---|---|",
+    ] + ["| " + " | ".join(row) + " |" for row in rows] + [
+        "",
+        "| granary memory | RSS MiB | peak RSS MiB |",
+        "|---|---|---|",
+    ] + ["| " + " | ".join(row) + " |" for row in memory] + [""] + [f"- {n}" for n in notes] + [""]
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "latest.md"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+//! Micro-benchmarks of the hot pure functions: parsing upstream Simple API pages in
+//! both forms, rendering both forms, name normalization, key building and `Accept`
+//! negotiation. `cargo bench` prints each; bench/run measures the whole server.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use granary::protocols::pypi::{keys, negotiate, parse, rewrite};
+use granary::proxy::{CacheKey, Category};
+use url::Url;
+
+/// An upstream page with `files` links, as large projects have.
+fn upstream_html(files: usize) -> String {
+    let mut html = String::from("<!DOCTYPE html><html><body>\n");
+    for i in 0..files {
+        html.push_str(&format!(
+            "<a href=\"../../packages/demo-{i}.0.tar.gz#sha256={:064x}\" data-requires-python=\"&gt;=3.8\" data-dist-info-metadata=\"sha256={:064x}\">demo-{i}.0.tar.gz</a><br/>\n",
+            i, i + 1
+        ));
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+fn bench_parse_and_render(c: &mut Criterion) {
+    let base = Url::parse("http://upstream.test/simple/demo/").expect("url");
+    for files in [50, 2000] {
+        let html = upstream_html(files);
+        let page = parse::project_page(html.as_bytes(), false, &base, "demo").expect("parse");
+        let json = rewrite::project_json(&page, "demo");
+        let mut group = c.benchmark_group(format!("pypi_page_{files}_files"));
+        group.throughput(Throughput::Bytes(html.len() as u64));
+        group.bench_function("parse_html", |b| {
+            b.iter(|| parse::project_page(black_box(html.as_bytes()), false, &base, "demo"));
+        });
+        group.bench_function("parse_json", |b| {
+            b.iter(|| parse::project_page(black_box(&json), true, &base, "demo"));
+        });
+        group.bench_function("render_html", |b| {
+            b.iter(|| rewrite::project_html(black_box(&page), "demo"))
+        });
+        group.bench_function("render_json", |b| {
+            b.iter(|| rewrite::project_json(black_box(&page), "demo"))
+        });
+        group.finish();
+    }
+}
+
+fn bench_names_and_keys(c: &mut Criterion) {
+    c.bench_function("normalize_name", |b| {
+        b.iter(|| keys::normalize(black_box("Zope.Interface_Extra--Tools")))
+    });
+    c.bench_function("valid_name", |b| {
+        b.iter(|| keys::is_valid_project_name(black_box("zope.interface")))
+    });
+    c.bench_function("cache_key", |b| {
+        b.iter(|| {
+            CacheKey::new(
+                Category::Index,
+                "pypi",
+                black_box("pypi"),
+                black_box("zope-interface"),
+            )
+        });
+    });
+    let pip_accept = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
+    c.bench_function("negotiate_accept", |b| {
+        b.iter(|| negotiate::negotiate(black_box(Some(pip_accept))))
+    });
+}
+
+criterion_group!(benches, bench_parse_and_render, bench_names_and_keys);
+criterion_main!(benches);

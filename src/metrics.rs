@@ -58,6 +58,9 @@ pub struct Metrics {
     pub upstream_in_flight: Gauge,
     pub bytes_served: Family<RepoLabels, Counter>,
     pub integrity_failures: Family<RepoLabels, Counter>,
+    pub redis_errors: Counter,
+    pub redis_up: Gauge,
+    pub cross_replica_waits: Counter,
 }
 
 impl Default for Metrics {
@@ -125,8 +128,17 @@ impl Metrics {
             "Artifacts whose bytes did not match the index's hash",
             integrity_failures.clone(),
         );
+        let redis_errors = Counter::default();
+        registry.register("redis_errors", "Redis operations that failed or timed out (the replica fell back to its own tiers)", redis_errors.clone());
+        let redis_up = Gauge::default();
+        registry.register("redis_up", "1 when the last Redis operation succeeded", redis_up.clone());
+        let cross_replica_waits = Counter::default();
+        registry.register("cross_replica_waits", "Artifact requests that waited for another replica's download", cross_replica_waits.clone());
         Self {
             registry: Arc::new(registry),
+            redis_errors,
+            redis_up,
+            cross_replica_waits,
             requests,
             cache_results,
             coalesced_requests,

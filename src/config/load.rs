@@ -126,6 +126,7 @@ pub fn load(sources: &ConfigSources) -> anyhow::Result<Config> {
         anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
     })?;
     validate(&mut config)?;
+    validate_backends(&config)?;
     Ok(config)
 }
 
@@ -157,6 +158,25 @@ fn validate(config: &mut Config) -> anyhow::Result<()> {
         if !repo.upstream.path().ends_with('/') {
             let path = format!("{}/", repo.upstream.path());
             repo.upstream.set_path(&path);
+        }
+    }
+    Ok(())
+}
+
+fn validate_backends(config: &Config) -> anyhow::Result<()> {
+    if let Some(url) = &config.storage.blob_store {
+        if url.scheme() != "s3" || url.host_str().is_none() {
+            bail!("`storage.blob_store`: `{url}` must be s3://bucket/prefix");
+        }
+    }
+    if let Some(url) = &config.metadata.database_url {
+        if !url.0.starts_with("postgres://") && !url.0.starts_with("postgresql://") {
+            bail!("`metadata.database_url`: only postgres:// URLs are supported (leave it out for the embedded database)");
+        }
+    }
+    if let Some(redis) = &config.redis {
+        if !redis.url.0.starts_with("redis://") && !redis.url.0.starts_with("rediss://") {
+            bail!("`redis.url`: expected redis://host:port");
         }
     }
     Ok(())

@@ -33,6 +33,12 @@ pub struct Config {
     /// The blob store.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The metadata database.
+    #[serde(default)]
+    pub metadata: MetadataConfig,
+    /// The shared cache tier and cross-replica locks. Absent: in-process only.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// The in-process cache tier.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -67,6 +73,73 @@ pub struct StorageConfig {
     /// beyond it. Absent: no bound.
     #[serde(default)]
     pub max_size: Option<ByteSize>,
+    /// `s3://bucket/prefix` for S3-compatible object storage. Absent: `data_dir/blobs`.
+    #[serde(default)]
+    pub blob_store: Option<Url>,
+    /// The S3 endpoint, e.g. `http://127.0.0.1:3900` (absent: AWS's own).
+    #[serde(default)]
+    pub s3_endpoint: Option<Url>,
+    #[serde(default = "default_s3_region")]
+    pub s3_region: String,
+    #[serde(default)]
+    pub s3_access_key_id: Option<Secret>,
+    #[serde(default)]
+    pub s3_secret_access_key: Option<Secret>,
+    /// Path-style requests (`endpoint/bucket/key`), which most self-hosted S3 servers need.
+    #[serde(default = "default_true")]
+    pub s3_path_style: bool,
+}
+
+/// Settings of the metadata database.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// `postgres://user@host/db` for PostgreSQL. Absent: SQLite in `data_dir`.
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    /// Connections kept in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Extra connections opened under load, closed when idle.
+    #[serde(default = "default_pool_overflow")]
+    pub pool_overflow: u32,
+    /// How long a query waits for a connection before failing.
+    #[serde(default = "default_pool_timeout")]
+    pub pool_timeout: HumanDuration,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            pool_size: default_pool_size(),
+            pool_overflow: default_pool_overflow(),
+            pool_timeout: default_pool_timeout(),
+        }
+    }
+}
+
+/// Settings of the Redis tier.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`.
+    pub url: Secret,
+    /// Bound on any one Redis operation; past it the replica falls back to its own
+    /// tiers, so a slow Redis never slows requests much.
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: HumanDuration,
+    /// Take a cross-replica lock before fetching an artifact, so a stampede spread
+    /// over replicas causes one upstream fetch in total.
+    #[serde(default = "default_true")]
+    pub artifact_lock: bool,
+    /// Lifetime of that lock; the holder renews it while downloading, so a replica
+    /// that dies mid-download releases it after at most this long.
+    #[serde(default = "default_fill_lock_ttl")]
+    pub artifact_lock_ttl: HumanDuration,
+    /// How long a replica waits for another replica's download before failing.
+    #[serde(default = "default_fill_wait")]
+    pub artifact_wait: HumanDuration,
 }
 
 /// A secret string: redacted in `Debug`.
@@ -177,6 +250,30 @@ impl From<HumanDuration> for Duration {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
+}
+fn default_pool_size() -> u32 {
+    20
+}
+fn default_pool_overflow() -> u32 {
+    30
+}
+fn default_pool_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_redis_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_millis(500))
+}
+fn default_fill_lock_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_fill_wait() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }

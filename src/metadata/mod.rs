@@ -2,8 +2,10 @@
 //! serialized index documents. Blobs live in [`crate::storage`].
 //!
 //! [`MetadataStore`] is the seam; [`SqliteMetadataStore`] (embedded, in `data_dir`) is
-//! today's only implementation. The queries are plain SQL that PostgreSQL accepts too.
+//! the embedded default; [`PostgresMetadataStore`] is shared by replicas. Both run
+//! the same queries and the same conformance suite (`tests/it/conformance.rs`).
 
+mod postgres;
 mod sqlite;
 
 use std::time::SystemTime;
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use crate::http_cache::{Lifetimes, Validators};
 use crate::storage::Digest;
 
+pub use postgres::{PostgresMetadataStore, PostgresOptions};
 pub use sqlite::SqliteMetadataStore;
 
 /// Errors of the metadata store.
@@ -93,6 +96,8 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn referenced_digests(&self) -> Result<Vec<Digest>, MetadataError>;
     /// Deletes every artifact row pointing at `digest`; returns how many.
     async fn delete_artifacts_with_digest(&self, digest: &Digest) -> Result<u64, MetadataError>;
+    /// `sqlite` or `postgres`, for `/-/ready`.
+    fn kind(&self) -> &'static str;
     /// A trivial query; for `/-/ready`.
     async fn check(&self) -> Result<(), MetadataError>;
 }

@@ -258,6 +258,10 @@ impl MetadataStore for SqliteMetadataStore {
         Ok(result.rows_affected())
     }
 
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn check(&self) -> Result<(), MetadataError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

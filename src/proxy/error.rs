@@ -35,6 +35,11 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{key}`: another replica's download did not complete within {waited:?}")]
+    CrossReplicaWait {
+        key: String,
+        waited: std::time::Duration,
+    },
     #[error("`{key}`: the fill task stopped unexpectedly")]
     FillAborted { key: String },
 }

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use super::digest::{ExpectedDigest, StreamHasher};
+use super::cross_replica::{Acquired, CrossReplicaLock, HeldLock};
 use super::leases::{BlobLease, BlobLeases};
 use super::maintenance::AccessLog;
 use super::tee::RecentChunks;
@@ -99,13 +100,22 @@ enum FillState {
 }
 
 #[derive(Debug)]
-struct Fill {
+pub(super) struct Fill {
     key: String,
     /// Opened once on the temp file; positional reads keep working after the rename.
     file: Arc<std::fs::File>,
     /// The newest bytes, shared zero-copy with readers that keep up.
     recent: Arc<RecentChunks>,
     state: watch::Receiver<FillState>,
+}
+
+/// Options of the artifact engine.
+#[derive(Debug, Clone, Default)]
+pub struct ArtifactCacheOptions {
+    /// `storage.max_size`.
+    pub max_stored_bytes: Option<u64>,
+    /// The cross-replica download lock (with Redis).
+    pub cross_replica: Option<CrossReplicaLock>,
 }
 
 /// The engine for immutable artifacts. Cheap to clone.
@@ -123,6 +133,8 @@ struct Inner {
     access_log: AccessLog,
     /// `storage.max_size`: evict beyond this many stored bytes.
     max_stored_bytes: Option<u64>,
+    /// One download per artifact across replicas, when Redis is configured.
+    cross_replica: Option<CrossReplicaLock>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 }
@@ -136,7 +148,7 @@ impl ArtifactCache {
     pub fn new(
         metadata: Arc<dyn MetadataStore>,
         blobs: Arc<dyn BlobStore>,
-        max_stored_bytes: Option<u64>,
+        options: ArtifactCacheOptions,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Self {
@@ -147,7 +159,8 @@ impl ArtifactCache {
                 fills: Mutex::new(HashMap::new()),
                 leases: Arc::new(BlobLeases::default()),
                 access_log: AccessLog::default(),
-                max_stored_bytes,
+                max_stored_bytes: options.max_stored_bytes,
+                cross_replica: options.cross_replica,
                 clock,
                 metrics,
             }),
@@ -232,35 +245,63 @@ impl ArtifactCache {
             return Ok(stored);
         }
         let format = request.key.format();
-        let fill = self.join_or_start(request).await.map_err(Arc::new)?;
+        let fill = match &self.inner.cross_replica {
+            None => self.join_or_start(request, None).await.map_err(Arc::new)?,
+            Some(lock) => match self.acquire_across_replicas(&request, lock).await? {
+                Acquired::Stored(lookup) => return Ok(lookup),
+                Acquired::Fill(fill) => fill,
+            },
+        };
         let mut reader = FillReader {
             fill,
             offset: 0,
             content_length: None,
         };
         reader.wait_for_headers().await?;
+        // Joining a fill whose bytes are all verified (it is only being published)
+        // costs the upstream nothing: that is a hit.
+        let status = if reader.is_verified() {
+            CacheStatus::Hit
+        } else {
+            CacheStatus::Miss
+        };
         self.inner
             .metrics
-            .record_cache("artifact", format, CacheStatus::Miss.as_str());
+            .record_cache("artifact", format, status.as_str());
         Ok(ArtifactLookup {
             body: ArtifactBody::Filling(reader),
-            status: CacheStatus::Miss,
+            status,
         })
     }
 
-    async fn join_or_start(&self, request: ArtifactRequest) -> Result<Arc<Fill>, ProxyError> {
-        let key = request.key.as_str().to_owned();
-        if let Some(fill) = self
+    /// The fill in flight on this replica for `key`, joined (and counted as coalesced).
+    pub(super) fn local_fill(&self, key: &CacheKey) -> Option<Arc<Fill>> {
+        let fill = self
             .inner
             .fills
             .lock()
             .expect("fill map is never poisoned")
-            .get(&key)
-        {
-            self.inner
-                .metrics
-                .record_coalesced("artifact", request.key.format());
-            return Ok(Arc::clone(fill));
+            .get(key.as_str())
+            .cloned()?;
+        self.inner.metrics.record_coalesced("artifact", key.format());
+        Some(fill)
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(super) async fn join_or_start(
+        &self,
+        request: ArtifactRequest,
+        held: Option<HeldLock>,
+    ) -> Result<Arc<Fill>, ProxyError> {
+        let key = request.key.as_str().to_owned();
+        if let Some(fill) = self.local_fill(&request.key) {
+            if let Some(held) = held {
+                held.release().await;
+            }
+            return Ok(fill);
         }
         // Create the temp file outside the lock, then race to register it.
         let temp_path = self
@@ -303,6 +344,9 @@ impl ArtifactCache {
             let outcome = this
                 .run_fill(&request, write_file, guard, &recent, &state_tx)
                 .await;
+            if let Some(held) = held {
+                held.release().await;
+            }
             match outcome {
                 Ok(size) => {
                     info!(key = %request.key, size, "artifact stored");
@@ -531,6 +575,13 @@ impl FillReader {
     #[must_use]
     pub fn content_length(&self) -> Option<u64> {
         self.content_length
+    }
+
+    fn is_verified(&self) -> bool {
+        matches!(
+            *self.fill.state.borrow(),
+            FillState::Verified { .. } | FillState::Done { .. }
+        )
     }
 
     async fn wait_for_headers(&mut self) -> Result<(), Arc<ProxyError>> {

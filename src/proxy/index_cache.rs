@@ -28,7 +28,9 @@ use super::single_flight::{Role, SingleFlight};
 use super::{CacheKey, CacheStatus, ProxyError, UpstreamError};
 use crate::clock::Clock;
 use crate::http_cache::{Freshness, FreshnessPolicy, Lifetimes, Validators};
-use crate::metadata::{IndexRecord, MetadataStore};
+use super::redis_tier::new_token;
+use super::shared_index::SharedIndex;
+use crate::metadata::IndexRecord;
 use crate::metrics::Metrics;
 
 /// One form of a document as served to clients (e.g. PEP 691 JSON, PEP 503 HTML).
@@ -143,7 +145,7 @@ pub struct IndexCache {
 #[derive(Debug)]
 struct Inner {
     memory: Cache<String, Arc<IndexDocument>>,
-    metadata: Arc<dyn MetadataStore>,
+    shared: SharedIndex,
     flights: SingleFlight<RefreshResult>,
     refresh_lock: Arc<dyn RefreshLock>,
     /// Keys whose last refresh failed, until when: during this back-off an expired
@@ -158,7 +160,7 @@ impl IndexCache {
     #[must_use]
     pub fn new(
         memory_capacity_bytes: u64,
-        metadata: Arc<dyn MetadataStore>,
+        shared: SharedIndex,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Self {
@@ -174,7 +176,7 @@ impl IndexCache {
         Self {
             inner: Arc::new(Inner {
                 memory,
-                metadata,
+                shared,
                 flights: SingleFlight::default(),
                 refresh_lock: Arc::new(LocalRefreshLock::default()),
                 failing_until: Mutex::new(HashMap::new()),
@@ -248,7 +250,11 @@ impl IndexCache {
             .lock()
             .expect("backoff map is never poisoned")
             .retain(|key, _| !key.starts_with(prefix));
-        Ok(self.inner.metadata.delete_index_entries(prefix).await?)
+        let removed = self.inner.shared.metadata.delete_index_entries(prefix).await?;
+        if let Some(redis) = &self.inner.shared.redis {
+            let _ = redis.delete_prefix(prefix).await;
+        }
+        Ok(removed)
     }
 
     /// Forgets one index entry, in both tiers. Returns the stored entries removed.
@@ -262,7 +268,8 @@ impl IndexCache {
             .lock()
             .expect("backoff map is never poisoned")
             .remove(key);
-        Ok(self.inner.metadata.delete_index_entry(key).await?)
+        self.inner.shared.forget(&[key.to_owned()]).await;
+        Ok(self.inner.shared.metadata.delete_index_entry(key).await?)
     }
 
     /// Bytes held by the in-process tier (approximate, by the weigher).
@@ -304,27 +311,36 @@ impl IndexCache {
 
     async fn load(&self, request: &IndexRequest) -> Option<Arc<IndexDocument>> {
         let key = request.key.as_str();
-        if let Some(document) = self.inner.memory.get(key).await {
-            return Some(document);
-        }
-        let record = match self.inner.metadata.index_entry(key).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return None,
-            Err(error) => {
-                warn!(%key, %error, "metadata store unavailable; treating index entry as absent");
-                return None;
+        let memory = self.inner.memory.get(key).await;
+        let consult_shared = match &memory {
+            None => true,
+            // Another replica may have refreshed it since.
+            Some(document) => {
+                self.inner.shared.is_shared
+                    && document.lifetimes.freshness(self.inner.clock.now()) != Freshness::Fresh
             }
         };
+        if !consult_shared {
+            return memory;
+        }
+        let Some(record) = self.inner.shared.load(key).await else {
+            return memory;
+        };
+        if let Some(document) = &memory {
+            if record.lifetimes.fresh_until <= document.lifetimes.fresh_until {
+                return memory;
+            }
+        }
         if record.format_version != request.source.format_version() {
             debug!(%key, "stored index entry has an older format; refetching");
-            return None;
+            return memory;
         }
         let renditions = if record.found {
             match request.source.render(&record.body) {
                 Ok(renditions) => renditions,
                 Err(reason) => {
                     warn!(%key, %reason, "stored index entry cannot be rendered; refetching");
-                    return None;
+                    return memory;
                 }
             }
         } else {
@@ -359,11 +375,25 @@ impl IndexCache {
         let this = self.clone();
         let request = request.clone();
         tokio::spawn(async move {
+            // Across replicas: one refresh per key behind `SET NX PX` (if Redis is down,
+            // the local lock taken above is the fallback).
+            let shared_token = new_token();
+            let redis = this.inner.shared.redis.clone();
+            if let Some(redis) = &redis {
+                if let Ok(false) = redis.try_lock(&key, &shared_token, update_time).await {
+                    return;
+                }
+            }
             let (result, _) = this
                 .inner
                 .flights
                 .run(&key, || this.clone().refresh(request, Some(cached)))
                 .await;
+            if let Some(redis) = &redis {
+                if matches!(result, Some(Ok(_))) {
+                    let _ = redis.unlock(&key, &shared_token).await;
+                }
+            }
             match result {
                 Some(Ok(_)) => this.inner.refresh_lock.release(&key, &token),
                 // Keep the lock until it expires: that is the back-off before the next
@@ -482,14 +512,21 @@ impl IndexCache {
                         .last_modified
                         .or_else(|| cached.validators.last_modified.clone()),
                 };
-                if let Err(error) = self
-                    .inner
-                    .metadata
-                    .renew_index_entry(key, now, lifetimes, &validators)
-                    .await
-                {
-                    warn!(%key, %error, "could not renew index entry in the metadata store");
-                }
+                self.inner
+                    .shared
+                    .renew(
+                        &IndexRecord {
+                            key: key.to_owned(),
+                            format_version: request.source.format_version(),
+                            found: true,
+                            body: cached.canonical.clone(),
+                            validators: validators.clone(),
+                            stored_at: now,
+                            lifetimes,
+                        },
+                        now,
+                    )
+                    .await;
                 let document = IndexDocument {
                     found: true,
                     canonical: cached.canonical.clone(),
@@ -535,9 +572,7 @@ impl IndexCache {
             stored_at: document.stored_at,
             lifetimes: document.lifetimes,
         };
-        // The in-process tier still serves it; the next start refetches.
-        if let Err(error) = self.inner.metadata.put_index_entry(&record).await {
-            warn!(key = %record.key, %error, "could not store index entry in the metadata store");
-        }
+        // Failures are logged by the tiers: the in-process tier still serves it.
+        self.inner.shared.store(&record, document.stored_at).await;
     }
 }

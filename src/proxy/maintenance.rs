@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
@@ -182,17 +183,16 @@ impl ArtifactCache {
     pub async fn verify(&self, repair: bool) -> Result<VerifyReport, ProxyError> {
         let mut report = VerifyReport::default();
         for (digest, _) in self.blobs().list().await? {
-            let Some(blob) = self.blobs().get(&digest).await? else {
-                continue;
-            };
-            let path = blob.path.clone();
-            let actual = tokio::task::spawn_blocking(move || hash_file(&path))
-                .await
-                .expect("hashing task does not panic")
-                .map_err(|source| ProxyError::TempFile {
+            let mut stream = self.blobs().read(&digest, None).await?;
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|source| ProxyError::TempFile {
                     key: digest.to_string(),
                     source,
                 })?;
+                hasher.update(&chunk);
+            }
+            let actual = hex::encode(hasher.finalize());
             report.checked += 1;
             if actual != digest.as_str() {
                 warn!(%digest, %actual, "corrupt blob");
@@ -233,17 +233,3 @@ impl ArtifactCache {
     }
 }
 
-fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 1024 * 1024];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}

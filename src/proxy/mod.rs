@@ -9,6 +9,7 @@
 //! - [`single_flight`]: at most one in-flight computation per key.
 //! - [`upstream`]: the only module that makes outbound HTTP requests.
 
+mod cross_replica;
 pub mod digest;
 mod error;
 pub mod fill;
@@ -16,14 +17,18 @@ pub mod index_cache;
 mod keys;
 pub mod leases;
 pub mod maintenance;
+pub mod redis_tier;
 pub mod refresh_lock;
+pub mod shared_index;
 pub mod single_flight;
 mod tee;
 pub mod upstream;
 
 pub use digest::{DigestAlgorithm, ExpectedDigest};
 pub use error::ProxyError;
-pub use fill::{ArtifactBody, ArtifactCache, ArtifactLookup, ArtifactRequest};
+pub use cross_replica::CrossReplicaLock;
+pub use fill::{ArtifactBody, ArtifactCache, ArtifactCacheOptions, ArtifactLookup, ArtifactRequest};
+pub use shared_index::SharedIndex;
 pub use index_cache::{
     Fetched, IndexCache, IndexDocument, IndexLookup, IndexRequest, IndexSource, Rendition,
 };

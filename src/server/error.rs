@@ -60,6 +60,7 @@ fn from_proxy(error: &ProxyError) -> ApiError {
         ProxyError::Upstream(upstream) if upstream.is_timeout() => {
             (StatusCode::GATEWAY_TIMEOUT, ErrorSource::Upstream)
         }
+        ProxyError::CrossReplicaWait { .. } => (StatusCode::GATEWAY_TIMEOUT, ErrorSource::Upstream),
         ProxyError::Upstream(_)
         | ProxyError::Integrity { .. }
         | ProxyError::SizeMismatch { .. } => (StatusCode::BAD_GATEWAY, ErrorSource::Upstream),

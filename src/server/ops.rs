@@ -36,17 +36,35 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             )
         })
         .collect();
+    // Redis down degrades (each replica falls back to its own tiers); it does not
+    // make the replica unready.
+    let redis = match &state.redis {
+        None => json!({"status": "disabled"}),
+        Some(redis) => {
+            let ping = redis.ping().await;
+            json!({
+                "status": if ping.is_ok() { "ok" } else { "degraded" },
+                "error": ping.err().map(|e| e.to_string()),
+                "errors_total": redis.errors(),
+            })
+        }
+    };
     let ready = database.is_ok() && blob_store.is_ok();
+    let mut database = status_of(&database);
+    database["kind"] = json!(state.metadata.kind());
+    let mut blob_store = status_of(&blob_store);
+    blob_store["kind"] = json!(state.blobs.kind());
     let body = json!({
         "ready": ready,
-        "database": status_of(&database),
-        "blob_store": status_of(&blob_store),
+        "database": database,
+        "blob_store": blob_store,
         "cache": {
             "status": "ok",
-            "kind": "in-process",
+            "kind": if state.redis.is_some() { "in-process + redis" } else { "in-process" },
             "memory_bytes": state.engine.index.memory_bytes(),
             "fills_in_flight": state.engine.artifacts.fills_in_flight(),
         },
+        "redis": redis,
         "upstreams": upstreams,
     });
     let status = if ready {

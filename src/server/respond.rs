@@ -1,12 +1,15 @@
 //! Turning a protocol's [`Reply`] into a response: cache headers, client conditional
 //! requests, and artifacts from disk (with `Range` and `HEAD`) or from a fill.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Redirect, Response};
 use futures::StreamExt;
 use http::header::{
-    HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY, WARNING,
+    HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    IF_NONE_MATCH, RANGE, VARY, WARNING,
 };
 use http::{HeaderMap, Method, StatusCode};
 use tower::ServiceExt;
@@ -15,7 +18,9 @@ use tower_http::services::ServeFile;
 use crate::http_cache::if_none_match_hits;
 use crate::metrics::{Metrics, RepoLabels};
 use crate::protocols::{ArtifactReply, DocumentReply, Reply};
+use crate::proxy::leases::BlobLease;
 use crate::proxy::ArtifactBody;
+use crate::storage::BlobStore;
 
 /// `X-Cache`: what the cache did.
 pub(super) const X_CACHE: &str = "x-cache";
@@ -30,12 +35,13 @@ pub(super) async fn reply(
     reply: Reply,
     request: Request,
     metrics: &Metrics,
+    blobs: &Arc<dyn BlobStore>,
     repo: &str,
 ) -> Response {
     match reply {
         Reply::Redirect { location } => Redirect::permanent(&location).into_response(),
         Reply::Document(document) => document_response(document, request.headers()),
-        Reply::Artifact(artifact) => artifact_response(artifact, request, metrics, repo).await,
+        Reply::Artifact(artifact) => artifact_response(artifact, request, metrics, blobs, repo).await,
     }
 }
 
@@ -81,6 +87,7 @@ async fn artifact_response(
     artifact: ArtifactReply,
     request: Request,
     metrics: &Metrics,
+    blobs: &Arc<dyn BlobStore>,
     repo: &str,
 ) -> Response {
     let labels = RepoLabels {
@@ -99,10 +106,10 @@ async fn artifact_response(
                 let mut response = StatusCode::NOT_MODIFIED.into_response();
                 response.headers_mut().insert(ETAG, header_value(&etag));
                 response
-            } else {
+            } else if let Some(path) = blob.path.clone() {
                 // tower-http's ServeFile handles Range, HEAD and Content-Length.
                 let served = ServeFile::new_with_mime(
-                    &blob.path,
+                    &path,
                     &artifact
                         .content_type
                         .parse()
@@ -115,25 +122,25 @@ async fn artifact_response(
                 let mut response = match served {
                     // The body holds the lease until the last byte is sent (or the
                     // client goes away), so eviction never removes a blob mid-response.
-                    Ok(response) => response.map(|body| {
-                        let stream = Body::new(body).into_data_stream().map(move |chunk| {
-                            let _held = &lease;
-                            chunk
-                        });
-                        Body::from_stream(stream)
-                    }),
+                    Ok(response) => response.map(|body| hold_lease(Body::new(body), lease)),
                     Err(infallible) => match infallible {},
                 };
                 response.headers_mut().insert(ETAG, header_value(&etag));
-                if !is_head && response.status().is_success() {
-                    let sent = response
-                        .headers()
-                        .get(CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(blob.size);
-                    metrics.bytes_served.get_or_create(&labels).inc_by(sent);
-                }
+                count_sent(metrics, &labels, is_head, &response, blob.size);
+                response
+            } else {
+                let range = request
+                    .headers()
+                    .get(RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                drop(request);
+                let mut response =
+                    remote_blob_response(is_head, range.as_deref(), &record.digest, blob.size, blobs, lease).await;
+                let headers = response.headers_mut();
+                headers.insert(ETAG, header_value(&etag));
+                headers.insert(CONTENT_TYPE, header_value(&artifact.content_type));
+                count_sent(metrics, &labels, is_head, &response, blob.size);
                 response
             }
         }
@@ -164,4 +171,115 @@ async fn artifact_response(
         );
     }
     response
+}
+
+/// Keeps `lease` alive as long as the body is being sent.
+fn hold_lease(body: Body, lease: BlobLease) -> Body {
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _held = &lease;
+        chunk
+    });
+    Body::from_stream(stream)
+}
+
+fn count_sent(metrics: &Metrics, labels: &RepoLabels, is_head: bool, response: &Response, size: u64) {
+    if is_head || !response.status().is_success() {
+        return;
+    }
+    let sent = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(size);
+    metrics.bytes_served.get_or_create(labels).inc_by(sent);
+}
+
+/// A blob that is not a local file (object storage): streamed from the store, with a
+/// single `Range` honoured (RFC 9110 §14.2); several ranges get the whole body.
+async fn remote_blob_response(
+    is_head: bool,
+    range: Option<&str>,
+    digest: &crate::storage::Digest,
+    size: u64,
+    blobs: &Arc<dyn BlobStore>,
+    lease: BlobLease,
+) -> Response {
+    let range = range.map(|v| parse_range(v, size));
+    let (status, span) = match range {
+        Some(Some(span)) if span != (0..size) => (StatusCode::PARTIAL_CONTENT, Some(span)),
+        Some(None) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            response
+                .headers_mut()
+                .insert(CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+            return response;
+        }
+        _ => (StatusCode::OK, None),
+    };
+    let length = span.as_ref().map_or(size, |r| r.end - r.start);
+    let mut response: Response = if is_head {
+        Response::new(Body::empty())
+    } else {
+        match blobs.read(digest, span.clone()).await {
+            Ok(stream) => Response::new(hold_lease(Body::from_stream(stream), lease)),
+            Err(error) => {
+                tracing::error!(%digest, %error, "stored blob cannot be read");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        }
+    };
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(span) = span {
+        headers.insert(
+            CONTENT_RANGE,
+            header_value(&format!("bytes {}-{}/{size}", span.start, span.end - 1)),
+        );
+    }
+    response
+}
+
+/// One `bytes=` range as a half-open span, or `None` when unsatisfiable. Several
+/// ranges, or a malformed header, mean the whole body (`0..size`).
+fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
+    let whole = Some(0..size);
+    let Some(spec) = header.strip_prefix("bytes=") else {
+        return whole;
+    };
+    if spec.contains(',') {
+        return whole;
+    }
+    let Some((start, end)) = spec.split_once('-') else {
+        return whole;
+    };
+    let parsed = match (start.trim(), end.trim()) {
+        ("", suffix) => suffix.parse::<u64>().ok().map(|n| (size.saturating_sub(n), size)),
+        (start, "") => start.parse::<u64>().ok().map(|s| (s, size)),
+        (start, end) => start
+            .parse::<u64>()
+            .ok()
+            .zip(end.parse::<u64>().ok())
+            .map(|(s, e)| (s, e.saturating_add(1).min(size))),
+    };
+    let (start, end) = parsed?;
+    (start < end && start < size).then_some(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), Some(90..100));
+        assert_eq!(parse_range("bytes=-10", 100), Some(90..100));
+        assert_eq!(parse_range("bytes=95-200", 100), Some(95..100));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Some(0..100));
+        assert_eq!(parse_range("items=0-1", 100), Some(0..100));
+    }
 }

@@ -77,5 +77,5 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
     };
     let (parts, _) = request.into_parts();
     let request = Request::from_parts(parts, Body::empty());
-    Ok(respond::reply(reply, request, &state.metrics, repo_name).await)
+    Ok(respond::reply(reply, request, &state.metrics, &state.blobs, repo_name).await)
 }

@@ -9,13 +9,15 @@ use anyhow::Context;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Format, RepoConfig, Secret, UpstreamAuth as ConfigAuth};
 use crate::http_cache::FreshnessPolicy;
-use crate::metadata::{MetadataStore, SqliteMetadataStore};
+use crate::metadata::{MetadataStore, PostgresMetadataStore, PostgresOptions, SqliteMetadataStore};
 use crate::metrics::Metrics;
 use crate::protocols::pypi::PypiRepo;
+use crate::proxy::redis_tier::RedisTier;
 use crate::proxy::{
-    ArtifactCache, CacheEngine, IndexCache, UpstreamAuth, UpstreamClient, UpstreamOptions,
+    ArtifactCache, ArtifactCacheOptions, CacheEngine, CrossReplicaLock, IndexCache, SharedIndex,
+    UpstreamAuth, UpstreamClient, UpstreamOptions,
 };
-use crate::storage::{BlobStore, FsBlobStore, FsStoreOptions};
+use crate::storage::{BlobStore, FsBlobStore, FsStoreOptions, S3BlobStore, S3StoreOptions};
 
 /// A configured repository.
 #[derive(Debug, Clone)]
@@ -75,6 +77,8 @@ pub struct Inner {
     pub engine: CacheEngine,
     pub metadata: Arc<dyn MetadataStore>,
     pub blobs: Arc<dyn BlobStore>,
+    /// The shared tier, when configured.
+    pub redis: Option<Arc<RedisTier>>,
     pub metrics: Metrics,
 }
 
@@ -102,31 +106,43 @@ impl AppState {
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data_dir `{}`", data_dir.display()))?;
-        let blobs: Arc<dyn BlobStore> = Arc::new(
-            FsBlobStore::open(FsStoreOptions {
-                blob_dir: data_dir.join("blobs"),
-                temp_dir: data_dir.join("tmp"),
-            })
-            .await
-            .with_context(|| format!("cannot open the blob store in `{}`", data_dir.display()))?,
-        );
-        let db_path = data_dir.join("granary.db");
-        let metadata: Arc<dyn MetadataStore> =
-            Arc::new(SqliteMetadataStore::open(&db_path).await.with_context(|| {
-                format!("cannot open the metadata database `{}`", db_path.display())
-            })?);
         let metrics = Metrics::new();
+        let blobs = open_blob_store(config).await?;
+        let metadata = open_metadata_store(config).await?;
+        let redis = match &config.redis {
+            Some(redis) => Some(
+                RedisTier::new(&redis.url.0, redis.timeout.into(), metrics.clone())
+                    .context("invalid `redis.url`")?,
+            ),
+            None => None,
+        };
+        let shared = SharedIndex {
+            metadata: Arc::clone(&metadata),
+            redis: redis.clone(),
+            is_shared: redis.is_some() || config.metadata.database_url.is_some(),
+        };
+        let cross_replica = match (&config.redis, &redis) {
+            (Some(settings), Some(redis)) if settings.artifact_lock => Some(CrossReplicaLock {
+                redis: Arc::clone(redis),
+                ttl: settings.artifact_lock_ttl.into(),
+                wait: settings.artifact_wait.into(),
+            }),
+            _ => None,
+        };
         let engine = CacheEngine {
             index: IndexCache::new(
                 config.cache.memory_capacity.as_u64(),
-                Arc::clone(&metadata),
+                shared,
                 Arc::clone(&clock),
                 metrics.clone(),
             ),
             artifacts: ArtifactCache::new(
                 Arc::clone(&metadata),
                 Arc::clone(&blobs),
-                config.storage.max_size.map(|size| size.as_u64()),
+                ArtifactCacheOptions {
+                    max_stored_bytes: config.storage.max_size.map(|size| size.as_u64()),
+                    cross_replica,
+                },
                 clock,
                 metrics.clone(),
             ),
@@ -142,6 +158,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 repos,
                 admin_token: config.admin_token.clone(),
+                redis,
                 engine,
                 metadata,
                 blobs,
@@ -149,6 +166,54 @@ impl AppState {
             }),
         })
     }
+}
+
+/// `storage.blob_store` (S3) or `data_dir/blobs`.
+async fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let temp_dir = config.data_dir.join("tmp");
+    let Some(url) = &config.storage.blob_store else {
+        let store = FsBlobStore::open(FsStoreOptions {
+            blob_dir: config.data_dir.join("blobs"),
+            temp_dir,
+        })
+        .await
+        .with_context(|| format!("cannot open the blob store in `{}`", config.data_dir.display()))?;
+        return Ok(Arc::new(store));
+    };
+    let storage = &config.storage;
+    let store = S3BlobStore::open(S3StoreOptions {
+        bucket: url.host_str().unwrap_or_default().to_owned(),
+        prefix: url.path().trim_matches('/').to_owned(),
+        endpoint: storage.s3_endpoint.as_ref().map(|e| e.as_str().trim_end_matches('/').to_owned()),
+        region: storage.s3_region.clone(),
+        access_key_id: storage.s3_access_key_id.as_ref().map(|k| k.0.clone()),
+        secret_access_key: storage.s3_secret_access_key.as_ref().map(|k| k.0.clone()),
+        path_style: storage.s3_path_style,
+        temp_dir,
+    })
+    .await
+    .with_context(|| format!("cannot open `storage.blob_store` `{url}`"))?;
+    Ok(Arc::new(store))
+}
+
+/// `metadata.database_url` (PostgreSQL) or SQLite in `data_dir`.
+async fn open_metadata_store(config: &Config) -> anyhow::Result<Arc<dyn MetadataStore>> {
+    if let Some(url) = &config.metadata.database_url {
+        let store = PostgresMetadataStore::open(&PostgresOptions {
+            url: url.0.clone(),
+            pool_size: config.metadata.pool_size,
+            pool_overflow: config.metadata.pool_overflow,
+            acquire_timeout: config.metadata.pool_timeout.into(),
+        })
+        .await
+        .context("cannot open `metadata.database_url`")?;
+        return Ok(Arc::new(store));
+    }
+    let db_path = config.data_dir.join("granary.db");
+    let store = SqliteMetadataStore::open(&db_path)
+        .await
+        .with_context(|| format!("cannot open the metadata database `{}`", db_path.display()))?;
+    Ok(Arc::new(store))
 }
 
 fn build_repository(

@@ -3,6 +3,12 @@ use std::path::PathBuf;
 /// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    #[error("object store `{location}`: {source}")]
+    Object {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("blob store i/o on `{path}`: {source}")]
     Io {
         path: PathBuf,

@@ -1,11 +1,12 @@
 //! A blob store in a local directory: `blobs/<first two hex digits>/<sha256>`.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use tracing::{info, warn};
 
-use super::{BlobStore, Digest, StorageError, StoredBlob};
+use super::{BlobStore, BlobStream, Digest, StorageError, StoredBlob};
 
 /// Where the local store keeps its files.
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ impl BlobStore for FsBlobStore {
         match tokio::fs::metadata(&path).await {
             Ok(metadata) => Ok(Some(StoredBlob {
                 size: metadata.len(),
-                path,
+                path: Some(path),
             })),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(StorageError::Io {
@@ -116,9 +117,29 @@ impl BlobStore for FsBlobStore {
         .await
         .expect("publish task does not panic")?;
         Ok(StoredBlob {
-            path: self.blob_path(digest),
+            path: Some(self.blob_path(digest)),
             size,
         })
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobStream, StorageError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.blob_path(digest);
+        let mut file = tokio::fs::File::open(&path).await.map_err(StorageError::io(&path))?;
+        let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match range {
+            Some(range) => {
+                file.seek(std::io::SeekFrom::Start(range.start))
+                    .await
+                    .map_err(StorageError::io(&path))?;
+                Box::new(file.take(range.end - range.start))
+            }
+            None => Box::new(file),
+        };
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)))
+    }
+
+    fn kind(&self) -> &'static str {
+        "fs"
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError> {
@@ -198,7 +219,7 @@ mod tests {
         }
         let blob = store.get(&digest).await.expect("get").expect("stored");
         assert_eq!(store.list().await.expect("list"), vec![(digest.clone(), 5)]);
-        assert_eq!(std::fs::read(blob.path).expect("read"), b"hello");
+        assert_eq!(std::fs::read(blob.path.expect("local")).expect("read"), b"hello");
         store.delete(&digest).await.expect("delete");
         assert!(store.get(&digest).await.expect("get").is_none());
     }

@@ -6,13 +6,21 @@
 
 mod error;
 mod fs;
+mod s3;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
 
 pub use error::StorageError;
 pub use fs::{FsBlobStore, FsStoreOptions};
+pub use s3::{S3BlobStore, S3StoreOptions};
+
+/// A blob's bytes as a stream.
+pub type BlobStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
 /// A lowercase hex SHA-256, validated at construction so it is safe in a path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,11 +46,13 @@ impl std::fmt::Display for Digest {
     }
 }
 
-/// Where a stored blob can be read from.
+/// A stored blob.
 #[derive(Debug, Clone)]
 pub struct StoredBlob {
-    /// A local file holding exactly the blob's bytes.
-    pub path: PathBuf,
+    /// A local file holding exactly the blob's bytes, when the store has one (the
+    /// server then serves it with the file fast path); else read it with
+    /// [`BlobStore::read`].
+    pub path: Option<PathBuf>,
     pub size: u64,
 }
 
@@ -58,6 +68,12 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Moves a complete, verified temporary file into place under `digest`, durably
     /// and atomically. If the blob already exists the temporary file is removed.
     async fn publish(&self, temp_file: &Path, digest: &Digest) -> Result<StoredBlob, StorageError>;
+
+    /// The blob's bytes, or the bytes in `range`.
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobStream, StorageError>;
+
+    /// What kind of store this is, for `/-/ready`.
+    fn kind(&self) -> &'static str;
 
     /// Removes a blob; absent blobs are not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), StorageError>;

@@ -33,6 +33,17 @@ fn three_files(upstream: &FakeUpstream, size: usize) {
     );
 }
 
+/// Waits until every fill has published (publishing follows the clients' last byte).
+async fn settle(granary: &TestGranary) {
+    for _ in 0..500 {
+        if granary.state.engine.artifacts.fills_in_flight() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fills did not finish");
+}
+
 async fn fetch(granary: &TestGranary, name: &str) -> reqwest::Response {
     let response = TestGranary::client()
         .get(granary.url(&format!("pypi/files/blobs/{name}-1.0.tar.gz")))
@@ -46,7 +57,9 @@ async fn fetch(granary: &TestGranary, name: &str) -> reqwest::Response {
 #[tokio::test]
 async fn least_recently_used_blobs_are_evicted_but_never_one_being_served() {
     let upstream = FakeUpstream::start(None).await;
-    let size = 4 * 1024 * 1024;
+    // Larger than loopback socket buffers, so a response that is not read really
+    // stays open on the server side.
+    let size = 24 * 1024 * 1024;
     three_files(&upstream, size);
     let clock = Arc::new(ManualClock::new(SystemTime::now()));
     // Room for two of the three files; the maintenance task is left to the test.
@@ -56,6 +69,7 @@ async fn least_recently_used_blobs_are_evicted_but_never_one_being_served() {
 
     for name in ["a", "b", "c"] {
         fetch(&granary, name).await.bytes().await.expect("body");
+        settle(&granary).await;
         clock.advance(Duration::from_secs(10));
     }
     // `a` is used again, so `b` is now the least recently used.
@@ -72,11 +86,15 @@ async fn least_recently_used_blobs_are_evicted_but_never_one_being_served() {
         "b was evicted and is fetched again"
     );
 
-    // Now `a` is least recently used; hold a response on it open and evict to one file.
+    settle(&granary).await;
+
+    // Hold a response on `a` open, then make `a` the least recently used, and evict
+    // down to one file: `a` must be skipped, `b` and `c` go.
+    clock.advance(Duration::from_secs(10));
+    let held = fetch(&granary, "a").await; // headers read, 4 MiB body not consumed
     clock.advance(Duration::from_secs(10));
     fetch(&granary, "c").await.bytes().await.expect("body");
     fetch(&granary, "b").await.bytes().await.expect("body");
-    let held = fetch(&granary, "a").await; // headers read, 4 MiB body not consumed
     let report = artifacts
         .evict_to(u64::try_from(size).expect("fits"))
         .await
@@ -186,6 +204,7 @@ async fn verify_finds_corrupt_blobs_and_gc_removes_orphans() {
     for name in ["a", "b", "c"] {
         fetch(&granary, name).await.bytes().await.expect("body");
     }
+    settle(&granary).await;
     let artifacts = &granary.state.engine.artifacts;
     let clean = artifacts.verify(false).await.expect("verify");
     assert_eq!((clean.checked, clean.corrupt.len()), (3, 0));

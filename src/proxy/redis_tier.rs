@@ -1,0 +1,265 @@
+//! The shared tier: Redis holds index documents for every replica (second tier behind
+//! each replica's in-process cache) and the cross-replica locks.
+//!
+//! Locks are `SET granary:lock:{key} <token> NX PX <ttl>`, renewed and released by
+//! scripts that act only while the value is still the caller's token, so a replica
+//! can never release (or extend) a lock it lost.
+//!
+//! Redis being unavailable degrades, never fails: every operation is bounded by a
+//! timeout, errors are counted and reported on `/-/ready`, and callers fall back to
+//! their own tiers and local single flight. The connection manager reconnects on its
+//! own when Redis returns.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+
+/// Releases the lock only if the caller still owns it.
+const UNLOCK: &str = r#"if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end"#;
+/// Extends the lock only if the caller still owns it.
+const EXTEND: &str = r#"if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end"#;
+/// How often a replica retries connecting while Redis is down.
+const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A Redis that may be down.
+pub struct RedisTier {
+    client: redis::Client,
+    manager: Mutex<Option<ConnectionManager>>,
+    last_attempt: std::sync::Mutex<Option<Instant>>,
+    timeout: Duration,
+    healthy: AtomicBool,
+    errors: AtomicU64,
+    metrics: Metrics,
+    unlock: Script,
+    extend: Script,
+}
+
+impl std::fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("healthy", &self.healthy.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a Redis operation did not happen; callers fall back.
+#[derive(Debug, thiserror::Error)]
+#[error("redis unavailable: {0}")]
+pub struct RedisUnavailable(pub String);
+
+impl RedisTier {
+    /// Prepares the client; the first connection is made on first use, so a replica
+    /// starts (degraded) even while Redis is down.
+    ///
+    /// # Errors
+    /// A malformed URL.
+    pub fn new(url: &str, timeout: Duration, metrics: Metrics) -> Result<Arc<Self>, redis::RedisError> {
+        Ok(Arc::new(Self {
+            client: redis::Client::open(url)?,
+            manager: Mutex::new(None),
+            last_attempt: std::sync::Mutex::new(None),
+            timeout,
+            healthy: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            metrics,
+            unlock: Script::new(UNLOCK),
+            extend: Script::new(EXTEND),
+        }))
+    }
+
+    /// Whether the last operation succeeded.
+    #[must_use]
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Operations that failed since start.
+    #[must_use]
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, RedisUnavailable> {
+        let mut manager = self.manager.lock().await;
+        if let Some(connection) = manager.as_ref() {
+            return Ok(connection.clone());
+        }
+        {
+            let mut last = self.last_attempt.lock().expect("attempt clock is never poisoned");
+            if last.is_some_and(|at| at.elapsed() < RECONNECT_INTERVAL) {
+                return Err(RedisUnavailable("not connected; retrying shortly".to_owned()));
+            }
+            *last = Some(Instant::now());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1);
+        match tokio::time::timeout(self.timeout * 2, ConnectionManager::new_with_config(self.client.clone(), config)).await {
+            Ok(Ok(connection)) => {
+                info!("connected to redis");
+                *manager = Some(connection.clone());
+                Ok(connection)
+            }
+            Ok(Err(error)) => Err(self.failed(&error.to_string())),
+            Err(_) => Err(self.failed("connect timed out")),
+        }
+    }
+
+    fn failed(&self, reason: &str) -> RedisUnavailable {
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            warn!(%reason, "redis unavailable; falling back to this replica's own tiers");
+        }
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.redis_errors.inc();
+        self.metrics.redis_up.set(0);
+        RedisUnavailable(reason.to_owned())
+    }
+
+    fn succeeded(&self) {
+        if !self.healthy.swap(true, Ordering::Relaxed) {
+            info!("redis available");
+        }
+        self.metrics.redis_up.set(1);
+    }
+
+    /// Runs one operation with the timeout, recording the outcome.
+    async fn run<T, F>(&self, operation: impl FnOnce(ConnectionManager) -> F) -> Result<T, RedisUnavailable>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let connection = self.connection().await?;
+        match tokio::time::timeout(self.timeout, operation(connection)).await {
+            Ok(Ok(value)) => {
+                self.succeeded();
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(self.failed(&error.to_string())),
+            Err(_) => Err(self.failed("operation timed out")),
+        }
+    }
+
+    /// The value at `key`, if any.
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisUnavailable> {
+        self.run(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await }).await
+    }
+
+    /// Stores `value` at `key` for `ttl`.
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), RedisUnavailable> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run(|mut c| async move { c.pset_ex::<_, _, ()>(key, value, millis).await })
+            .await
+    }
+
+    /// Deletes keys.
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), RedisUnavailable> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.run(|mut c| async move { c.del::<_, ()>(keys).await }).await
+    }
+
+    /// Deletes every key starting with `prefix` (admin invalidation; SCAN, not KEYS).
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), RedisUnavailable> {
+        let pattern = format!("{}*", prefix.replace(['*', '?', '[', ']'], "\\$0"));
+        let keys: Vec<String> = self
+            .run(|mut c| async move {
+                let mut iter = c.scan_match::<_, String>(&pattern).await?;
+                let mut keys = Vec::new();
+                while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                    keys.push(key);
+                }
+                Ok(keys)
+            })
+            .await?;
+        self.delete(&keys).await
+    }
+
+    /// Takes `granary:lock:{key}` for `ttl` if nobody holds it.
+    ///
+    /// # Errors
+    /// When Redis is unavailable (the caller falls back to a local lock).
+    pub async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, RedisUnavailable> {
+        let lock_key = lock_key(key);
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run(|mut c| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&lock_key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis)
+                .query_async(&mut c)
+                .await?;
+            Ok(set.is_some())
+        })
+        .await
+    }
+
+    /// Extends the caller's lock; `false` when it no longer owns it.
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn extend_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, RedisUnavailable> {
+        let lock_key = lock_key(key);
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run(|mut c| async move {
+            let extended: i64 = self.extend.key(&lock_key).arg(token).arg(millis).invoke_async(&mut c).await?;
+            Ok(extended == 1)
+        })
+        .await
+    }
+
+    /// Releases the caller's lock (a no-op if it expired and someone else holds it).
+    ///
+    /// # Errors
+    /// When Redis is unavailable (the lock then expires on its own).
+    pub async fn unlock(&self, key: &str, token: &str) -> Result<(), RedisUnavailable> {
+        let lock_key = lock_key(key);
+        self.run(|mut c| async move {
+            let _: i64 = self.unlock.key(&lock_key).arg(token).invoke_async(&mut c).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A round trip; for `/-/ready`.
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn ping(&self) -> Result<(), RedisUnavailable> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ()) })
+            .await
+    }
+}
+
+/// `granary:lock:{key}`.
+#[must_use]
+pub fn lock_key(key: &str) -> String {
+    format!("granary:lock:{key}")
+}
+
+/// A random lock token.
+#[must_use]
+pub fn new_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}

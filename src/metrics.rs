@@ -129,11 +129,23 @@ impl Metrics {
             integrity_failures.clone(),
         );
         let redis_errors = Counter::default();
-        registry.register("redis_errors", "Redis operations that failed or timed out (the replica fell back to its own tiers)", redis_errors.clone());
+        registry.register(
+            "redis_errors",
+            "Redis operations that failed or timed out (the replica fell back to its own tiers)",
+            redis_errors.clone(),
+        );
         let redis_up = Gauge::default();
-        registry.register("redis_up", "1 when the last Redis operation succeeded", redis_up.clone());
+        registry.register(
+            "redis_up",
+            "1 when the last Redis operation succeeded",
+            redis_up.clone(),
+        );
         let cross_replica_waits = Counter::default();
-        registry.register("cross_replica_waits", "Artifact requests that waited for another replica's download", cross_replica_waits.clone());
+        registry.register(
+            "cross_replica_waits",
+            "Artifact requests that waited for another replica's download",
+            cross_replica_waits.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             redis_errors,

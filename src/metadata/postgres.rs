@@ -198,7 +198,10 @@ impl MetadataStore for PostgresMetadataStore {
         Ok(result.rows_affected())
     }
 
-    async fn touch_artifacts(&self, accesses: &[(String, SystemTime)]) -> Result<(), MetadataError> {
+    async fn touch_artifacts(
+        &self,
+        accesses: &[(String, SystemTime)],
+    ) -> Result<(), MetadataError> {
         // One statement for the whole batch.
         let keys: Vec<&str> = accesses.iter().map(|(key, _)| key.as_str()).collect();
         let times: Vec<i64> = accesses.iter().map(|(_, at)| to_unix_millis(*at)).collect();

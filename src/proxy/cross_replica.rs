@@ -103,8 +103,12 @@ impl ArtifactCache {
                         let _ = lock.redis.unlock(key, &token).await;
                         return Ok(Acquired::Stored(stored));
                     }
-                    let held = HeldLock::start(Arc::clone(&lock.redis), key.to_owned(), token, lock.ttl);
-                    let fill = self.join_or_start(request.clone(), Some(held)).await.map_err(Arc::new)?;
+                    let held =
+                        HeldLock::start(Arc::clone(&lock.redis), key.to_owned(), token, lock.ttl);
+                    let fill = self
+                        .join_or_start(request.clone(), Some(held))
+                        .await
+                        .map_err(Arc::new)?;
                     return Ok(Acquired::Fill(fill));
                 }
                 Ok(false) => {
@@ -127,7 +131,10 @@ impl ArtifactCache {
                 }
                 // Redis down: fall back to this replica's own single flight.
                 Err(_) => {
-                    let fill = self.join_or_start(request.clone(), None).await.map_err(Arc::new)?;
+                    let fill = self
+                        .join_or_start(request.clone(), None)
+                        .await
+                        .map_err(Arc::new)?;
                     return Ok(Acquired::Fill(fill));
                 }
             }

@@ -26,8 +26,8 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use url::Url;
 
-use super::digest::{ExpectedDigest, StreamHasher};
 use super::cross_replica::{Acquired, CrossReplicaLock, HeldLock};
+use super::digest::{ExpectedDigest, StreamHasher};
 use super::leases::{BlobLease, BlobLeases};
 use super::maintenance::AccessLog;
 use super::tee::RecentChunks;
@@ -283,7 +283,9 @@ impl ArtifactCache {
             .expect("fill map is never poisoned")
             .get(key.as_str())
             .cloned()?;
-        self.inner.metrics.record_coalesced("artifact", key.format());
+        self.inner
+            .metrics
+            .record_coalesced("artifact", key.format());
         Some(fill)
     }
 

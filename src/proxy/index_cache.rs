@@ -23,13 +23,13 @@ use moka::future::Cache;
 use sha2::{Digest as _, Sha256};
 use tracing::{debug, warn};
 
+use super::redis_tier::new_token;
 use super::refresh_lock::{LocalRefreshLock, RefreshLock};
+use super::shared_index::SharedIndex;
 use super::single_flight::{Role, SingleFlight};
 use super::{CacheKey, CacheStatus, ProxyError, UpstreamError};
 use crate::clock::Clock;
 use crate::http_cache::{Freshness, FreshnessPolicy, Lifetimes, Validators};
-use super::redis_tier::new_token;
-use super::shared_index::SharedIndex;
 use crate::metadata::IndexRecord;
 use crate::metrics::Metrics;
 
@@ -250,7 +250,12 @@ impl IndexCache {
             .lock()
             .expect("backoff map is never poisoned")
             .retain(|key, _| !key.starts_with(prefix));
-        let removed = self.inner.shared.metadata.delete_index_entries(prefix).await?;
+        let removed = self
+            .inner
+            .shared
+            .metadata
+            .delete_index_entries(prefix)
+            .await?;
         if let Some(redis) = &self.inner.shared.redis {
             let _ = redis.delete_prefix(prefix).await;
         }

@@ -24,16 +24,18 @@ pub mod single_flight;
 mod tee;
 pub mod upstream;
 
+pub use cross_replica::CrossReplicaLock;
 pub use digest::{DigestAlgorithm, ExpectedDigest};
 pub use error::ProxyError;
-pub use cross_replica::CrossReplicaLock;
-pub use fill::{ArtifactBody, ArtifactCache, ArtifactCacheOptions, ArtifactLookup, ArtifactRequest};
-pub use shared_index::SharedIndex;
+pub use fill::{
+    ArtifactBody, ArtifactCache, ArtifactCacheOptions, ArtifactLookup, ArtifactRequest,
+};
 pub use index_cache::{
     Fetched, IndexCache, IndexDocument, IndexLookup, IndexRequest, IndexSource, Rendition,
 };
 pub use keys::{CacheKey, CacheStatus, Category};
 pub use maintenance::{EvictionReport, GcReport, VerifyReport};
+pub use shared_index::SharedIndex;
 pub use upstream::{UpstreamAuth, UpstreamClient, UpstreamError, UpstreamOptions};
 
 /// The two halves of the engine, shared by every protocol.

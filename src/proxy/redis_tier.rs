@@ -60,7 +60,11 @@ impl RedisTier {
     ///
     /// # Errors
     /// A malformed URL.
-    pub fn new(url: &str, timeout: Duration, metrics: Metrics) -> Result<Arc<Self>, redis::RedisError> {
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        metrics: Metrics,
+    ) -> Result<Arc<Self>, redis::RedisError> {
         Ok(Arc::new(Self {
             client: redis::Client::open(url)?,
             manager: Mutex::new(None),
@@ -92,9 +96,14 @@ impl RedisTier {
             return Ok(connection.clone());
         }
         {
-            let mut last = self.last_attempt.lock().expect("attempt clock is never poisoned");
+            let mut last = self
+                .last_attempt
+                .lock()
+                .expect("attempt clock is never poisoned");
             if last.is_some_and(|at| at.elapsed() < RECONNECT_INTERVAL) {
-                return Err(RedisUnavailable("not connected; retrying shortly".to_owned()));
+                return Err(RedisUnavailable(
+                    "not connected; retrying shortly".to_owned(),
+                ));
             }
             *last = Some(Instant::now());
         }
@@ -102,7 +111,12 @@ impl RedisTier {
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
             .set_number_of_retries(1);
-        match tokio::time::timeout(self.timeout * 2, ConnectionManager::new_with_config(self.client.clone(), config)).await {
+        match tokio::time::timeout(
+            self.timeout * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        {
             Ok(Ok(connection)) => {
                 info!("connected to redis");
                 *manager = Some(connection.clone());
@@ -131,7 +145,10 @@ impl RedisTier {
     }
 
     /// Runs one operation with the timeout, recording the outcome.
-    async fn run<T, F>(&self, operation: impl FnOnce(ConnectionManager) -> F) -> Result<T, RedisUnavailable>
+    async fn run<T, F>(
+        &self,
+        operation: impl FnOnce(ConnectionManager) -> F,
+    ) -> Result<T, RedisUnavailable>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
@@ -151,14 +168,20 @@ impl RedisTier {
     /// # Errors
     /// When Redis is unavailable.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisUnavailable> {
-        self.run(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await }).await
+        self.run(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
+            .await
     }
 
     /// Stores `value` at `key` for `ttl`.
     ///
     /// # Errors
     /// When Redis is unavailable.
-    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), RedisUnavailable> {
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), RedisUnavailable> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run(|mut c| async move { c.pset_ex::<_, _, ()>(key, value, millis).await })
             .await
@@ -172,7 +195,8 @@ impl RedisTier {
         if keys.is_empty() {
             return Ok(());
         }
-        self.run(|mut c| async move { c.del::<_, ()>(keys).await }).await
+        self.run(|mut c| async move { c.del::<_, ()>(keys).await })
+            .await
     }
 
     /// Deletes every key starting with `prefix` (admin invalidation; SCAN, not KEYS).
@@ -198,7 +222,12 @@ impl RedisTier {
     ///
     /// # Errors
     /// When Redis is unavailable (the caller falls back to a local lock).
-    pub async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, RedisUnavailable> {
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, RedisUnavailable> {
         let lock_key = lock_key(key);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run(|mut c| async move {
@@ -219,11 +248,22 @@ impl RedisTier {
     ///
     /// # Errors
     /// When Redis is unavailable.
-    pub async fn extend_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, RedisUnavailable> {
+    pub async fn extend_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, RedisUnavailable> {
         let lock_key = lock_key(key);
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run(|mut c| async move {
-            let extended: i64 = self.extend.key(&lock_key).arg(token).arg(millis).invoke_async(&mut c).await?;
+            let extended: i64 = self
+                .extend
+                .key(&lock_key)
+                .arg(token)
+                .arg(millis)
+                .invoke_async(&mut c)
+                .await?;
             Ok(extended == 1)
         })
         .await
@@ -236,7 +276,12 @@ impl RedisTier {
     pub async fn unlock(&self, key: &str, token: &str) -> Result<(), RedisUnavailable> {
         let lock_key = lock_key(key);
         self.run(|mut c| async move {
-            let _: i64 = self.unlock.key(&lock_key).arg(token).invoke_async(&mut c).await?;
+            let _: i64 = self
+                .unlock
+                .key(&lock_key)
+                .arg(token)
+                .invoke_async(&mut c)
+                .await?;
             Ok(())
         })
         .await
@@ -247,8 +292,13 @@ impl RedisTier {
     /// # Errors
     /// When Redis is unavailable.
     pub async fn ping(&self) -> Result<(), RedisUnavailable> {
-        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ()) })
-            .await
+        self.run(|mut c| async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .map(|_| ())
+        })
+        .await
     }
 }
 

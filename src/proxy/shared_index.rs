@@ -110,7 +110,12 @@ impl SharedIndex {
     pub async fn renew(&self, record: &IndexRecord, now: SystemTime) {
         if let Err(error) = self
             .metadata
-            .renew_index_entry(&record.key, record.stored_at, record.lifetimes, &record.validators)
+            .renew_index_entry(
+                &record.key,
+                record.stored_at,
+                record.lifetimes,
+                &record.validators,
+            )
             .await
         {
             warn!(key = %record.key, %error, "could not renew index entry in the metadata store");

@@ -41,7 +41,9 @@ pub(super) async fn reply(
     match reply {
         Reply::Redirect { location } => Redirect::permanent(&location).into_response(),
         Reply::Document(document) => document_response(document, request.headers()),
-        Reply::Artifact(artifact) => artifact_response(artifact, request, metrics, blobs, repo).await,
+        Reply::Artifact(artifact) => {
+            artifact_response(artifact, request, metrics, blobs, repo).await
+        }
     }
 }
 
@@ -135,8 +137,15 @@ async fn artifact_response(
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 drop(request);
-                let mut response =
-                    remote_blob_response(is_head, range.as_deref(), &record.digest, blob.size, blobs, lease).await;
+                let mut response = remote_blob_response(
+                    is_head,
+                    range.as_deref(),
+                    &record.digest,
+                    blob.size,
+                    blobs,
+                    lease,
+                )
+                .await;
                 let headers = response.headers_mut();
                 headers.insert(ETAG, header_value(&etag));
                 headers.insert(CONTENT_TYPE, header_value(&artifact.content_type));
@@ -182,7 +191,13 @@ fn hold_lease(body: Body, lease: BlobLease) -> Body {
     Body::from_stream(stream)
 }
 
-fn count_sent(metrics: &Metrics, labels: &RepoLabels, is_head: bool, response: &Response, size: u64) {
+fn count_sent(
+    metrics: &Metrics,
+    labels: &RepoLabels,
+    is_head: bool,
+    response: &Response,
+    size: u64,
+) {
     if is_head || !response.status().is_success() {
         return;
     }
@@ -256,7 +271,10 @@ fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
         return whole;
     };
     let parsed = match (start.trim(), end.trim()) {
-        ("", suffix) => suffix.parse::<u64>().ok().map(|n| (size.saturating_sub(n), size)),
+        ("", suffix) => suffix
+            .parse::<u64>()
+            .ok()
+            .map(|n| (size.saturating_sub(n), size)),
         (start, "") => start.parse::<u64>().ok().map(|s| (s, size)),
         (start, end) => start
             .parse::<u64>()

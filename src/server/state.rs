@@ -177,14 +177,22 @@ async fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> 
             temp_dir,
         })
         .await
-        .with_context(|| format!("cannot open the blob store in `{}`", config.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the blob store in `{}`",
+                config.data_dir.display()
+            )
+        })?;
         return Ok(Arc::new(store));
     };
     let storage = &config.storage;
     let store = S3BlobStore::open(S3StoreOptions {
         bucket: url.host_str().unwrap_or_default().to_owned(),
         prefix: url.path().trim_matches('/').to_owned(),
-        endpoint: storage.s3_endpoint.as_ref().map(|e| e.as_str().trim_end_matches('/').to_owned()),
+        endpoint: storage
+            .s3_endpoint
+            .as_ref()
+            .map(|e| e.as_str().trim_end_matches('/').to_owned()),
         region: storage.s3_region.clone(),
         access_key_id: storage.s3_access_key_id.as_ref().map(|k| k.0.clone()),
         secret_access_key: storage.s3_secret_access_key.as_ref().map(|k| k.0.clone()),

@@ -122,10 +122,16 @@ impl BlobStore for FsBlobStore {
         })
     }
 
-    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobStream, StorageError> {
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobStream, StorageError> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let path = self.blob_path(digest);
-        let mut file = tokio::fs::File::open(&path).await.map_err(StorageError::io(&path))?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(StorageError::io(&path))?;
         let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match range {
             Some(range) => {
                 file.seek(std::io::SeekFrom::Start(range.start))
@@ -135,7 +141,10 @@ impl BlobStore for FsBlobStore {
             }
             None => Box::new(file),
         };
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)))
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            reader,
+            256 * 1024,
+        )))
     }
 
     fn kind(&self) -> &'static str {
@@ -219,7 +228,10 @@ mod tests {
         }
         let blob = store.get(&digest).await.expect("get").expect("stored");
         assert_eq!(store.list().await.expect("list"), vec![(digest.clone(), 5)]);
-        assert_eq!(std::fs::read(blob.path.expect("local")).expect("read"), b"hello");
+        assert_eq!(
+            std::fs::read(blob.path.expect("local")).expect("read"),
+            b"hello"
+        );
         store.delete(&digest).await.expect("delete");
         assert!(store.get(&digest).await.expect("get").is_none());
     }

@@ -70,7 +70,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn publish(&self, temp_file: &Path, digest: &Digest) -> Result<StoredBlob, StorageError>;
 
     /// The blob's bytes, or the bytes in `range`.
-    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobStream, StorageError>;
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobStream, StorageError>;
 
     /// What kind of store this is, for `/-/ready`.
     fn kind(&self) -> &'static str;

@@ -155,7 +155,10 @@ impl BlobStore for S3BlobStore {
                     .wait_for_capacity(PART_CONCURRENCY)
                     .await
                     .map_err(self.error(&location))?;
-                let read = file.read(&mut buffer).await.map_err(StorageError::io(temp_file))?;
+                let read = file
+                    .read(&mut buffer)
+                    .await
+                    .map_err(StorageError::io(temp_file))?;
                 if read == 0 {
                     return Ok(());
                 }
@@ -176,7 +179,11 @@ impl BlobStore for S3BlobStore {
         Ok(StoredBlob { path: None, size })
     }
 
-    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobStream, StorageError> {
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobStream, StorageError> {
         let location = self.location(digest);
         let options = GetOptions {
             range: range.map(GetRange::Bounded),

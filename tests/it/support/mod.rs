@@ -1,9 +1,11 @@
 //! Test support: a fake upstream registry and a granary on an ephemeral port.
 
+pub mod engines;
 pub mod granary;
 pub mod process;
 pub mod upstream;
 
+pub use engines::Engines;
 pub use granary::TestGranary;
 pub use process::GranaryProcess;
 pub use upstream::{Behaviour, FakeUpstream, Scripted};

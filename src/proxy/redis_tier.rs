@@ -33,6 +33,9 @@ pub struct RedisTier {
     client: redis::Client,
     manager: Mutex<Option<ConnectionManager>>,
     last_attempt: std::sync::Mutex<Option<Instant>>,
+    /// After a failure, operations fail fast until then (a circuit breaker), so an
+    /// outage costs requests nothing rather than one timeout each.
+    down_until: std::sync::Mutex<Option<Instant>>,
     timeout: Duration,
     healthy: AtomicBool,
     errors: AtomicU64,
@@ -69,6 +72,7 @@ impl RedisTier {
             client: redis::Client::open(url)?,
             manager: Mutex::new(None),
             last_attempt: std::sync::Mutex::new(None),
+            down_until: std::sync::Mutex::new(None),
             timeout,
             healthy: AtomicBool::new(false),
             errors: AtomicU64::new(0),
@@ -128,6 +132,8 @@ impl RedisTier {
     }
 
     fn failed(&self, reason: &str) -> RedisUnavailable {
+        *self.down_until.lock().expect("breaker is never poisoned") =
+            Some(Instant::now() + RECONNECT_INTERVAL);
         if self.healthy.swap(false, Ordering::Relaxed) {
             warn!(%reason, "redis unavailable; falling back to this replica's own tiers");
         }
@@ -152,6 +158,16 @@ impl RedisTier {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        if self
+            .down_until
+            .lock()
+            .expect("breaker is never poisoned")
+            .is_some_and(|until| Instant::now() < until)
+        {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            self.metrics.redis_errors.inc();
+            return Err(RedisUnavailable("unavailable; retrying shortly".to_owned()));
+        }
         let connection = self.connection().await?;
         match tokio::time::timeout(self.timeout, operation(connection)).await {
             Ok(Ok(value)) => {

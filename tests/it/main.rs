@@ -10,5 +10,6 @@ mod e2e_clients;
 mod memory;
 mod ops;
 mod pypi_index;
+mod scale_out;
 mod support;
 mod upstream_client;

@@ -76,6 +76,16 @@ impl Drop for GranaryProcess {
 }
 
 impl GranaryProcess {
+    /// SIGKILL: no shutdown, no cleanup (a crash).
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+    }
+
     /// Peak resident set size (`VmHWM`) and current (`VmRSS`), in KiB.
     pub fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

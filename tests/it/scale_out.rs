@@ -39,19 +39,14 @@ async fn cluster(engines: &Engines, count: usize, upstream: &str, extra: &str) -
     let redis = engines.redis();
     let garage = engines.garage();
     let prefix = format!("t{:08x}", rand::random::<u32>());
+    let shared = format!(
+        "[metadata]\ndatabase_url = \"{database}\"\n\n[redis]\nurl = \"{}\"\nartifact_lock_ttl = \"2s\"\nartifact_wait = \"60s\"\n\n{}\n\
+         [repos.pypi]\nformat = \"pypi\"\nupstream = \"{upstream}\"\n{extra}\n",
+        redis.url(),
+        garage.storage_toml(&prefix),
+    );
     let replicas = (0..count)
-        .map(|i| {
-            replica(
-                dir.path(),
-                &format!("r{i}"),
-                upstream,
-                &database,
-                &redis,
-                &garage,
-                &prefix,
-                extra,
-            )
-        })
+        .map(|i| replica(dir.path(), &format!("r{i}"), &shared))
         .collect();
     Cluster {
         _dir: dir,

@@ -39,6 +39,8 @@ use crate::metadata::{ArtifactRecord, MetadataStore};
 use crate::metrics::{Metrics, RepoLabels};
 use crate::storage::{BlobStore, Digest, StoredBlob};
 
+/// How long a request that joins a verified fill waits for it to be published.
+const PUBLISH_WAIT: Duration = Duration::from_secs(5);
 /// Bytes read per step by a reader. Below glibc's default mmap threshold (128 KiB),
 /// so each chunk's buffer comes from the heap rather than an mmap/munmap pair: with
 /// hundreds of readers that difference dominated time to first byte (bench/run).
@@ -245,6 +247,7 @@ impl ArtifactCache {
             return Ok(stored);
         }
         let format = request.key.format();
+        let request_key = request.key.clone();
         let fill = match &self.inner.cross_replica {
             None => self.join_or_start(request, None).await.map_err(Arc::new)?,
             Some(lock) => match self.acquire_across_replicas(&request, lock).await? {
@@ -257,14 +260,18 @@ impl ArtifactCache {
             offset: 0,
             content_length: None,
         };
+        // Joining a fill whose bytes are all verified: it is only being published.
+        // Wait the few milliseconds that takes and serve the stored blob (with its
+        // ETag and Range support). A fill this request just started is still
+        // connecting here, so this never mistakes a miss for a hit.
+        if reader.is_verified() {
+            reader.wait_published(PUBLISH_WAIT).await;
+            if let Some(stored) = self.stored(&request_key).await.map_err(Arc::new)? {
+                return Ok(stored);
+            }
+        }
+        let status = CacheStatus::Miss;
         reader.wait_for_headers().await?;
-        // Joining a fill whose bytes are all verified (it is only being published)
-        // costs the upstream nothing: that is a hit.
-        let status = if reader.is_verified() {
-            CacheStatus::Hit
-        } else {
-            CacheStatus::Miss
-        };
         self.inner
             .metrics
             .record_cache("artifact", format, status.as_str());
@@ -577,6 +584,25 @@ impl FillReader {
     #[must_use]
     pub fn content_length(&self) -> Option<u64> {
         self.content_length
+    }
+
+    /// Waits until the fill is published (or failed to be), at most `limit`.
+    async fn wait_published(&self, limit: Duration) {
+        let mut state = self.fill.state.clone();
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                if matches!(
+                    *state.borrow_and_update(),
+                    FillState::Done { .. } | FillState::Failed(_)
+                ) {
+                    return;
+                }
+                if state.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     fn is_verified(&self) -> bool {

@@ -78,6 +78,7 @@ async fn file_is_stored_once_then_served_from_disk_with_range_and_head() {
     assert!(metadata.contains("Requires-Dist: beta>=1.0"), "{metadata}");
 
     assert_eq!(upstream.hits(&format!("packages/{wheel}")), 1);
+    granary.settle().await;
     assert_eq!(
         stored_files(&granary),
         (2, 0),

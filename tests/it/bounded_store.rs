@@ -33,17 +33,6 @@ fn three_files(upstream: &FakeUpstream, size: usize) {
     );
 }
 
-/// Waits until every fill has published (publishing follows the clients' last byte).
-async fn settle(granary: &TestGranary) {
-    for _ in 0..500 {
-        if granary.state.engine.artifacts.fills_in_flight() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("fills did not finish");
-}
-
 async fn fetch(granary: &TestGranary, name: &str) -> reqwest::Response {
     let response = TestGranary::client()
         .get(granary.url(&format!("pypi/files/blobs/{name}-1.0.tar.gz")))
@@ -69,7 +58,7 @@ async fn least_recently_used_blobs_are_evicted_but_never_one_being_served() {
 
     for name in ["a", "b", "c"] {
         fetch(&granary, name).await.bytes().await.expect("body");
-        settle(&granary).await;
+        granary.settle().await;
         clock.advance(Duration::from_secs(10));
     }
     // `a` is used again, so `b` is now the least recently used.
@@ -86,7 +75,7 @@ async fn least_recently_used_blobs_are_evicted_but_never_one_being_served() {
         "b was evicted and is fetched again"
     );
 
-    settle(&granary).await;
+    granary.settle().await;
 
     // Hold a response on `a` open, then make `a` the least recently used, and evict
     // down to one file: `a` must be skipped, `b` and `c` go.
@@ -204,7 +193,7 @@ async fn verify_finds_corrupt_blobs_and_gc_removes_orphans() {
     for name in ["a", "b", "c"] {
         fetch(&granary, name).await.bytes().await.expect("body");
     }
-    settle(&granary).await;
+    granary.settle().await;
     let artifacts = &granary.state.engine.artifacts;
     let clean = artifacts.verify(false).await.expect("verify");
     assert_eq!((clean.checked, clean.corrupt.len()), (3, 0));

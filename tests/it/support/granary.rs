@@ -90,6 +90,18 @@ impl TestGranary {
         self.config.data_dir.clone()
     }
 
+    /// Waits until every fill has been published (publishing follows the clients'
+    /// last byte, so files appear in the store a moment after a response ends).
+    pub async fn settle(&self) {
+        for _ in 0..500 {
+            if self.state.engine.artifacts.fills_in_flight() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("fills did not finish");
+    }
+
     /// A client that never follows redirects (tests look at them).
     pub fn client() -> reqwest::Client {
         reqwest::Client::builder()

@@ -302,7 +302,7 @@ mod tests {
             "http://127.0.0.1:9000/simple/",
             "a trailing slash is added"
         );
-        assert!("npm:x".parse::<RepoFlag>().is_err());
+        assert!("maven:x".parse::<RepoFlag>().is_err());
     }
 
     #[test]

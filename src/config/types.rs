@@ -27,6 +27,11 @@ pub struct Config {
     /// How long in-flight responses may take to finish after SIGINT/SIGTERM.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
+    /// The URL clients reach granary at, e.g. `https://granary.example.internal`, for
+    /// documents that need absolute URLs (npm tarballs). Absent: taken from each
+    /// request's `Host`.
+    #[serde(default)]
+    pub public_url: Option<Url>,
     /// Bearer token for the `/-/cache/` admin endpoints; absent: they are disabled.
     #[serde(default)]
     pub admin_token: Option<Secret>,
@@ -158,6 +163,7 @@ impl fmt::Debug for Secret {
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Pypi,
+    Npm,
 }
 
 impl Format {
@@ -165,6 +171,7 @@ impl Format {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pypi => "pypi",
+            Self::Npm => "npm",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! A protocol turns a parsed request into a [`Reply`]; only [`crate::server`] turns a
 //! reply into an HTTP response. Code below this module sees keys and bytes only.
 
+pub mod npm;
 pub mod path;
 pub mod pypi;
 
@@ -20,6 +21,46 @@ pub enum Reply {
     Artifact(ArtifactReply),
     /// A permanent redirect to the canonical URL (an absolute path).
     Redirect { location: String },
+    /// A small response built for this request (passed through or derived).
+    Passthrough(PassthroughReply),
+}
+
+/// A response built for one request: not cached as such.
+#[derive(Debug)]
+pub struct PassthroughReply {
+    pub status: http::StatusCode,
+    pub content_type: String,
+    pub body: bytes::Bytes,
+    pub cache_status: CacheStatus,
+}
+
+impl PassthroughReply {
+    /// A JSON body.
+    #[must_use]
+    pub fn json(
+        status: http::StatusCode,
+        value: &serde_json::Value,
+        cache_status: CacheStatus,
+    ) -> Self {
+        Self {
+            status,
+            content_type: "application/json".to_owned(),
+            body: serde_json::to_vec(value)
+                .expect("serializing a JSON value cannot fail")
+                .into(),
+            cache_status,
+        }
+    }
+
+    /// A JSON error, as registries answer them.
+    #[must_use]
+    pub fn error(status: http::StatusCode, message: &str) -> Self {
+        Self::json(
+            status,
+            &serde_json::json!({ "error": message }),
+            CacheStatus::Bypass,
+        )
+    }
 }
 
 /// An index document ready to serve.
@@ -30,6 +71,8 @@ pub struct DocumentReply {
     pub status: CacheStatus,
     /// `Warning` header value when a stale copy is served because the upstream failed.
     pub warning: Option<String>,
+    /// The base URL to put in the rendition's markers (npm), if it has any.
+    pub base_url: Option<String>,
 }
 
 /// An artifact ready to serve.

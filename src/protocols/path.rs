@@ -43,9 +43,47 @@ pub fn segments(raw_path: &str) -> Result<Vec<String>, RequestError> {
         .collect()
 }
 
+/// `@scope%2fname…` → `@scope/name…`: npm clients encode a scoped package's slash
+/// in its first segment; only that one occurrence is decoded.
+#[must_use]
+pub fn decode_scope_slash(raw_path: &str) -> std::borrow::Cow<'_, str> {
+    if !raw_path.starts_with('@') && !raw_path.starts_with("%40") {
+        return raw_path.into();
+    }
+    let first_end = raw_path.find('/').unwrap_or(raw_path.len());
+    let first = &raw_path[..first_end];
+    let lower = first.to_ascii_lowercase();
+    match lower.find("%2f") {
+        Some(at) => format!(
+            "{}/{}{}",
+            &first[..at],
+            &first[at + 3..],
+            &raw_path[first_end..]
+        )
+        .into(),
+        None => raw_path.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scoped_slash_is_decoded_once() {
+        assert_eq!(decode_scope_slash("@s%2fn"), "@s/n");
+        assert_eq!(decode_scope_slash("@s%2Fn/-/n-1.tgz"), "@s/n/-/n-1.tgz");
+        assert_eq!(decode_scope_slash("@s/n"), "@s/n");
+        assert_eq!(
+            decode_scope_slash("plain%2fx"),
+            "plain%2fx",
+            "only scoped names"
+        );
+        assert!(
+            segments(&decode_scope_slash("@s%2f..%2f..")).is_err(),
+            "traversal still rejected"
+        );
+    }
 
     #[test]
     fn traversal_and_separators_are_rejected() {

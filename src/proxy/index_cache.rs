@@ -43,6 +43,36 @@ pub struct Rendition {
     pub etag: String,
     /// `etag` as a ready header value (built once, not per response).
     pub etag_header: http::HeaderValue,
+    /// When the body holds base-URL markers (npm's absolute tarball URLs): the body
+    /// split at them, shared; each response puts its base URL between the parts.
+    pub parts: Option<Arc<Vec<Bytes>>>,
+}
+
+/// Stands for the base URL clients reach granary at, inside a JSON string value.
+pub const BASE_MARKER_TEXT: &str = "\u{0}granary-base\u{0}";
+/// [`BASE_MARKER_TEXT`] as it appears in serialized JSON.
+pub const BASE_MARKER_SERIALIZED: &[u8] = b"\\u0000granary-base\\u0000";
+
+/// Splits `body` at every base marker, or `None` if it has none.
+fn split_at_markers(body: &Bytes) -> Option<Arc<Vec<Bytes>>> {
+    let marker = BASE_MARKER_SERIALIZED;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    while at + marker.len() <= body.len() {
+        if &body[at..at + marker.len()] == marker {
+            parts.push(body.slice(start..at));
+            at += marker.len();
+            start = at;
+        } else {
+            at += 1;
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    parts.push(body.slice(start..));
+    Some(Arc::new(parts))
 }
 
 impl Rendition {
@@ -52,11 +82,13 @@ impl Rendition {
         let etag = format!("\"{}\"", hex::encode(&digest[..16]));
         let etag_header =
             http::HeaderValue::from_str(&etag).expect("quoted hex is a valid header value");
+        let parts = split_at_markers(&body);
         Self {
             name,
             body,
             etag,
             etag_header,
+            parts,
         }
     }
 }

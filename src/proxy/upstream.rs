@@ -256,6 +256,64 @@ impl UpstreamClient {
         })
     }
 
+    /// Forwards one request that must not be cached (npm's ping, search, audit): no
+    /// retries, a short `timeout`, the body read whole (bounded).
+    ///
+    /// # Errors
+    /// When the upstream cannot be reached in time.
+    pub async fn forward(
+        &self,
+        method: http::Method,
+        url: &Url,
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Option<String>, bytes::Bytes), UpstreamError> {
+        let mut request = self.http.request(method, url.clone()).timeout(timeout);
+        if !body.is_empty() {
+            request = request
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        if let Some(UpstreamAuth::Bearer { token }) = &self.options.auth {
+            if url.origin() == self.options.root.origin() {
+                request = request.bearer_auth(token);
+            }
+        }
+        self.metrics
+            .upstream_requests
+            .get_or_create(&self.labels)
+            .inc();
+        let upstream = display_url(url);
+        let response = request.send().await.map_err(|error| {
+            self.metrics
+                .upstream_errors
+                .get_or_create(&self.labels)
+                .inc();
+            if error.is_timeout() {
+                UpstreamError::TimedOut {
+                    upstream: upstream.clone(),
+                    timeout,
+                }
+            } else {
+                UpstreamError::Unreachable {
+                    upstream: upstream.clone(),
+                    reason: error_chain(&error),
+                }
+            }
+        })?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.body_error(url, &e))?;
+        Ok((status, content_type, body))
+    }
+
     /// Maps a body-read error to an [`UpstreamError`].
     #[must_use]
     pub fn body_error(&self, url: &Url, error: &reqwest::Error) -> UpstreamError {

@@ -9,7 +9,7 @@ use axum::response::Response;
 use tracing::info;
 
 use super::respond::X_CACHE;
-use super::state::AppState;
+use super::state::{AppState, Repository};
 use crate::metrics::RequestLabels;
 
 pub(super) async fn observe(
@@ -69,11 +69,18 @@ fn classify(state: &AppState, path: &str) -> (&'static str, &'static str) {
     let Some(repo) = state.repos.get(first) else {
         return ("unknown", "other");
     };
-    let route = match (segments.next(), segments.next()) {
-        (Some("simple"), None | Some("")) => "project_list",
-        (Some("simple"), Some(_)) => "project",
-        (Some("files"), _) => "file",
-        _ => "other",
+    let route = match repo {
+        Repository::Pypi(_) => match (segments.next(), segments.next()) {
+            (Some("simple"), None | Some("")) => "project_list",
+            (Some("simple"), Some(_)) => "project",
+            (Some("files"), _) => "file",
+            _ => "other",
+        },
+        Repository::Npm(_) => match segments.next() {
+            Some("-") => "registry",
+            _ if path.contains("/-/") => "tarball",
+            _ => "packument",
+        },
     };
     (repo.label(), route)
 }

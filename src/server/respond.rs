@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Redirect, Response};
+use bytes::Bytes;
 use futures::StreamExt;
 use http::header::{
     HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
@@ -41,6 +42,18 @@ pub(super) async fn reply(
     match reply {
         Reply::Redirect { location } => Redirect::permanent(&location).into_response(),
         Reply::Document(document) => document_response(document, request.headers()),
+        Reply::Passthrough(reply) => {
+            let mut response = Response::new(Body::from(reply.body));
+            *response.status_mut() = reply.status;
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, header_value(&reply.content_type));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(
+                X_CACHE,
+                HeaderValue::from_static(reply.cache_status.header_value()),
+            );
+            response
+        }
         Reply::Artifact(artifact) => {
             artifact_response(artifact, request, metrics, blobs, repo).await
         }
@@ -59,27 +72,111 @@ fn not_modified(request_headers: &HeaderMap, etag: &str) -> bool {
 }
 
 fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Response {
-    let etag = document.rendition.etag_header;
-    let is_not_modified = not_modified(request_headers, &document.rendition.etag);
+    // A templated document (npm) is the same bytes for every client but the base URL
+    // between its parts: its validator covers the base too.
+    let templated = document.rendition.parts.clone().zip(
+        document
+            .base_url
+            .as_deref()
+            .map(|b| Bytes::copy_from_slice(b.as_bytes())),
+    );
+    let (etag, etag_text) = match &templated {
+        None => (
+            document.rendition.etag_header.clone(),
+            document.rendition.etag.clone(),
+        ),
+        Some((_, base)) => {
+            let text = format!(
+                "\"{}-{:016x}\"",
+                document.rendition.etag.trim_matches('"'),
+                base_hash(base)
+            );
+            (header_value(&text), text)
+        }
+    };
+    let is_not_modified = not_modified(request_headers, &etag_text);
     let mut response = if is_not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut response = Response::new(Body::from(document.rendition.body));
+        let body = match templated {
+            None => Body::from(document.rendition.body),
+            Some((parts, base)) => {
+                let length: usize =
+                    parts.iter().map(Bytes::len).sum::<usize>() + base.len() * (parts.len() - 1);
+                let mut chunks = Vec::with_capacity(parts.len() * 2);
+                for (index, part) in parts.iter().enumerate() {
+                    if index > 0 {
+                        chunks.push(Ok::<_, std::io::Error>(base.clone()));
+                    }
+                    chunks.push(Ok(part.clone()));
+                }
+                let mut response = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_LENGTH, HeaderValue::from(length));
+                return finish_document(
+                    response,
+                    document.content_type,
+                    etag,
+                    document.status,
+                    document.warning,
+                );
+            }
+        };
+        let mut response = Response::new(body);
         response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static(document.content_type),
         );
         response
     };
+    if is_not_modified {
+        return finish_document(
+            response,
+            document.content_type,
+            etag,
+            document.status,
+            document.warning,
+        );
+    }
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(document.content_type),
+    );
+    finish_document(
+        response,
+        document.content_type,
+        etag,
+        document.status,
+        document.warning,
+    )
+}
+
+fn base_hash(base: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    base.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn finish_document(
+    mut response: Response,
+    content_type: &'static str,
+    etag: HeaderValue,
+    status: crate::proxy::CacheStatus,
+    warning: Option<String>,
+) -> Response {
+    if response.status() != StatusCode::NOT_MODIFIED {
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
     let headers = response.headers_mut();
     headers.insert(ETAG, etag);
     headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static(INDEX_CACHE_CONTROL));
-    headers.insert(
-        X_CACHE,
-        HeaderValue::from_static(document.status.header_value()),
-    );
-    if let Some(warning) = document.warning {
+    headers.insert(X_CACHE, HeaderValue::from_static(status.header_value()));
+    if let Some(warning) = warning {
         headers.insert(WARNING, header_value(&warning.replace(['\r', '\n'], " ")));
     }
     response

@@ -13,6 +13,7 @@ use http::{Method, StatusCode};
 use super::error::ApiError;
 use super::state::{AppState, Repository};
 use super::{admin, middleware, ops, respond};
+use crate::protocols::npm::{self, NpmRequest};
 use crate::protocols::path::{self, MAX_PATH_BYTES};
 use crate::protocols::RequestError;
 
@@ -39,7 +40,11 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+    // POST reaches only npm's audit passthrough; the repository checks the path.
+    if request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && request.method() != Method::POST
+    {
         return Err(RequestError::MethodNotAllowed.into());
     }
     let raw_path = request.uri().path().to_owned();
@@ -63,7 +68,6 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
             format!("no repository named `{repo_name}`"),
         )
     })?;
-    let segments = path::segments(rest)?;
     let accept = request
         .headers()
         .get(ACCEPT)
@@ -71,8 +75,46 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
         .map(str::to_owned);
     let reply = match repo {
         Repository::Pypi(pypi) => {
+            if request.method() == Method::POST {
+                return Err(RequestError::MethodNotAllowed.into());
+            }
+            let segments = path::segments(rest)?;
             pypi.handle(&state.engine, &segments, accept.as_deref())
                 .await?
+        }
+        Repository::Npm(npm) => {
+            // `@scope%2fname` is how clients spell a scoped package in one segment.
+            let segments = path::segments(&path::decode_scope_slash(rest))?;
+            let base_url = state.base_url(request.headers());
+            let method = request.method().clone();
+            let query = request.uri().query().map(str::to_owned);
+            let (parts, body) = request.into_parts();
+            let body = if method == Method::POST {
+                axum::body::to_bytes(body, npm::MAX_PASSTHROUGH_BODY)
+                    .await
+                    .map_err(|_| {
+                        ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                    })?
+            } else {
+                bytes::Bytes::new()
+            };
+            let reply = npm
+                .handle(
+                    &state.engine,
+                    &segments,
+                    NpmRequest {
+                        method: &method,
+                        accept: accept.as_deref(),
+                        query: query.as_deref(),
+                        body,
+                        base_url: &base_url,
+                    },
+                )
+                .await?;
+            let request = Request::from_parts(parts, Body::empty());
+            return Ok(
+                respond::reply(reply, request, &state.metrics, &state.blobs, repo_name).await,
+            );
         }
     };
     let (parts, _) = request.into_parts();

@@ -11,6 +11,7 @@ use crate::config::{Config, Format, RepoConfig, Secret, UpstreamAuth as ConfigAu
 use crate::http_cache::FreshnessPolicy;
 use crate::metadata::{MetadataStore, PostgresMetadataStore, PostgresOptions, SqliteMetadataStore};
 use crate::metrics::Metrics;
+use crate::protocols::npm::NpmRepo;
 use crate::protocols::pypi::PypiRepo;
 use crate::proxy::redis_tier::RedisTier;
 use crate::proxy::{
@@ -23,6 +24,7 @@ use crate::storage::{BlobStore, FsBlobStore, FsStoreOptions, S3BlobStore, S3Stor
 #[derive(Debug, Clone)]
 pub enum Repository {
     Pypi(PypiRepo),
+    Npm(NpmRepo),
 }
 
 impl Repository {
@@ -30,6 +32,7 @@ impl Repository {
     pub fn upstream(&self) -> &UpstreamClient {
         match self {
             Self::Pypi(repo) => &repo.upstream,
+            Self::Npm(repo) => &repo.upstream,
         }
     }
 
@@ -38,6 +41,7 @@ impl Repository {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Pypi(repo) => repo.label,
+            Self::Npm(repo) => repo.label,
         }
     }
 
@@ -46,6 +50,7 @@ impl Repository {
     pub fn format(&self) -> &'static str {
         match self {
             Self::Pypi(_) => crate::protocols::pypi::keys::FORMAT,
+            Self::Npm(_) => crate::protocols::npm::keys::FORMAT,
         }
     }
 
@@ -59,6 +64,21 @@ impl Repository {
     ) -> Result<crate::proxy::CacheKey, crate::protocols::RequestError> {
         match self {
             Self::Pypi(repo) => repo.project_index_key(project),
+            Self::Npm(_) if crate::protocols::npm::keys::is_valid_package_name(project) => Ok(
+                crate::protocols::npm::keys::packument_key(self.name(), project),
+            ),
+            Self::Npm(_) => Err(crate::protocols::RequestError::BadRequest(format!(
+                "`{project}` is not a valid npm package name"
+            ))),
+        }
+    }
+
+    /// The repository's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Pypi(repo) => &repo.name,
+            Self::Npm(repo) => &repo.name,
         }
     }
 }
@@ -72,6 +92,8 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct Inner {
     pub repos: BTreeMap<String, Repository>,
+    /// `public_url`, when configured.
+    pub public_url: Option<String>,
     /// Bearer token for `/-/cache/`; `None` disables those endpoints.
     pub admin_token: Option<Secret>,
     pub engine: CacheEngine,
@@ -90,6 +112,26 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// The base URL clients reach granary at: `public_url`, else the request's `Host`
+    /// (only when it is a plain host[:port], so nothing odd is echoed into URLs).
+    #[must_use]
+    pub fn base_url(&self, headers: &http::HeaderMap) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() <= 255
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            })
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
     /// Opens the stores under `data_dir` and builds every repository's client.
     ///
     /// # Errors
@@ -158,6 +200,10 @@ impl AppState {
             inner: Arc::new(Inner {
                 repos,
                 admin_token: config.admin_token.clone(),
+                public_url: config
+                    .public_url
+                    .as_ref()
+                    .map(|url| url.as_str().trim_end_matches('/').to_owned()),
                 redis,
                 engine,
                 metadata,
@@ -251,12 +297,20 @@ fn build_repository(
         update_time: repo.update_time.into(),
         max_staleness: repo.max_staleness.map(Into::into),
     };
+    let label: &'static str = Box::leak(name.to_owned().into_boxed_str());
     Ok(match repo.format {
+        Format::Npm => Repository::Npm(NpmRepo {
+            name: name.to_owned(),
+            label,
+            upstream,
+            policy,
+            negative_ttl: repo.negative_ttl.into(),
+        }),
         Format::Pypi => Repository::Pypi(PypiRepo {
             name: name.to_owned(),
             // Interned once per configured repository (a small, fixed set), so metrics
             // labels cost no allocation per request.
-            label: Box::leak(name.to_owned().into_boxed_str()),
+            label,
             upstream,
             policy,
             negative_ttl: repo.negative_ttl.into(),

@@ -187,6 +187,7 @@ impl PypiRepo {
             content_type: format.content_type(),
             status: lookup.status,
             warning: lookup.warning,
+            base_url: None,
         }))
     }
 

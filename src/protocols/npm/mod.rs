@@ -1,0 +1,452 @@
+//! The npm registry API, mounted at `/<repo>/` (point npm, pnpm or yarn's registry
+//! there):
+//!
+//! | path | what |
+//! |---|---|
+//! | `<name>`, `@scope/<name>`, `@scope%2f<name>` | packument, full or abbreviated by `Accept` |
+//! | `<name>/<version>`, `<name>/<dist-tag>` | one version's document |
+//! | `<name>/-/<file>.tgz` | a tarball, resolved through the cached packument |
+//! | `-/package/<name>/dist-tags` | dist-tags |
+//! | `-/ping`, `-/v1/search`, `-/npm/v1/security/*` | passed through, never cached |
+//!
+//! Tarball URLs name an entry of a cached packument, never an upstream URL.
+
+pub mod keys;
+pub mod rewrite;
+pub mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use super::{ArtifactReply, DocumentReply, PassthroughReply, Reply, RequestError};
+use crate::http_cache::FreshnessPolicy;
+use crate::proxy::index_cache::BASE_MARKER_SERIALIZED;
+use crate::proxy::{
+    ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup, IndexRequest,
+    UpstreamClient,
+};
+use keys::is_valid_package_name;
+use source::PackumentSource;
+
+/// The abbreviated ("corgi") media type.
+pub const ABBREVIATED_TYPE: &str = "application/vnd.npm.install-v1+json";
+const FULL_TYPE: &str = "application/json";
+/// Bound on passthrough requests: advisory endpoints must fail fast.
+const PASSTHROUGH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request body passed through (audit reports).
+pub const MAX_PASSTHROUGH_BODY: usize = 16 * 1024 * 1024;
+
+/// One npm repository.
+#[derive(Debug, Clone)]
+pub struct NpmRepo {
+    pub name: String,
+    /// `name`, interned for metrics labels.
+    pub label: &'static str,
+    pub upstream: Arc<UpstreamClient>,
+    pub policy: FreshnessPolicy,
+    pub negative_ttl: Duration,
+}
+
+/// What an npm request carries besides its path.
+#[derive(Debug)]
+pub struct NpmRequest<'a> {
+    pub method: &'a Method,
+    pub accept: Option<&'a str>,
+    pub query: Option<&'a str>,
+    pub body: Bytes,
+    /// `scheme://host[:port]` clients reach granary at (for absolute tarball URLs).
+    pub base_url: &'a str,
+}
+
+impl NpmRepo {
+    /// Answers a request for `segments` below the mount point.
+    ///
+    /// # Errors
+    /// Bad names, unknown paths and versions, upstream failures.
+    pub async fn handle(
+        &self,
+        engine: &CacheEngine,
+        segments: &[String],
+        request: NpmRequest<'_>,
+    ) -> Result<Reply, RequestError> {
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        if parts.first() == Some(&"-") {
+            return self.special(engine, &parts[1..], request).await;
+        }
+        if request.method != Method::GET && request.method != Method::HEAD {
+            return Err(RequestError::MethodNotAllowed);
+        }
+        let (name, rest) = split_name(&parts)?;
+        match rest {
+            [] | [""] => self.packument(engine, &name, &request).await,
+            ["-", filename] => self.tarball(engine, &name, filename).await,
+            [version] => self.version(engine, &name, version, &request).await,
+            _ => Err(RequestError::NotFound(format!(
+                "no such path for package `{name}`"
+            ))),
+        }
+    }
+
+    async fn special(
+        &self,
+        engine: &CacheEngine,
+        parts: &[&str],
+        request: NpmRequest<'_>,
+    ) -> Result<Reply, RequestError> {
+        match parts {
+            ["ping"] | ["v1", "search"]
+                if request.method == Method::GET || request.method == Method::HEAD =>
+            {
+                Ok(self.pass_through(&parts.join("/"), request).await)
+            }
+            ["npm", "v1", "security", "advisories", "bulk"]
+            | ["npm", "v1", "security", "audits", "quick"]
+                if request.method == Method::POST =>
+            {
+                Ok(self.pass_through(&parts.join("/"), request).await)
+            }
+            ["package", name @ .., "dist-tags"] if request.method == Method::GET => {
+                let (name, rest) = split_name(name)?;
+                if !rest.is_empty() {
+                    return Err(RequestError::NotFound("no such path".to_owned()));
+                }
+                let lookup = self.lookup(engine, &name).await?;
+                let packument = found_packument(&lookup, &name)?;
+                let tags = packument.get("dist-tags").cloned().unwrap_or(Value::Null);
+                Ok(Reply::Passthrough(PassthroughReply::json(
+                    StatusCode::OK,
+                    &tags,
+                    lookup.status,
+                )))
+            }
+            _ if request.method != Method::GET && request.method != Method::HEAD => {
+                Err(RequestError::MethodNotAllowed)
+            }
+            _ => Err(RequestError::NotFound(format!(
+                "no such registry endpoint `-/{}`",
+                parts.join("/")
+            ))),
+        }
+    }
+
+    /// Forwards an endpoint that must not be cached; an unreachable upstream is a quick
+    /// 503 with a JSON error, so `npm install` carries on (audit is advisory).
+    async fn pass_through(&self, path: &str, request: NpmRequest<'_>) -> Reply {
+        let mut url = match self.upstream.root().join(&format!("-/{path}")) {
+            Ok(url) => url,
+            Err(error) => {
+                return Reply::Passthrough(PassthroughReply::error(
+                    StatusCode::BAD_GATEWAY,
+                    &error.to_string(),
+                ))
+            }
+        };
+        url.set_query(request.query);
+        let forwarded = self
+            .upstream
+            .forward(
+                request.method.clone(),
+                &url,
+                request.body,
+                PASSTHROUGH_TIMEOUT,
+            )
+            .await;
+        Reply::Passthrough(match forwarded {
+            Ok((status, content_type, body)) => PassthroughReply {
+                status,
+                content_type: content_type.unwrap_or_else(|| "application/json".to_owned()),
+                body,
+                cache_status: crate::proxy::CacheStatus::Bypass,
+            },
+            Err(error) => {
+                PassthroughReply::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
+            }
+        })
+    }
+
+    async fn lookup(&self, engine: &CacheEngine, name: &str) -> Result<IndexLookup, RequestError> {
+        Ok(engine
+            .index
+            .lookup(IndexRequest {
+                key: keys::packument_key(&self.name, name),
+                policy: self.policy,
+                negative_ttl: self.negative_ttl,
+                source: Arc::new(PackumentSource {
+                    upstream: Arc::clone(&self.upstream),
+                    repo: self.name.clone(),
+                    name: name.to_owned(),
+                }),
+            })
+            .await?)
+    }
+
+    async fn packument(
+        &self,
+        engine: &CacheEngine,
+        name: &str,
+        request: &NpmRequest<'_>,
+    ) -> Result<Reply, RequestError> {
+        let lookup = self.lookup(engine, name).await?;
+        if !lookup.document.found {
+            return Err(not_found(name));
+        }
+        let abbreviated = wants_abbreviated(request.accept);
+        let (rendition, content_type) = if abbreviated {
+            (source::ABBREVIATED, ABBREVIATED_TYPE)
+        } else {
+            (source::FULL, FULL_TYPE)
+        };
+        let rendition = lookup
+            .document
+            .rendition(rendition)
+            .cloned()
+            .expect("packuments always have both renditions");
+        Ok(Reply::Document(DocumentReply {
+            rendition,
+            content_type,
+            status: lookup.status,
+            warning: lookup.warning,
+            base_url: Some(request.base_url.to_owned()),
+        }))
+    }
+
+    async fn version(
+        &self,
+        engine: &CacheEngine,
+        name: &str,
+        wanted: &str,
+        request: &NpmRequest<'_>,
+    ) -> Result<Reply, RequestError> {
+        let lookup = self.lookup(engine, name).await?;
+        let packument = found_packument(&lookup, name)?;
+        let number = packument
+            .pointer(&format!(
+                "/dist-tags/{}",
+                wanted.replace('~', "~0").replace('/', "~1")
+            ))
+            .and_then(Value::as_str)
+            .unwrap_or(wanted)
+            .to_owned();
+        let body = rewrite::version(&packument, &number, &self.name, name).ok_or_else(|| {
+            RequestError::NotFound(format!("package `{name}` has no version or tag `{wanted}`"))
+        })?;
+        let body = fill_base(&body, request.base_url);
+        Ok(Reply::Passthrough(PassthroughReply {
+            status: StatusCode::OK,
+            content_type: FULL_TYPE.to_owned(),
+            body: body.into(),
+            cache_status: lookup.status,
+        }))
+    }
+
+    async fn tarball(
+        &self,
+        engine: &CacheEngine,
+        name: &str,
+        filename: &str,
+    ) -> Result<Reply, RequestError> {
+        if !filename.ends_with(".tgz") || filename.starts_with('.') || filename.len() > 255 {
+            return Err(RequestError::BadRequest(format!(
+                "`{filename}` is not a tarball name"
+            )));
+        }
+        let key = keys::tarball_key(&self.name, name, filename);
+        let content_type = "application/octet-stream".to_owned();
+        if let Some(lookup) = engine.artifacts.stored(&key).await.map_err(Arc::new)? {
+            return Ok(Reply::Artifact(ArtifactReply {
+                lookup,
+                content_type,
+            }));
+        }
+        let lookup = self.lookup(engine, name).await?;
+        let packument = found_packument(&lookup, name)?;
+        let dist = packument
+            .get("versions")
+            .and_then(Value::as_object)
+            .and_then(|versions| {
+                versions
+                    .values()
+                    .filter_map(|v| v.get("dist"))
+                    .find(|dist| {
+                        dist.get("tarball")
+                            .and_then(Value::as_str)
+                            .and_then(rewrite::tarball_filename)
+                            == Some(filename)
+                    })
+            })
+            .ok_or_else(|| {
+                RequestError::NotFound(format!("`{filename}` is not a tarball of package `{name}`"))
+            })?;
+        let url = dist
+            .get("tarball")
+            .and_then(Value::as_str)
+            .and_then(|u| url::Url::parse(u).ok())
+            .ok_or_else(|| {
+                RequestError::NotFound(format!("`{filename}`: unusable upstream tarball URL"))
+            })?;
+        let lookup = engine
+            .artifacts
+            .fetch(ArtifactRequest {
+                key,
+                repo: self.name.clone(),
+                upstream: Arc::clone(&self.upstream),
+                url,
+                expected: expected_digests(dist),
+                expected_size: None,
+                content_type: content_type.clone(),
+            })
+            .await?;
+        Ok(Reply::Artifact(ArtifactReply {
+            lookup,
+            content_type,
+        }))
+    }
+}
+
+/// `dist.integrity` (SRI, sha512 preferred) or, failing that, `dist.shasum` (sha1).
+fn expected_digests(dist: &Value) -> Vec<ExpectedDigest> {
+    let mut expected = Vec::new();
+    if let Some(integrity) = dist.get("integrity").and_then(Value::as_str) {
+        for entry in integrity.split_whitespace() {
+            let Some((algorithm, encoded)) = entry.split_once('-') else {
+                continue;
+            };
+            let algorithm = match algorithm {
+                "sha512" => DigestAlgorithm::Sha512,
+                "sha256" => DigestAlgorithm::Sha256,
+                "sha1" => DigestAlgorithm::Sha1,
+                _ => continue,
+            };
+            let encoded = encoded.split('?').next().unwrap_or(encoded);
+            if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(encoded) {
+                expected.push(ExpectedDigest::new(algorithm, &hex::encode(raw)));
+            }
+        }
+    }
+    if expected.is_empty() {
+        if let Some(shasum) = dist.get("shasum").and_then(Value::as_str) {
+            expected.push(ExpectedDigest::new(DigestAlgorithm::Sha1, shasum));
+        }
+    }
+    expected
+}
+
+/// Splits `@scope/name/rest…` or `name/rest…` into the package name and the rest.
+fn split_name<'a, 'b>(parts: &'b [&'a str]) -> Result<(String, &'b [&'a str]), RequestError> {
+    let (name, rest) = match parts {
+        [scope, package, rest @ ..] if scope.starts_with('@') => {
+            (format!("{scope}/{package}"), rest)
+        }
+        [name, rest @ ..] => ((*name).to_owned(), rest),
+        [] => return Err(RequestError::NotFound("no package named".to_owned())),
+    };
+    if is_valid_package_name(&name) {
+        Ok((name, rest))
+    } else {
+        Err(RequestError::BadRequest(format!(
+            "`{name}` is not a valid npm package name"
+        )))
+    }
+}
+
+fn not_found(name: &str) -> RequestError {
+    RequestError::NotFound(format!("package `{name}` does not exist upstream"))
+}
+
+fn found_packument(lookup: &IndexLookup, name: &str) -> Result<Value, RequestError> {
+    if !lookup.document.found {
+        return Err(not_found(name));
+    }
+    Ok(source::parse(&lookup.document.canonical)
+        .expect("a stored packument was rendered, so it parses"))
+}
+
+/// Whether the client prefers the abbreviated form (npm, pnpm and yarn send it first).
+fn wants_abbreviated(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return false };
+    let quality = |wanted: &str| {
+        accept.split(',').find_map(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next()?.trim();
+            if !media.eq_ignore_ascii_case(wanted) {
+                return None;
+            }
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some(q)
+        })
+    };
+    let abbreviated = quality(ABBREVIATED_TYPE).unwrap_or(0.0);
+    let full = quality(FULL_TYPE).unwrap_or(0.0);
+    abbreviated > 0.0 && abbreviated >= full
+}
+
+/// Puts the base URL in place of the marker in a small, per-request document.
+fn fill_base(body: &[u8], base_url: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + base_url.len() * 2);
+    let mut rest = body;
+    while let Some(at) = find(rest, BASE_MARKER_SERIALIZED) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(base_url.as_bytes());
+        rest = &rest[at + BASE_MARKER_SERIALIZED.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_prefers_what_npm_pnpm_and_yarn_ask_for() {
+        let npm = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
+        assert!(wants_abbreviated(Some(npm)));
+        assert!(!wants_abbreviated(Some("application/json")));
+        assert!(!wants_abbreviated(None));
+        assert!(!wants_abbreviated(Some(
+            "application/json, application/vnd.npm.install-v1+json;q=0.5"
+        )));
+    }
+
+    #[test]
+    fn integrity_prefers_sri_and_falls_back_to_shasum() {
+        let sri = serde_json::json!({"integrity": "sha512-AAEC", "shasum": "ff"});
+        assert_eq!(
+            expected_digests(&sri),
+            vec![ExpectedDigest::new(DigestAlgorithm::Sha512, "000102")]
+        );
+        let old = serde_json::json!({"shasum": "ABCD"});
+        assert_eq!(
+            expected_digests(&old),
+            vec![ExpectedDigest::new(DigestAlgorithm::Sha1, "abcd")]
+        );
+    }
+
+    #[test]
+    fn names_split_scoped_and_plain() {
+        assert_eq!(
+            split_name(&["@s", "n", "-", "n-1.tgz"]).expect("scoped").0,
+            "@s/n"
+        );
+        assert_eq!(
+            split_name(&["plain", "1.0.0"]).expect("plain").1,
+            &["1.0.0"]
+        );
+        assert!(split_name(&["@s"]).is_err());
+        assert!(split_name(&["bad name"]).is_err());
+    }
+}

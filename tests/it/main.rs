@@ -8,6 +8,7 @@ mod cache_engine;
 mod conformance;
 mod e2e_clients;
 mod memory;
+mod npm;
 mod ops;
 mod pypi_index;
 mod scale_out;

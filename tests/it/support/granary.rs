@@ -41,12 +41,27 @@ impl TestGranary {
         extra: &str,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::start_format("pypi", upstream, top_level, extra, clock).await
+    }
+
+    /// A granary with one npm repository `npm` proxying `upstream`.
+    pub async fn npm(upstream: &str, extra: &str) -> Self {
+        Self::start_format("npm", upstream, "", extra, Arc::new(SystemClock)).await
+    }
+
+    async fn start_format(
+        format: &str,
+        upstream: &str,
+        top_level: &str,
+        extra: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config_path = data_dir.path().join("granary.toml");
         std::fs::write(
             &config_path,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{top_level}\n\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"{upstream}\"\n{extra}\n",
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{top_level}\n\n[repos.{format}]\nformat = \"{format}\"\nupstream = \"{upstream}\"\n{extra}\n",
                 data_dir.path().join("data").display()
             ),
         )

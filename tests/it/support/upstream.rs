@@ -363,6 +363,9 @@ fn serve_dir(dir: &std::path::Path, path: &str, request: &Request) -> Response {
         } else {
             (dir.join(relative).join("index.html"), "text/html")
         }
+    } else if dir.join(relative).join("index.json").is_file() {
+        // An npm packument: `<name>/index.json` (so tarballs can live below it).
+        (dir.join(relative).join("index.json"), "application/json")
     } else {
         (dir.join(relative), "application/octet-stream")
     };

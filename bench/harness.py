@@ -81,6 +81,101 @@ class Processes:
                     process.kill()
 
 
+NPM_NGINX_CONF = """
+worker_processes {workers};
+daemon off;
+pid {work}/nginx-{name}.pid;
+error_log {work}/nginx-{name}-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    default_type application/octet-stream;
+    sendfile on;
+    access_log off;
+    client_body_temp_path {work}/nginx-{name}-body;
+    proxy_temp_path {work}/nginx-{name}-proxy;
+    fastcgi_temp_path {work}/nginx-{name}-fastcgi;
+    uwsgi_temp_path {work}/nginx-{name}-uwsgi;
+    scgi_temp_path {work}/nginx-{name}-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location ~ \\.tgz$ {{ }}
+        location / {{ default_type application/json; try_files $uri/index.json =404; }}
+    }}
+}}
+"""
+
+NPM_ACCEPT = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
+NPM_PROJECT = {"name": "bench", "version": "1.0.0", "private": True,
+               "dependencies": {"@granary/core": "^1.0.0", "dep-t": "^1.0.0", "dep-b": "next"}}
+
+
+def start_npm_nginx(procs: "Processes", work: str, name: str, root: str, port: int, probe: str) -> None:
+    conf = os.path.join(work, f"nginx-{name}.conf")
+    with open(conf, "w") as f:
+        f.write(NPM_NGINX_CONF.format(workers=os.cpu_count() or 2, work=work, name=name, port=port, root=root))
+    procs.start(["nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}{probe}")
+
+
+def npm_install(registry: str, scratch: str) -> float:
+    project = tempfile.mkdtemp(dir=scratch)
+    home = tempfile.mkdtemp(dir=scratch)
+    with open(os.path.join(project, "package.json"), "w") as f:
+        json.dump(NPM_PROJECT, f)
+    env = dict(os.environ, HOME=home, npm_config_userconfig=os.path.join(home, ".npmrc"), npm_config_registry=registry,
+               npm_config_cache=os.path.join(home, "cache"), npm_config_audit="false", npm_config_fund="false",
+               npm_config_update_notifier="false")
+    started = time.monotonic()
+    subprocess.run(["npm", "install"], cwd=project, env=env, check=True, capture_output=True, timeout=300)
+    return time.monotonic() - started
+
+
+def npm_scenarios(procs: "Processes", binary: str, work: str, seconds: int, rounds: int, install_rounds: int,
+                  rows: list, memory: list) -> None:
+    """npm: cold `npm install` through an empty granary vs direct, and hot packument and
+    tarball requests vs static nginx serving granary's exact bytes."""
+    fixture = os.path.join(work, "npm-fixture")
+    upstream_port = free_port()
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    subprocess.run(["node", os.path.join(ROOT, "tests", "fixtures", "npm", "make_registry.js"), fixture, upstream],
+                   check=True, capture_output=True, env=dict(os.environ, HOME=work))
+    start_npm_nginx(procs, work, "npm-upstream", fixture, upstream_port, "/dep-a")
+    scratch = os.path.join(work, "npm-installs")
+    os.makedirs(scratch, exist_ok=True)
+    through, direct = [], []
+    for index in range(install_rounds):
+        cold = Granary(procs, binary, work, upstream + "/", f"npm-cold-{index}", fmt="npm")
+        through.append(npm_install(f"{cold.url}/npm/", scratch))
+        cold.stop()
+        direct.append(npm_install(upstream + "/", scratch))
+    t, d = statistics.median(through), statistics.median(direct)
+    rows.append(["cold miss: npm install, 22 packages", "seconds (median)", f"{t:.2f}", f"{d:.2f} (direct)", "", ratio(t, d), ""])
+
+    warm = Granary(procs, binary, work, upstream + "/", "npm-warm", fmt="npm")
+    npm_install(f"{warm.url}/npm/", scratch)
+    mirror = os.path.join(work, "npm-mirror")
+    packument = fetch(f"{warm.url}/npm/@granary/core", NPM_ACCEPT)
+    tarball = fetch(f"{warm.url}/npm/@granary/core/-/core-1.1.0.tgz")
+    for relative, body in ((os.path.join("npm", "@granary", "core", "index.json"), packument),
+                           (os.path.join("npm", "@granary", "core", "-", "core-1.1.0.tgz"), tarball)):
+        path = os.path.join(mirror, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(body)
+    static_port = free_port()
+    start_npm_nginx(procs, work, "npm-static", mirror, static_port, "/npm/@granary/core")
+    static = f"http://127.0.0.1:{static_port}"
+    for label, path, accept in (("npm packument (abbreviated), 64 conn", "/npm/@granary/core", NPM_ACCEPT),
+                                ("npm tarball, 64 conn", "/npm/@granary/core/-/core-1.1.0.tgz", None)):
+        warm.reset_peak_rss()
+        result = measure_alternating({"granary": warm.url + path, "nginx": static + path}, rounds,
+                                     connections=64, seconds=seconds, accept=accept)
+        g, n = result["granary"], result["nginx"]
+        rows.append([label, "requests/s", fmt(g["rps"]), fmt(n["rps"]), "–", ratio(g["rps"], n["rps"]), ""])
+        memory.append([label, "", fmt(warm.rss_kib()[0] / 1024, 1)])
+
+
 NGINX_CONF = """
 worker_processes {workers};
 daemon off;
@@ -138,7 +233,7 @@ def start_varnish(procs: Processes, work: str, backend_port: int) -> int:
 
 
 class Granary:
-    def __init__(self, procs: Processes, binary: str, work: str, upstream: str, name: str) -> None:
+    def __init__(self, procs: Processes, binary: str, work: str, upstream: str, name: str, fmt: str = "pypi") -> None:
         self.port = free_port()
         self.data = os.path.join(work, f"granary-{name}")
         shutil.rmtree(self.data, ignore_errors=True)
@@ -146,7 +241,7 @@ class Granary:
         with open(config, "w") as f:
             # Request logs off, as nginx's and Varnish's are for the load targets.
             f.write(f'listen = "127.0.0.1:{self.port}"\ndata_dir = "{self.data}"\nlog = "warn"\n'
-                    f'[repos.pypi]\nformat = "pypi"\nupstream = "{upstream}"\n')
+                    f'[repos.{fmt}]\nformat = "{fmt}"\nupstream = "{upstream}"\n')
         self.process = procs.start([binary, "serve", "--config", config], stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/-/health")
         self.url = f"http://127.0.0.1:{self.port}"
@@ -408,6 +503,7 @@ def main() -> None:
         rows.append([name, "total s (100 MB/s per upstream connection)", f"{total:.2f}", f"{base_total:.2f}", "", ratio(total, base_total), ""])
         rows.append([name, "complete bodies", f"{len(complete)}/200", "", "", "", ""])
         memory.append(["stampede", "", fmt(cold.rss_kib()[0] / 1024, 1)])
+        npm_scenarios(procs, args.binary, work, args.seconds, args.rounds, args.install_rounds, rows, memory)
         notes.append("nginx's timing log gives the upstream request's start; the upstream's first byte follows it by well under a millisecond on loopback.")
     finally:
         procs.stop_all()

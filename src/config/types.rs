@@ -60,12 +60,17 @@ pub struct CacheConfig {
     /// 64 MiB holds the rendered pages of a few thousand typical projects.
     #[serde(default = "default_memory_capacity")]
     pub memory_capacity: ByteSize,
+    /// Upper bound on the bytes of small (up to 1 MiB), hot artifacts kept whole in
+    /// memory, so their hits touch neither database nor disk.
+    #[serde(default = "default_artifact_memory_capacity")]
+    pub artifact_memory_capacity: ByteSize,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             memory_capacity: default_memory_capacity(),
+            artifact_memory_capacity: default_artifact_memory_capacity(),
         }
     }
 }
@@ -294,6 +299,9 @@ fn default_shutdown_grace() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 fn default_memory_capacity() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_artifact_memory_capacity() -> ByteSize {
     ByteSize::mib(64)
 }
 fn default_index_ttl() -> HumanDuration {

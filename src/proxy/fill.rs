@@ -28,6 +28,7 @@ use url::Url;
 
 use super::cross_replica::{Acquired, CrossReplicaLock, HeldLock};
 use super::digest::{ExpectedDigest, StreamHasher};
+use super::hot_artifacts::{HotArtifact, HotArtifacts, MAX_HOT_ARTIFACT_BYTES};
 use super::leases::{BlobLease, BlobLeases};
 use super::maintenance::AccessLog;
 use super::tee::RecentChunks;
@@ -72,6 +73,8 @@ pub enum ArtifactBody {
         blob: StoredBlob,
         lease: BlobLease,
     },
+    /// Small and hot: the whole artifact in memory.
+    Memory(Arc<HotArtifact>),
     /// Being fetched; follow the fill.
     Filling(FillReader),
 }
@@ -118,6 +121,8 @@ pub struct ArtifactCacheOptions {
     pub max_stored_bytes: Option<u64>,
     /// The cross-replica download lock (with Redis).
     pub cross_replica: Option<CrossReplicaLock>,
+    /// Bytes of small hot artifacts kept in memory.
+    pub hot_capacity_bytes: u64,
 }
 
 /// The engine for immutable artifacts. Cheap to clone.
@@ -132,6 +137,8 @@ struct Inner {
     blobs: Arc<dyn BlobStore>,
     fills: Mutex<HashMap<String, Arc<Fill>>>,
     leases: Arc<BlobLeases>,
+    /// Small hot artifacts, whole, bounded in bytes.
+    hot: HotArtifacts,
     access_log: AccessLog,
     /// `storage.max_size`: evict beyond this many stored bytes.
     max_stored_bytes: Option<u64>,
@@ -160,6 +167,7 @@ impl ArtifactCache {
                 blobs,
                 fills: Mutex::new(HashMap::new()),
                 leases: Arc::new(BlobLeases::default()),
+                hot: HotArtifacts::new(options.hot_capacity_bytes),
                 access_log: AccessLog::default(),
                 max_stored_bytes: options.max_stored_bytes,
                 cross_replica: options.cross_replica,
@@ -175,6 +183,10 @@ impl ArtifactCache {
 
     pub(super) fn blobs(&self) -> &Arc<dyn BlobStore> {
         &self.inner.blobs
+    }
+
+    pub(super) fn hot(&self) -> &HotArtifacts {
+        &self.inner.hot
     }
 
     pub(super) fn leases(&self) -> &Arc<BlobLeases> {
@@ -204,6 +216,13 @@ impl ArtifactCache {
     /// # Errors
     /// When the metadata or blob store fails.
     pub async fn stored(&self, key: &CacheKey) -> Result<Option<ArtifactLookup>, ProxyError> {
+        if let Some(hot) = self.inner.hot.get(key.as_str()).await {
+            self.record_hit(key);
+            return Ok(Some(ArtifactLookup {
+                body: ArtifactBody::Memory(hot),
+                status: CacheStatus::Hit,
+            }));
+        }
         let Some(record) = self.inner.metadata.artifact(key.as_str()).await? else {
             return Ok(None);
         };
@@ -211,31 +230,61 @@ impl ArtifactCache {
         let Some(lease) = self.inner.leases.acquire(&record.digest) else {
             return Ok(None);
         };
-        match self.inner.blobs.get(&record.digest).await? {
-            Some(blob) => {
+        let Some(blob) = self.inner.blobs.get(&record.digest).await? else {
+            warn!(key = %key, digest = %record.digest, "artifact row without its blob; refetching");
+            self.inner.metadata.delete_artifact(key.as_str()).await?;
+            return Ok(None);
+        };
+        self.record_hit(key);
+        if blob.size <= MAX_HOT_ARTIFACT_BYTES {
+            if let Some(bytes) = self.read_small(&record.digest, blob.size).await {
+                let hot = Arc::new(HotArtifact { record, bytes });
                 self.inner
-                    .access_log
-                    .record(key.as_str(), self.inner.clock.now());
-                self.inner.metrics.record_cache(
-                    "artifact",
-                    key.format(),
-                    CacheStatus::Hit.as_str(),
-                );
-                Ok(Some(ArtifactLookup {
-                    body: ArtifactBody::Stored {
-                        record,
-                        blob,
-                        lease,
-                    },
+                    .hot
+                    .insert(
+                        key.as_str(),
+                        HotArtifact {
+                            record: hot.record.clone(),
+                            bytes: hot.bytes.clone(),
+                        },
+                    )
+                    .await;
+                return Ok(Some(ArtifactLookup {
+                    body: ArtifactBody::Memory(hot),
                     status: CacheStatus::Hit,
-                }))
-            }
-            None => {
-                warn!(key = %key, digest = %record.digest, "artifact row without its blob; refetching");
-                self.inner.metadata.delete_artifact(key.as_str()).await?;
-                Ok(None)
+                }));
             }
         }
+        Ok(Some(ArtifactLookup {
+            body: ArtifactBody::Stored {
+                record,
+                blob,
+                lease,
+            },
+            status: CacheStatus::Hit,
+        }))
+    }
+
+    fn record_hit(&self, key: &CacheKey) {
+        self.inner
+            .access_log
+            .record(key.as_str(), self.inner.clock.now());
+        self.inner
+            .metrics
+            .record_cache("artifact", key.format(), CacheStatus::Hit.as_str());
+    }
+
+    /// A small blob's bytes, verified against its digest before they are trusted
+    /// from memory; `None` if it cannot be read or does not match (served from the
+    /// store instead, where `granary verify` finds it).
+    async fn read_small(&self, digest: &Digest, size: u64) -> Option<Bytes> {
+        let mut stream = self.inner.blobs.read(digest, None).await.ok()?;
+        let mut bytes = Vec::with_capacity(usize::try_from(size).ok()?);
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.ok()?);
+        }
+        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        (actual == digest.as_str()).then(|| Bytes::from(bytes))
     }
 
     /// Serves the artifact from storage, or joins (or starts) its fill.
@@ -243,17 +292,25 @@ impl ArtifactCache {
     /// # Errors
     /// When the fill fails before its first byte (upstream 404, unreachable, ...).
     pub async fn fetch(&self, request: ArtifactRequest) -> Result<ArtifactLookup, Arc<ProxyError>> {
-        if let Some(stored) = self.stored(&request.key).await.map_err(Arc::new)? {
-            return Ok(stored);
-        }
         let format = request.key.format();
         let request_key = request.key.clone();
-        let fill = match &self.inner.cross_replica {
-            None => self.join_or_start(request, None).await.map_err(Arc::new)?,
-            Some(lock) => match self.acquire_across_replicas(&request, lock).await? {
-                Acquired::Stored(lookup) => return Ok(lookup),
-                Acquired::Fill(fill) => fill,
-            },
+        // The fill map first, then the store: a fill leaves the map only after its row
+        // is written, so a fill that completes between the two checks is seen by the
+        // second, never missed by both (which would start a second download).
+        let fill = match self.local_fill(&request.key) {
+            Some(fill) => fill,
+            None => {
+                if let Some(stored) = self.stored(&request.key).await.map_err(Arc::new)? {
+                    return Ok(stored);
+                }
+                match &self.inner.cross_replica {
+                    None => self.join_or_start(request, None).await.map_err(Arc::new)?,
+                    Some(lock) => match self.acquire_across_replicas(&request, lock).await? {
+                        Acquired::Stored(lookup) => return Ok(lookup),
+                        Acquired::Fill(fill) => fill,
+                    },
+                }
+            }
         };
         let mut reader = FillReader {
             fill,

@@ -118,6 +118,7 @@ impl ArtifactCache {
                     self.metadata()
                         .delete_artifacts_with_digest(&usage.digest)
                         .await?;
+                    self.hot().forget_digest(&usage.digest);
                     self.blobs().delete(&usage.digest).await?;
                     Ok::<(), ProxyError>(())
                 }
@@ -200,6 +201,7 @@ impl ArtifactCache {
                     self.metadata()
                         .delete_artifacts_with_digest(&digest)
                         .await?;
+                    self.hot().forget_digest(&digest);
                     self.blobs().delete(&digest).await?;
                     report.removed += 1;
                 }

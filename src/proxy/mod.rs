@@ -13,6 +13,7 @@ mod cross_replica;
 pub mod digest;
 mod error;
 pub mod fill;
+pub mod hot_artifacts;
 pub mod index_cache;
 mod keys;
 pub mod leases;

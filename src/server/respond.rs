@@ -250,6 +250,22 @@ async fn artifact_response(
                 response
             }
         }
+        ArtifactBody::Memory(hot) => {
+            let etag = format!("\"{}\"", hot.record.digest);
+            if not_modified(request.headers(), &etag) {
+                let mut response = StatusCode::NOT_MODIFIED.into_response();
+                response.headers_mut().insert(ETAG, header_value(&etag));
+                response
+            } else {
+                let range = request.headers().get(RANGE).and_then(|v| v.to_str().ok());
+                let mut response = memory_response(&hot.bytes, is_head, range);
+                let headers = response.headers_mut();
+                headers.insert(ETAG, header_value(&etag));
+                headers.insert(CONTENT_TYPE, header_value(&artifact.content_type));
+                count_sent(metrics, &labels, is_head, &response, hot.bytes.len() as u64);
+                response
+            }
+        }
         ArtifactBody::Filling(reader) => {
             let content_length = reader.content_length();
             let mut response = if is_head {
@@ -276,6 +292,42 @@ async fn artifact_response(
             HeaderValue::from_static(ARTIFACT_CACHE_CONTROL),
         );
     }
+    response
+}
+
+/// A small artifact served from memory, with one `Range` honoured.
+fn memory_response(bytes: &Bytes, is_head: bool, range: Option<&str>) -> Response {
+    let size = bytes.len() as u64;
+    let span = match range.map(|r| parse_range(r, size)) {
+        Some(None) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            response
+                .headers_mut()
+                .insert(CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+            return response;
+        }
+        Some(Some(span)) if span != (0..size) => Some(span),
+        _ => None,
+    };
+    let body = match &span {
+        _ if is_head => Bytes::new(),
+        Some(span) => bytes.slice(
+            usize::try_from(span.start).unwrap_or(0)..usize::try_from(span.end).unwrap_or(0),
+        ),
+        None => bytes.clone(),
+    };
+    let length = span.as_ref().map_or(size, |s| s.end - s.start);
+    let mut response = Response::new(Body::from(body));
+    if let Some(span) = &span {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        response.headers_mut().insert(
+            CONTENT_RANGE,
+            header_value(&format!("bytes {}-{}/{size}", span.start, span.end - 1)),
+        );
+    }
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     response
 }
 

@@ -9,6 +9,7 @@ use axum::routing::{delete, get};
 use axum::Router;
 use http::header::ACCEPT;
 use http::{Method, StatusCode};
+use tower_http::compression::CompressionLayer;
 
 use super::error::ApiError;
 use super::state::{AppState, Repository};
@@ -26,9 +27,42 @@ pub fn router(state: AppState) -> Router {
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
         .fallback(dispatch)
+        // Index documents (npm packuments reach megabytes) are compressed per
+        // `Accept-Encoding`; artifacts are already compressed and keep their
+        // Content-Length and Range support.
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .br(true)
+                .compress_when(compressible),
+        )
         // Outermost: one log line and one metrics sample per request, errors included.
         .layer(from_fn_with_state(state.clone(), middleware::observe))
         .with_state(state)
+}
+
+/// Documents worth compressing: JSON and HTML index documents above 1 KiB.
+fn compressible(
+    status: StatusCode,
+    _: http::Version,
+    headers: &http::HeaderMap,
+    _: &http::Extensions,
+) -> bool {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let large = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_none_or(|length| length > 1024);
+    status.is_success()
+        && large
+        && (content_type.starts_with("application/json")
+            || content_type.starts_with("application/vnd.npm")
+            || content_type.starts_with("application/vnd.pypi")
+            || content_type.starts_with("text/html"))
 }
 
 /// Routes `/<repo>/<rest>` to the repository's protocol.

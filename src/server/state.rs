@@ -184,6 +184,7 @@ impl AppState {
                 ArtifactCacheOptions {
                     max_stored_bytes: config.storage.max_size.map(|size| size.as_u64()),
                     cross_replica,
+                    hot_capacity_bytes: config.cache.artifact_memory_capacity.as_u64(),
                 },
                 clock,
                 metrics.clone(),

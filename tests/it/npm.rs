@@ -410,3 +410,47 @@ async fn npm_pnpm_and_yarn_install_through_granary_then_offline_from_their_lockf
         "the offline round was served by granary alone"
     );
 }
+
+#[tokio::test]
+async fn large_packuments_are_compressed_per_accept_encoding() {
+    let upstream = FakeUpstream::start(None).await;
+    let versions: serde_json::Map<String, serde_json::Value> = (0..2000)
+        .map(|i| {
+            let version = format!("1.0.{i}");
+            let document = serde_json::json!({
+                "name": "big", "version": version, "description": "a package with many versions",
+                "dist": {"tarball": upstream.url(&format!("big/-/big-{version}.tgz")), "shasum": "00"}
+            });
+            (version, document)
+        })
+        .collect();
+    let packument = serde_json::json!({"name": "big", "dist-tags": {"latest": "1.0.1999"}, "versions": versions});
+    upstream.script(
+        "big",
+        Scripted::ok(packument.to_string()).header("content-type", "application/json"),
+    );
+    let granary = TestGranary::npm(&upstream.url(""), "").await;
+    let client = TestGranary::client();
+    let plain = client
+        .get(granary.url("npm/big"))
+        .send()
+        .await
+        .expect("plain");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_length = plain.bytes().await.expect("body").len();
+    for encoding in ["gzip", "br"] {
+        let compressed = client
+            .get(granary.url("npm/big"))
+            .header("accept-encoding", encoding)
+            .send()
+            .await
+            .expect("compressed");
+        assert_eq!(compressed.headers()["content-encoding"], encoding);
+        let length = compressed.bytes().await.expect("body").len();
+        assert!(
+            length * 5 < plain_length,
+            "{encoding}: {length} vs {plain_length} bytes"
+        );
+    }
+    assert_eq!(upstream.hits("big"), 1);
+}

@@ -122,7 +122,11 @@ pub fn load(sources: &ConfigSources) -> anyhow::Result<Config> {
     }
 
     let mut config: Config = figment.extract().map_err(|error| {
-        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        // figment prefixes keys with its profile (`default.`), which users never wrote.
+        let messages: Vec<String> = error
+            .into_iter()
+            .map(|e| e.to_string().replace("key \"default.", "key \""))
+            .collect();
         anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
     })?;
     validate(&mut config)?;

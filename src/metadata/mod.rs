@@ -6,6 +6,7 @@
 //! the same queries and the same conformance suite (`tests/it/conformance.rs`).
 
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::time::SystemTime;

@@ -2,17 +2,12 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
-use super::{ArtifactRecord, BlobUsage, IndexRecord, MetadataError, MetadataStore};
-use crate::clock::{from_unix_millis, to_unix_millis};
-use crate::http_cache::{Lifetimes, Validators};
-use crate::storage::Digest;
+use super::MetadataError;
 
 /// [`MetadataStore`] on an SQLite file.
 #[derive(Debug, Clone)]
@@ -43,152 +38,7 @@ impl SqliteMetadataStore {
     }
 }
 
-fn non_negative(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
-#[async_trait]
-impl MetadataStore for SqliteMetadataStore {
-    async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError> {
-        let row = sqlx::query(
-            "SELECT format_version, found, body, upstream_etag, upstream_last_modified, \
-             stored_at, fresh_until, stale_until FROM index_entries WHERE cache_key = $1",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let body: Vec<u8> = row.try_get("body")?;
-        Ok(Some(IndexRecord {
-            key: key.to_owned(),
-            format_version: u32::try_from(row.try_get::<i64, _>("format_version")?).unwrap_or(0),
-            found: row.try_get::<i64, _>("found")? != 0,
-            body: Bytes::from(body),
-            validators: Validators {
-                etag: row.try_get("upstream_etag")?,
-                last_modified: row.try_get("upstream_last_modified")?,
-            },
-            stored_at: from_unix_millis(row.try_get("stored_at")?),
-            lifetimes: Lifetimes {
-                fresh_until: from_unix_millis(row.try_get("fresh_until")?),
-                stale_until: from_unix_millis(row.try_get("stale_until")?),
-            },
-        }))
-    }
-
-    async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError> {
-        sqlx::query(
-            "INSERT INTO index_entries (cache_key, format_version, found, body, upstream_etag, \
-             upstream_last_modified, stored_at, fresh_until, stale_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (cache_key) DO UPDATE SET format_version = excluded.format_version, \
-             found = excluded.found, body = excluded.body, upstream_etag = excluded.upstream_etag, \
-             upstream_last_modified = excluded.upstream_last_modified, stored_at = excluded.stored_at, \
-             fresh_until = excluded.fresh_until, stale_until = excluded.stale_until",
-        )
-        .bind(&record.key)
-        .bind(i64::from(record.format_version))
-        .bind(i64::from(record.found))
-        .bind(record.body.as_ref())
-        .bind(&record.validators.etag)
-        .bind(&record.validators.last_modified)
-        .bind(to_unix_millis(record.stored_at))
-        .bind(to_unix_millis(record.lifetimes.fresh_until))
-        .bind(to_unix_millis(record.lifetimes.stale_until))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn renew_index_entry(
-        &self,
-        key: &str,
-        stored_at: SystemTime,
-        lifetimes: Lifetimes,
-        validators: &Validators,
-    ) -> Result<(), MetadataError> {
-        sqlx::query(
-            "UPDATE index_entries SET stored_at = $2, fresh_until = $3, stale_until = $4, \
-             upstream_etag = COALESCE($5, upstream_etag), \
-             upstream_last_modified = COALESCE($6, upstream_last_modified) WHERE cache_key = $1",
-        )
-        .bind(key)
-        .bind(to_unix_millis(stored_at))
-        .bind(to_unix_millis(lifetimes.fresh_until))
-        .bind(to_unix_millis(lifetimes.stale_until))
-        .bind(&validators.etag)
-        .bind(&validators.last_modified)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn artifact(&self, key: &str) -> Result<Option<ArtifactRecord>, MetadataError> {
-        let row = sqlx::query(
-            "SELECT repo, digest, size, content_type, stored_at FROM artifacts WHERE cache_key = $1",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let digest_hex: String = row.try_get("digest")?;
-        let digest = Digest::from_hex(&digest_hex).ok_or_else(|| MetadataError::Corrupt {
-            key: key.to_owned(),
-            reason: format!("digest `{digest_hex}` is not a sha256"),
-        })?;
-        Ok(Some(ArtifactRecord {
-            key: key.to_owned(),
-            repo: row.try_get("repo")?,
-            digest,
-            size: non_negative(row.try_get("size")?),
-            content_type: row.try_get("content_type")?,
-            stored_at: from_unix_millis(row.try_get("stored_at")?),
-        }))
-    }
-
-    async fn put_artifact(&self, record: &ArtifactRecord) -> Result<(), MetadataError> {
-        let stored_at = to_unix_millis(record.stored_at);
-        sqlx::query(
-            "INSERT INTO artifacts (cache_key, repo, digest, size, content_type, stored_at, last_access) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (cache_key) DO NOTHING",
-        )
-        .bind(&record.key)
-        .bind(&record.repo)
-        .bind(record.digest.as_str())
-        .bind(i64::try_from(record.size).unwrap_or(i64::MAX))
-        .bind(&record.content_type)
-        .bind(stored_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn delete_artifact(&self, key: &str) -> Result<(), MetadataError> {
-        sqlx::query("DELETE FROM artifacts WHERE cache_key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn delete_index_entry(&self, key: &str) -> Result<u64, MetadataError> {
-        let result = sqlx::query("DELETE FROM index_entries WHERE cache_key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected())
-    }
-
-    async fn delete_index_entries(&self, prefix: &str) -> Result<u64, MetadataError> {
-        // substr rather than LIKE: keys may contain `%` or `_`.
-        let result =
-            sqlx::query("DELETE FROM index_entries WHERE substr(cache_key, 1, length($1)) = $1")
-                .bind(prefix)
-                .execute(&self.pool)
-                .await?;
-        Ok(result.rows_affected())
-    }
-
+super::sql::impl_sql_metadata_store!(SqliteMetadataStore, "sqlite", {
     async fn touch_artifacts(
         &self,
         accesses: &[(String, SystemTime)],
@@ -206,64 +56,4 @@ impl MetadataStore for SqliteMetadataStore {
         transaction.commit().await?;
         Ok(())
     }
-
-    async fn stored_bytes(&self) -> Result<u64, MetadataError> {
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM artifacts GROUP BY digest)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(non_negative(total))
-    }
-
-    async fn least_recently_used(&self, limit: u32) -> Result<Vec<BlobUsage>, MetadataError> {
-        let rows = sqlx::query(
-            "SELECT digest, MAX(size) AS size, MAX(last_access) AS last_access FROM artifacts \
-             GROUP BY digest ORDER BY last_access ASC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let hex: String = row.try_get("digest")?;
-                let digest = Digest::from_hex(&hex).ok_or_else(|| MetadataError::Corrupt {
-                    key: hex.clone(),
-                    reason: "digest is not a sha256".to_owned(),
-                })?;
-                Ok(BlobUsage {
-                    digest,
-                    size: non_negative(row.try_get("size")?),
-                    last_access: from_unix_millis(row.try_get("last_access")?),
-                })
-            })
-            .collect()
-    }
-
-    async fn referenced_digests(&self) -> Result<Vec<Digest>, MetadataError> {
-        let hexes: Vec<String> = sqlx::query_scalar("SELECT DISTINCT digest FROM artifacts")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(hexes
-            .iter()
-            .filter_map(|hex| Digest::from_hex(hex))
-            .collect())
-    }
-
-    async fn delete_artifacts_with_digest(&self, digest: &Digest) -> Result<u64, MetadataError> {
-        let result = sqlx::query("DELETE FROM artifacts WHERE digest = $1")
-            .bind(digest.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected())
-    }
-
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn check(&self) -> Result<(), MetadataError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-}
+});

@@ -44,9 +44,12 @@ impl FromStr for RepoFlag {
         let (name, upstream) = rest.split_once('=').ok_or_else(usage)?;
         let format = match format {
             "pypi" => Format::Pypi,
+            "npm" => Format::Npm,
+            "cargo" => Format::Cargo,
+            "maven" => Format::Maven,
             other => {
                 return Err(format!(
-                    "`{other}`: unknown repository format (known: pypi)"
+                    "`{other}`: unknown repository format (known: pypi, npm, cargo, maven)"
                 ))
             }
         };

@@ -169,6 +169,8 @@ impl fmt::Debug for Secret {
 pub enum Format {
     Pypi,
     Npm,
+    Cargo,
+    Maven,
 }
 
 impl Format {
@@ -177,6 +179,8 @@ impl Format {
         match self {
             Self::Pypi => "pypi",
             Self::Npm => "npm",
+            Self::Cargo => "cargo",
+            Self::Maven => "maven",
         }
     }
 }

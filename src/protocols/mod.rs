@@ -4,13 +4,60 @@
 //! A protocol turns a parsed request into a [`Reply`]; only [`crate::server`] turns a
 //! reply into an HTTP response. Code below this module sees keys and bytes only.
 
+pub mod cargo;
+pub mod maven;
 pub mod npm;
 pub mod path;
 pub mod pypi;
+pub mod verbatim;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::proxy::{ArtifactLookup, CacheStatus, ProxyError, Rendition};
+use crate::http_cache::FreshnessPolicy;
+use crate::proxy::{
+    ArtifactLookup, CacheKey, CacheStatus, IndexRequest, IndexSource, ProxyError, Rendition,
+    UpstreamClient,
+};
+
+/// What every repository has, whatever its format.
+#[derive(Debug, Clone)]
+pub struct RepoSettings {
+    pub name: String,
+    /// `name`, interned once per configured repository (a small, fixed set), so
+    /// metrics labels cost no allocation per request.
+    pub label: &'static str,
+    pub upstream: Arc<UpstreamClient>,
+    pub policy: FreshnessPolicy,
+    /// Lifetime of a remembered upstream 404.
+    pub negative_ttl: Duration,
+}
+
+impl RepoSettings {
+    /// An index request for `key` under this repository's freshness rules.
+    #[must_use]
+    pub fn index_request(&self, key: CacheKey, source: Arc<dyn IndexSource>) -> IndexRequest {
+        IndexRequest {
+            key,
+            policy: self.policy,
+            negative_ttl: self.negative_ttl,
+            source,
+        }
+    }
+}
+
+/// Lets a repository type read its [`RepoSettings`] fields as its own.
+macro_rules! derefs_to_settings {
+    ($repo:ty) => {
+        impl std::ops::Deref for $repo {
+            type Target = $crate::protocols::RepoSettings;
+            fn deref(&self) -> &Self::Target {
+                &self.settings
+            }
+        }
+    };
+}
+pub(crate) use derefs_to_settings;
 
 /// What a protocol answers; [`crate::server`] renders it.
 #[derive(Debug)]

@@ -36,7 +36,9 @@ impl DigestAlgorithm {
         }
     }
 
-    fn hasher(self) -> Box<dyn DynDigest + Send> {
+    /// A fresh hasher of this algorithm.
+    #[must_use]
+    pub fn hasher(self) -> Box<dyn DynDigest + Send> {
         match self {
             Self::Sha256 => Box::new(Sha256::new()),
             Self::Sha512 => Box::new(sha2::Sha512::new()),

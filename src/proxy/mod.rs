@@ -37,7 +37,9 @@ pub use index_cache::{
 pub use keys::{CacheKey, CacheStatus, Category};
 pub use maintenance::{EvictionReport, GcReport, VerifyReport};
 pub use shared_index::SharedIndex;
-pub use upstream::{UpstreamAuth, UpstreamClient, UpstreamError, UpstreamOptions};
+pub use upstream::{
+    UpstreamAuth, UpstreamClient, UpstreamDocument, UpstreamError, UpstreamOptions,
+};
 
 /// The two halves of the engine, shared by every protocol.
 #[derive(Debug, Clone)]

@@ -70,6 +70,20 @@ impl UpstreamError {
     }
 }
 
+/// An index document as the upstream answered it.
+#[derive(Debug)]
+pub enum UpstreamDocument {
+    Body {
+        body: bytes::Bytes,
+        content_type: Option<String>,
+        /// Where the body came from, after redirects (the base for relative links).
+        final_url: Url,
+        validators: Validators,
+    },
+    NotModified(Validators),
+    NotFound,
+}
+
 /// What kind of request this is; index fetches get a whole-request timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
@@ -253,6 +267,68 @@ impl UpstreamClient {
                     reason: error_chain(&error),
                 }
             }
+        })
+    }
+
+    /// GETs an index document and reads it whole, at most `max_bytes`: the one way
+    /// every protocol fetches what the index cache stores. 404 and 410 are
+    /// [`UpstreamDocument::NotFound`]; other non-success statuses are errors.
+    ///
+    /// # Errors
+    /// Transport failures, unexpected statuses and bodies over `max_bytes`.
+    pub async fn get_document(
+        &self,
+        url: &Url,
+        accept: Option<&str>,
+        validators: &Validators,
+        max_bytes: usize,
+    ) -> Result<UpstreamDocument, UpstreamError> {
+        let response = self
+            .get(url, RequestKind::Index, accept, validators)
+            .await?;
+        let status = response.status();
+        let header = |name: http::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let validators = Validators {
+            etag: header(http::header::ETAG),
+            last_modified: header(http::header::LAST_MODIFIED),
+        };
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(UpstreamDocument::NotModified(validators));
+        }
+        if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+            return Ok(UpstreamDocument::NotFound);
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Status {
+                upstream: display_url(url),
+                status: status.as_u16(),
+            });
+        }
+        let content_type = header(http::header::CONTENT_TYPE);
+        let final_url = response.url().clone();
+        let mut body = bytes::BytesMut::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| self.body_error(url, &e))?;
+            if body.len() + chunk.len() > max_bytes {
+                return Err(UpstreamError::Malformed {
+                    upstream: display_url(url),
+                    reason: format!("document larger than {max_bytes} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(UpstreamDocument::Body {
+            body: body.freeze(),
+            content_type,
+            final_url,
+            validators,
         })
     }
 

@@ -81,6 +81,25 @@ fn classify(state: &AppState, path: &str) -> (&'static str, &'static str) {
             _ if path.contains("/-/") => "tarball",
             _ => "packument",
         },
+        Repository::Cargo(_) => match segments.next() {
+            Some("config.json") => "config",
+            Some("api") if path.ends_with("/download") => "crate",
+            Some("api") => "api",
+            _ => "index_file",
+        },
+        Repository::Maven(_) => {
+            let name = path.rsplit('/').next().unwrap_or("");
+            if name.starts_with("maven-metadata.xml") {
+                "metadata"
+            } else if [".sha1", ".md5", ".sha256", ".sha512"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
+            {
+                "checksum"
+            } else {
+                "file"
+            }
+        }
     };
     (repo.label(), route)
 }

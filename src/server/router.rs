@@ -14,6 +14,7 @@ use tower_http::compression::CompressionLayer;
 use super::error::ApiError;
 use super::state::{AppState, Repository};
 use super::{admin, middleware, ops, respond};
+use crate::protocols::cargo::CargoRequest;
 use crate::protocols::npm::{self, NpmRequest};
 use crate::protocols::path::{self, MAX_PATH_BYTES};
 use crate::protocols::RequestError;
@@ -41,7 +42,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Documents worth compressing: JSON and HTML index documents above 1 KiB.
+/// Documents worth compressing: JSON, HTML and text index documents above 1 KiB.
 fn compressible(
     status: StatusCode,
     _: http::Version,
@@ -62,7 +63,9 @@ fn compressible(
         && (content_type.starts_with("application/json")
             || content_type.starts_with("application/vnd.npm")
             || content_type.starts_with("application/vnd.pypi")
-            || content_type.starts_with("text/html"))
+            || content_type.starts_with("text/html")
+            // cargo's index files; Maven checksums are below the size floor.
+            || content_type.starts_with("text/plain"))
 }
 
 /// Routes `/<repo>/<rest>` to the repository's protocol.
@@ -108,10 +111,10 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let reply = match repo {
+        _ if request.method() == Method::POST && !matches!(repo, Repository::Npm(_)) => {
+            return Err(RequestError::MethodNotAllowed.into());
+        }
         Repository::Pypi(pypi) => {
-            if request.method() == Method::POST {
-                return Err(RequestError::MethodNotAllowed.into());
-            }
             let segments = path::segments(rest)?;
             pypi.handle(&state.engine, &segments, accept.as_deref())
                 .await?
@@ -149,6 +152,27 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
             return Ok(
                 respond::reply(reply, request, &state.metrics, &state.blobs, repo_name).await,
             );
+        }
+        Repository::Cargo(cargo) => {
+            let segments = path::segments(rest)?;
+            let base_url = state.base_url(request.headers());
+            cargo
+                .handle(
+                    &state.engine,
+                    &segments,
+                    CargoRequest {
+                        method: request.method(),
+                        query: request.uri().query(),
+                        base_url: &base_url,
+                    },
+                )
+                .await?
+        }
+        Repository::Maven(maven) => {
+            let segments = path::segments(rest)?;
+            maven
+                .handle(&state.engine, &state.blobs, &segments, request.method())
+                .await?
         }
     };
     let (parts, _) = request.into_parts();

@@ -11,8 +11,11 @@ use crate::config::{Config, Format, RepoConfig, Secret, UpstreamAuth as ConfigAu
 use crate::http_cache::FreshnessPolicy;
 use crate::metadata::{MetadataStore, PostgresMetadataStore, PostgresOptions, SqliteMetadataStore};
 use crate::metrics::Metrics;
+use crate::protocols::cargo::CargoRepo;
+use crate::protocols::maven::MavenRepo;
 use crate::protocols::npm::NpmRepo;
 use crate::protocols::pypi::PypiRepo;
+use crate::protocols::RepoSettings;
 use crate::proxy::redis_tier::RedisTier;
 use crate::proxy::{
     ArtifactCache, ArtifactCacheOptions, CacheEngine, CrossReplicaLock, IndexCache, SharedIndex,
@@ -25,24 +28,31 @@ use crate::storage::{BlobStore, FsBlobStore, FsStoreOptions, S3BlobStore, S3Stor
 pub enum Repository {
     Pypi(PypiRepo),
     Npm(NpmRepo),
+    Cargo(CargoRepo),
+    Maven(MavenRepo),
 }
 
 impl Repository {
+    /// What every repository has: name, label, upstream, freshness rules.
+    #[must_use]
+    pub fn settings(&self) -> &RepoSettings {
+        match self {
+            Self::Pypi(repo) => &repo.settings,
+            Self::Npm(repo) => &repo.settings,
+            Self::Cargo(repo) => &repo.settings,
+            Self::Maven(repo) => &repo.settings,
+        }
+    }
+
     #[must_use]
     pub fn upstream(&self) -> &UpstreamClient {
-        match self {
-            Self::Pypi(repo) => &repo.upstream,
-            Self::Npm(repo) => &repo.upstream,
-        }
+        &self.settings().upstream
     }
 
     /// The repository's name as a metrics label.
     #[must_use]
     pub fn label(&self) -> &'static str {
-        match self {
-            Self::Pypi(repo) => repo.label,
-            Self::Npm(repo) => repo.label,
-        }
+        self.settings().label
     }
 
     /// The key format label of this repository.
@@ -51,10 +61,13 @@ impl Repository {
         match self {
             Self::Pypi(_) => crate::protocols::pypi::keys::FORMAT,
             Self::Npm(_) => crate::protocols::npm::keys::FORMAT,
+            Self::Cargo(_) => crate::protocols::cargo::index::FORMAT,
+            Self::Maven(_) => crate::protocols::maven::layout::FORMAT,
         }
     }
 
-    /// The index key of one project, in this repository's spelling rules.
+    /// The index key of one project, in this repository's spelling rules: a PyPI
+    /// project, an npm package, a crate, or a Maven `group:artifact`.
     ///
     /// # Errors
     /// When the name is invalid for the format.
@@ -70,16 +83,15 @@ impl Repository {
             Self::Npm(_) => Err(crate::protocols::RequestError::BadRequest(format!(
                 "`{project}` is not a valid npm package name"
             ))),
+            Self::Cargo(repo) => repo.project_index_key(project),
+            Self::Maven(repo) => repo.project_index_key(project),
         }
     }
 
     /// The repository's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        match self {
-            Self::Pypi(repo) => &repo.name,
-            Self::Npm(repo) => &repo.name,
-        }
+        &self.settings().name
     }
 }
 
@@ -298,23 +310,17 @@ fn build_repository(
         update_time: repo.update_time.into(),
         max_staleness: repo.max_staleness.map(Into::into),
     };
-    let label: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    let settings = RepoSettings {
+        name: name.to_owned(),
+        label: Box::leak(name.to_owned().into_boxed_str()),
+        upstream,
+        policy,
+        negative_ttl: repo.negative_ttl.into(),
+    };
     Ok(match repo.format {
-        Format::Npm => Repository::Npm(NpmRepo {
-            name: name.to_owned(),
-            label,
-            upstream,
-            policy,
-            negative_ttl: repo.negative_ttl.into(),
-        }),
-        Format::Pypi => Repository::Pypi(PypiRepo {
-            name: name.to_owned(),
-            // Interned once per configured repository (a small, fixed set), so metrics
-            // labels cost no allocation per request.
-            label,
-            upstream,
-            policy,
-            negative_ttl: repo.negative_ttl.into(),
-        }),
+        Format::Pypi => Repository::Pypi(PypiRepo { settings }),
+        Format::Npm => Repository::Npm(NpmRepo { settings }),
+        Format::Cargo => Repository::Cargo(CargoRepo::new(settings)),
+        Format::Maven => Repository::Maven(MavenRepo::new(settings)),
     })
 }

@@ -23,13 +23,9 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use super::{ArtifactReply, DocumentReply, PassthroughReply, Reply, RequestError};
-use crate::http_cache::FreshnessPolicy;
+use super::{ArtifactReply, DocumentReply, PassthroughReply, Reply, RepoSettings, RequestError};
 use crate::proxy::index_cache::BASE_MARKER_SERIALIZED;
-use crate::proxy::{
-    ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup, IndexRequest,
-    UpstreamClient,
-};
+use crate::proxy::{ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup};
 use keys::is_valid_package_name;
 use source::PackumentSource;
 
@@ -44,13 +40,10 @@ pub const MAX_PASSTHROUGH_BODY: usize = 16 * 1024 * 1024;
 /// One npm repository.
 #[derive(Debug, Clone)]
 pub struct NpmRepo {
-    pub name: String,
-    /// `name`, interned for metrics labels.
-    pub label: &'static str,
-    pub upstream: Arc<UpstreamClient>,
-    pub policy: FreshnessPolicy,
-    pub negative_ttl: Duration,
+    pub settings: RepoSettings,
 }
+
+super::derefs_to_settings!(NpmRepo);
 
 /// What an npm request carries besides its path.
 #[derive(Debug)]
@@ -172,16 +165,14 @@ impl NpmRepo {
     async fn lookup(&self, engine: &CacheEngine, name: &str) -> Result<IndexLookup, RequestError> {
         Ok(engine
             .index
-            .lookup(IndexRequest {
-                key: keys::packument_key(&self.name, name),
-                policy: self.policy,
-                negative_ttl: self.negative_ttl,
-                source: Arc::new(PackumentSource {
+            .lookup(self.index_request(
+                keys::packument_key(&self.name, name),
+                Arc::new(PackumentSource {
                     upstream: Arc::clone(&self.upstream),
                     repo: self.name.clone(),
                     name: name.to_owned(),
                 }),
-            })
+            ))
             .await?)
     }
 

@@ -4,17 +4,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use http::header::{ETAG, LAST_MODIFIED};
-use http::StatusCode;
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::keys::upstream_path;
 use super::rewrite;
 use crate::http_cache::Validators;
-use crate::proxy::upstream::{display_url, RequestKind};
-use crate::proxy::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
+use crate::proxy::upstream::display_url;
+use crate::proxy::{
+    Fetched, IndexSource, Rendition, UpstreamClient, UpstreamDocument, UpstreamError,
+};
 
 /// Version of the canonical form (the upstream's JSON as is).
 pub const FORMAT_VERSION: u32 = 1;
@@ -56,52 +55,24 @@ impl IndexSource for PackumentSource {
                 reason: e.to_string(),
             })?;
         // The full document: both forms are served from it.
-        let response = self
+        let (body, validators) = match self
             .upstream
-            .get(
+            .get_document(
                 &url,
-                RequestKind::Index,
                 Some("application/json"),
                 validators,
+                MAX_PACKUMENT_BYTES,
             )
-            .await?;
-        let status = response.status();
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v: &http::HeaderValue| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let validators = Validators {
-            etag: header(ETAG),
-            last_modified: header(LAST_MODIFIED),
-        };
-        if status == StatusCode::NOT_MODIFIED {
-            return Ok(Fetched::NotModified { validators });
-        }
-        if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-            return Ok(Fetched::NotFound);
-        }
-        if !status.is_success() {
-            return Err(UpstreamError::Status {
-                upstream: display_url(&url),
-                status: status.as_u16(),
-            });
-        }
-        let mut body = BytesMut::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.upstream.body_error(&url, &e))?;
-            if body.len() + chunk.len() > MAX_PACKUMENT_BYTES {
-                return Err(UpstreamError::Malformed {
-                    upstream: display_url(&url),
-                    reason: format!("packument larger than {MAX_PACKUMENT_BYTES} bytes"),
-                });
+            .await?
+        {
+            UpstreamDocument::Body {
+                body, validators, ..
+            } => (body, validators),
+            UpstreamDocument::NotModified(validators) => {
+                return Ok(Fetched::NotModified { validators })
             }
-            body.extend_from_slice(&chunk);
-        }
-        let body = body.freeze();
+            UpstreamDocument::NotFound => return Ok(Fetched::NotFound),
+        };
         parse(&body).map_err(|reason| UpstreamError::Malformed {
             upstream: display_url(&url),
             reason,

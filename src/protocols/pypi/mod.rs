@@ -18,15 +18,10 @@ pub mod rewrite;
 pub mod source;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::http_cache::FreshnessPolicy;
-use crate::proxy::{
-    ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup, IndexRequest,
-    UpstreamClient,
-};
+use crate::proxy::{ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup};
 
-use super::{ArtifactReply, DocumentReply, Reply, RequestError};
+use super::{ArtifactReply, DocumentReply, Reply, RepoSettings, RequestError};
 pub use keys::{is_valid_project_name, normalize};
 use model::{CoreMetadata, ProjectPage};
 use negotiate::{negotiate, SimpleFormat};
@@ -38,13 +33,10 @@ const METADATA_SUFFIX: &str = ".metadata";
 /// One PyPI repository.
 #[derive(Debug, Clone)]
 pub struct PypiRepo {
-    pub name: String,
-    /// `name`, interned for metrics labels.
-    pub label: &'static str,
-    pub upstream: Arc<UpstreamClient>,
-    pub policy: FreshnessPolicy,
-    pub negative_ttl: Duration,
+    pub settings: RepoSettings,
 }
+
+super::derefs_to_settings!(PypiRepo);
 
 impl PypiRepo {
     /// Answers a GET (or HEAD) for `segments` below the mount point.
@@ -118,14 +110,12 @@ impl PypiRepo {
         let format = negotiate(accept).ok_or(RequestError::NotAcceptable(negotiate::AVAILABLE))?;
         let lookup = engine
             .index
-            .lookup(IndexRequest {
-                key: keys::root_key(&self.name),
-                policy: self.policy,
-                negative_ttl: self.negative_ttl,
-                source: Arc::new(ListSource {
+            .lookup(self.index_request(
+                keys::root_key(&self.name),
+                Arc::new(ListSource {
                     upstream: Arc::clone(&self.upstream),
                 }),
-            })
+            ))
             .await?;
         self.document_reply(lookup, format, "project list")
     }
@@ -148,15 +138,13 @@ impl PypiRepo {
     ) -> Result<IndexLookup, RequestError> {
         Ok(engine
             .index
-            .lookup(IndexRequest {
-                key: keys::project_key(&self.name, project),
-                policy: self.policy,
-                negative_ttl: self.negative_ttl,
-                source: Arc::new(ProjectSource {
+            .lookup(self.index_request(
+                keys::project_key(&self.name, project),
+                Arc::new(ProjectSource {
                     upstream: Arc::clone(&self.upstream),
                     project: project.to_owned(),
                 }),
-            })
+            ))
             .await?)
     }
 

@@ -3,17 +3,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use http::header::{CONTENT_TYPE, ETAG, LAST_MODIFIED};
-use http::StatusCode;
+use bytes::Bytes;
 use url::Url;
 
 use super::model::{ProjectList, ProjectPage, FORMAT_VERSION};
 use super::{parse, rewrite};
 use crate::http_cache::Validators;
-use crate::proxy::upstream::{display_url, RequestKind};
-use crate::proxy::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
+use crate::proxy::upstream::display_url;
+use crate::proxy::{
+    Fetched, IndexSource, Rendition, UpstreamClient, UpstreamDocument, UpstreamError,
+};
 
 /// What granary asks the upstream for: JSON when it can, HTML otherwise.
 const UPSTREAM_ACCEPT: &str =
@@ -134,58 +133,28 @@ fn malformed(url: &Url, reason: &str) -> UpstreamError {
     }
 }
 
-fn header(response: &reqwest::Response, name: http::HeaderName) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
 async fn fetch_raw(
     upstream: &UpstreamClient,
     url: &Url,
     validators: &Validators,
 ) -> Result<RawDocument, UpstreamError> {
-    let response = upstream
-        .get(url, RequestKind::Index, Some(UPSTREAM_ACCEPT), validators)
+    let document = upstream
+        .get_document(url, Some(UPSTREAM_ACCEPT), validators, MAX_INDEX_BYTES)
         .await?;
-    let status = response.status();
-    let validators = Validators {
-        etag: header(&response, ETAG),
-        last_modified: header(&response, LAST_MODIFIED),
-    };
-    if status == StatusCode::NOT_MODIFIED {
-        return Ok(RawDocument::NotModified(validators));
-    }
-    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-        return Ok(RawDocument::NotFound);
-    }
-    if !status.is_success() {
-        return Err(UpstreamError::Status {
+    Ok(match document {
+        UpstreamDocument::Body {
+            body,
+            content_type,
+            final_url,
+            validators,
+        } => RawDocument::Body {
+            bytes: body,
+            json: parse::is_json(content_type.as_deref()),
+            base: final_url,
+            validators,
             upstream: display_url(url),
-            status: status.as_u16(),
-        });
-    }
-    let json = parse::is_json(header(&response, CONTENT_TYPE).as_deref());
-    let base = response.url().clone();
-    let mut bytes = BytesMut::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| upstream.body_error(url, &e))?;
-        if bytes.len() + chunk.len() > MAX_INDEX_BYTES {
-            return Err(malformed(
-                url,
-                &format!("document larger than {MAX_INDEX_BYTES} bytes"),
-            ));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(RawDocument::Body {
-        bytes: bytes.freeze(),
-        json,
-        base,
-        validators,
-        upstream: display_url(url),
+        },
+        UpstreamDocument::NotModified(validators) => RawDocument::NotModified(validators),
+        UpstreamDocument::NotFound => RawDocument::NotFound,
     })
 }

@@ -1,0 +1,303 @@
+//! Cargo's sparse registry protocol, mounted at `/<repo>/` (point cargo at
+//! `sparse+http://<granary>/<repo>/`):
+//!
+//! | path | what |
+//! |---|---|
+//! | `config.json` | the upstream's, with `dl` and `api` pointing at granary |
+//! | `1/a`, `2/ab`, `3/a/abc`, `ab/cd/abcd…` | index files, as index pages |
+//! | `api/v1/crates/<crate>/<version>/download` | a `.crate`, resolved through its index entry |
+//! | `api/v1/crates?q=…` | search, passed through, never cached |
+//!
+//! A download names an entry of a cached index file, never an upstream URL: the
+//! upstream URL comes from the upstream's own `dl` template, and the bytes are
+//! verified against the entry's `cksum` before anything is stored.
+
+pub mod index;
+pub mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use super::{verbatim, ArtifactReply, PassthroughReply, Reply, RepoSettings, RequestError};
+use crate::proxy::upstream::display_url;
+use crate::proxy::{
+    ArtifactRequest, CacheEngine, CacheKey, CacheStatus, DigestAlgorithm, ExpectedDigest,
+    IndexLookup, ProxyError, UpstreamError,
+};
+use index::IndexEntry;
+use source::{ConfigSource, IndexFileSource};
+
+/// Index files are newline-separated JSON, served as text like registries do.
+const INDEX_FILE_TYPE: &str = "text/plain; charset=utf-8";
+const CONFIG_TYPE: &str = "application/json";
+const CRATE_TYPE: &str = "application/gzip";
+/// Bound on search requests: an unreachable upstream must fail fast.
+const SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One cargo (sparse index) repository.
+#[derive(Debug, Clone)]
+pub struct CargoRepo {
+    pub settings: RepoSettings,
+}
+
+super::derefs_to_settings!(CargoRepo);
+
+/// What a cargo request carries besides its path.
+#[derive(Debug)]
+pub struct CargoRequest<'a> {
+    pub method: &'a Method,
+    pub query: Option<&'a str>,
+    /// `scheme://host[:port]` clients reach granary at (for `config.json`).
+    pub base_url: &'a str,
+}
+
+impl CargoRepo {
+    #[must_use]
+    pub fn new(settings: RepoSettings) -> Self {
+        Self { settings }
+    }
+
+    /// The index key of a crate, for purging.
+    ///
+    /// # Errors
+    /// When `name` is not a crate name.
+    pub fn project_index_key(&self, name: &str) -> Result<CacheKey, RequestError> {
+        if index::is_valid_crate_name(name) {
+            Ok(index::index_key(&self.name, name))
+        } else {
+            Err(invalid_name(name))
+        }
+    }
+
+    /// Answers a request for `segments` below the mount point.
+    ///
+    /// # Errors
+    /// Bad names and paths, unknown crates and versions, upstream failures.
+    pub async fn handle(
+        &self,
+        engine: &CacheEngine,
+        segments: &[String],
+        request: CargoRequest<'_>,
+    ) -> Result<Reply, RequestError> {
+        if request.method != Method::GET && request.method != Method::HEAD {
+            // Publishing, yanking and owners go to the registry itself.
+            return Err(RequestError::MethodNotAllowed);
+        }
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            ["config.json"] => self.config(engine, request.base_url).await,
+            ["api", "v1", "crates"] => self.search(engine, request.query).await,
+            ["api", "v1", "crates", name, version, "download"] => {
+                self.download(engine, name, version).await
+            }
+            ["api", ..] => Err(RequestError::NotFound(
+                "granary serves crate downloads and search from the registry API; \
+                 publish, yank and owner requests go to the registry itself"
+                    .to_owned(),
+            )),
+            [] | [""] => Err(RequestError::NotFound(
+                "this is a sparse index: point cargo at `sparse+<this URL>`".to_owned(),
+            )),
+            path => {
+                let name = index::crate_of_index_path(path).map_err(|message| {
+                    if path.last().is_some_and(|n| !index::is_valid_crate_name(n)) {
+                        RequestError::BadRequest(message)
+                    } else {
+                        RequestError::NotFound(message)
+                    }
+                })?;
+                self.index_file(engine, &name).await
+            }
+        }
+    }
+
+    async fn config_lookup(&self, engine: &CacheEngine) -> Result<IndexLookup, RequestError> {
+        let lookup = engine
+            .index
+            .lookup(self.index_request(
+                index::config_key(&self.name),
+                Arc::new(ConfigSource {
+                    upstream: Arc::clone(&self.upstream),
+                    repo: self.name.clone(),
+                }),
+            ))
+            .await?;
+        if !lookup.document.found {
+            let url = self.upstream.root().join("config.json").ok();
+            return Err(RequestError::Proxy(Arc::new(ProxyError::Upstream(
+                UpstreamError::Malformed {
+                    upstream: url
+                        .as_ref()
+                        .map_or_else(|| self.upstream.display_root(), display_url),
+                    reason: "no config.json there; `upstream` must be the root of a sparse \
+                             index (where config.json is)"
+                        .to_owned(),
+                },
+            ))));
+        }
+        Ok(lookup)
+    }
+
+    async fn config(&self, engine: &CacheEngine, base_url: &str) -> Result<Reply, RequestError> {
+        let lookup = self.config_lookup(engine).await?;
+        Ok(verbatim::reply(
+            lookup,
+            CONFIG_TYPE,
+            Some(base_url.to_owned()),
+        ))
+    }
+
+    async fn index_lookup(
+        &self,
+        engine: &CacheEngine,
+        name: &str,
+    ) -> Result<IndexLookup, RequestError> {
+        Ok(engine
+            .index
+            .lookup(self.index_request(
+                index::index_key(&self.name, name),
+                Arc::new(IndexFileSource {
+                    upstream: Arc::clone(&self.upstream),
+                    name: name.to_owned(),
+                }),
+            ))
+            .await?)
+    }
+
+    async fn index_file(&self, engine: &CacheEngine, name: &str) -> Result<Reply, RequestError> {
+        let lookup = self.index_lookup(engine, name).await?;
+        if !lookup.document.found {
+            return Err(not_found(name));
+        }
+        Ok(verbatim::reply(lookup, INDEX_FILE_TYPE, None))
+    }
+
+    async fn download(
+        &self,
+        engine: &CacheEngine,
+        name: &str,
+        version: &str,
+    ) -> Result<Reply, RequestError> {
+        if !index::is_valid_crate_name(name) {
+            return Err(invalid_name(name));
+        }
+        if !index::is_valid_version(version) {
+            return Err(RequestError::BadRequest(format!(
+                "`{version}` is not a valid crate version"
+            )));
+        }
+        let key = index::crate_key(&self.name, name, version);
+        let content_type = CRATE_TYPE.to_owned();
+        if let Some(lookup) = engine.artifacts.stored(&key).await.map_err(Arc::new)? {
+            return Ok(Reply::Artifact(ArtifactReply {
+                lookup,
+                content_type,
+            }));
+        }
+        let entry = self.entry(engine, name, version).await?;
+        let config = self.config_lookup(engine).await?;
+        let template = index::parse_config(&config.document.canonical)
+            .ok()
+            .and_then(|config| config.get("dl").and_then(Value::as_str).map(str::to_owned))
+            .expect("a stored config.json was checked to have `dl`");
+        let url = self
+            .upstream
+            .root()
+            .join(&index::download_url(&template, &entry))
+            .map_err(|e| {
+                RequestError::Proxy(Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
+                    upstream: self.upstream.display_root(),
+                    reason: format!("config.json `dl` gives no usable URL: {e}"),
+                })))
+            })?;
+        let lookup = engine
+            .artifacts
+            .fetch(ArtifactRequest {
+                key,
+                repo: self.name.clone(),
+                upstream: Arc::clone(&self.upstream),
+                url,
+                expected: vec![ExpectedDigest::new(
+                    DigestAlgorithm::Sha256,
+                    &entry.checksum,
+                )],
+                expected_size: None,
+                content_type: content_type.clone(),
+            })
+            .await?;
+        Ok(Reply::Artifact(ArtifactReply {
+            lookup,
+            content_type,
+        }))
+    }
+
+    /// The index entry of `name` at exactly `version`.
+    async fn entry(
+        &self,
+        engine: &CacheEngine,
+        name: &str,
+        version: &str,
+    ) -> Result<IndexEntry, RequestError> {
+        let lookup = self.index_lookup(engine, name).await?;
+        if !lookup.document.found {
+            return Err(not_found(name));
+        }
+        index::parse_index_file(&lookup.document.canonical, name)
+            .expect("a stored index file was checked when it was fetched")
+            .into_iter()
+            .find(|entry| entry.version == version)
+            .ok_or_else(|| {
+                RequestError::NotFound(format!("crate `{name}` has no version `{version}`"))
+            })
+    }
+
+    /// Passes a search through to the upstream's API; never cached.
+    async fn search(
+        &self,
+        engine: &CacheEngine,
+        query: Option<&str>,
+    ) -> Result<Reply, RequestError> {
+        let config = self.config_lookup(engine).await?;
+        let api = index::parse_config(&config.document.canonical)
+            .ok()
+            .and_then(|config| config.get("api").and_then(Value::as_str).map(str::to_owned))
+            .ok_or_else(|| {
+                RequestError::NotFound("the upstream registry has no API to search".to_owned())
+            })?;
+        let mut url = url::Url::parse(&format!("{}/api/v1/crates", api.trim_end_matches('/')))
+            .map_err(|e| {
+                RequestError::Proxy(Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
+                    upstream: self.upstream.display_root(),
+                    reason: format!("config.json `api` is not a URL: {e}"),
+                })))
+            })?;
+        url.set_query(query);
+        let reply = match self
+            .upstream
+            .forward(Method::GET, &url, bytes::Bytes::new(), SEARCH_TIMEOUT)
+            .await
+        {
+            Ok((status, content_type, body)) => PassthroughReply {
+                status,
+                content_type: content_type.unwrap_or_else(|| CONFIG_TYPE.to_owned()),
+                body,
+                cache_status: CacheStatus::Bypass,
+            },
+            Err(error) => {
+                PassthroughReply::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
+            }
+        };
+        Ok(Reply::Passthrough(reply))
+    }
+}
+
+fn invalid_name(name: &str) -> RequestError {
+    RequestError::BadRequest(format!("`{name}` is not a valid crate name"))
+}
+
+fn not_found(name: &str) -> RequestError {
+    RequestError::NotFound(format!("crate `{name}` does not exist upstream"))
+}

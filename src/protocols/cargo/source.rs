@@ -1,0 +1,79 @@
+//! Fetching `config.json` and index files from the upstream sparse index, for the
+//! index cache. Both are stored as the upstream sent them, after checking their shape.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::index;
+use crate::http_cache::Validators;
+use crate::protocols::verbatim;
+use crate::proxy::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
+
+/// Version of the canonical forms (the upstream's bytes as they are).
+const FORMAT_VERSION: u32 = 1;
+/// Largest index file accepted; the largest public ones are a few MiB.
+const MAX_INDEX_FILE_BYTES: usize = 32 * 1024 * 1024;
+const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// The repository's `config.json`.
+pub struct ConfigSource {
+    pub upstream: Arc<UpstreamClient>,
+    pub repo: String,
+}
+
+/// One crate's index file.
+pub struct IndexFileSource {
+    pub upstream: Arc<UpstreamClient>,
+    pub name: String,
+}
+
+#[async_trait]
+impl IndexSource for ConfigSource {
+    async fn fetch(&self, validators: &Validators) -> Result<Fetched, UpstreamError> {
+        verbatim::fetch_checked(
+            &self.upstream,
+            "config.json",
+            validators,
+            MAX_CONFIG_BYTES,
+            |body| index::parse_config(body).map(drop),
+        )
+        .await
+    }
+
+    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
+        let config = index::parse_config(canonical)?;
+        Ok(vec![Rendition::new(
+            verbatim::AS_SERVED,
+            index::rewrite_config(&config, &self.repo).into(),
+        )])
+    }
+
+    fn format_version(&self) -> u32 {
+        FORMAT_VERSION
+    }
+}
+
+#[async_trait]
+impl IndexSource for IndexFileSource {
+    async fn fetch(&self, validators: &Validators) -> Result<Fetched, UpstreamError> {
+        verbatim::fetch_checked(
+            &self.upstream,
+            &index::index_path(&self.name),
+            validators,
+            MAX_INDEX_FILE_BYTES,
+            |body| index::parse_index_file(body, &self.name).map(drop),
+        )
+        .await
+    }
+
+    /// Index files hold no URLs: served byte for byte.
+    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
+        Ok(verbatim::render(canonical))
+    }
+
+    fn format_version(&self) -> u32 {
+        FORMAT_VERSION
+    }
+}

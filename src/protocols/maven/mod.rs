@@ -1,0 +1,304 @@
+//! The Maven repository layout, mounted at `/<repo>/` (a mirror in Maven's
+//! `settings.xml`, or a `maven { url }` repository in Gradle):
+//!
+//! | path | what | cached as |
+//! |---|---|---|
+//! | `…/maven-metadata.xml` | group, artifact and snapshot-version metadata | index page |
+//! | `…/a/1.0-SNAPSHOT/a-1.0-SNAPSHOT.jar` | a snapshot under its non-unique name | index page |
+//! | `…/a/1.0/a-1.0[-classifier].ext` | a release file | immutable artifact |
+//! | `…/a/1.0-SNAPSHOT/a-1.0-20250101.120000-3.jar` | one snapshot build | immutable artifact |
+//! | any of the above + `.md5` `.sha1` `.sha256` `.sha512` | computed from the bytes granary serves | |
+//!
+//! Immutable files are verified against the upstream's `.sha512` and `.sha1` files
+//! (whichever it publishes) before they are stored. An upstream 404 for one is
+//! remembered for the repository's `negative_ttl`: Maven asks every repository in
+//! turn, so most of its requests to a proxy are misses.
+
+pub mod check;
+pub mod layout;
+pub mod source;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use http::{Method, StatusCode};
+use moka::future::Cache;
+
+use super::{verbatim, ArtifactReply, PassthroughReply, Reply, RepoSettings, RequestError};
+use crate::proxy::{
+    ArtifactBody, ArtifactLookup, ArtifactRequest, CacheEngine, CacheKey, DigestAlgorithm,
+    ExpectedDigest, IndexLookup, ProxyError,
+};
+use crate::storage::BlobStore;
+use layout::{FileKind, MavenPath};
+use source::{DocumentCheck, MavenFileSource};
+
+/// Upstream 404s remembered at once, at most.
+const MAX_REMEMBERED_MISSES: u64 = 100_000;
+/// Computed checksums of stored files kept, at most.
+const MAX_COMPUTED_CHECKSUMS: u64 = 100_000;
+
+/// The upstream checksum files an immutable file is verified against, strongest
+/// first; those the upstream publishes are all checked.
+const VERIFIED_WITH: [DigestAlgorithm; 2] = [DigestAlgorithm::Sha512, DigestAlgorithm::Sha1];
+
+/// One Maven repository.
+#[derive(Debug, Clone)]
+pub struct MavenRepo {
+    pub settings: RepoSettings,
+    /// Immutable files the upstream does not have, by key, for `negative_ttl`.
+    missing: Cache<String, ()>,
+    /// Checksums of stored files, by `sha256/algorithm`: a blob never changes.
+    computed: Cache<String, String>,
+}
+
+super::derefs_to_settings!(MavenRepo);
+
+impl MavenRepo {
+    #[must_use]
+    pub fn new(settings: RepoSettings) -> Self {
+        let missing = Cache::builder()
+            .max_capacity(MAX_REMEMBERED_MISSES)
+            .time_to_live(settings.negative_ttl)
+            .build();
+        Self {
+            settings,
+            missing,
+            computed: Cache::new(MAX_COMPUTED_CHECKSUMS),
+        }
+    }
+
+    /// The artifact-level metadata key of `group:artifact`, for purging.
+    ///
+    /// # Errors
+    /// When `coordinates` are not `groupId:artifactId`.
+    pub fn project_index_key(&self, coordinates: &str) -> Result<CacheKey, RequestError> {
+        let path = layout::metadata_path_of(coordinates).map_err(RequestError::BadRequest)?;
+        Ok(layout::document_key(&self.name, &path))
+    }
+
+    /// Answers a GET or HEAD for `segments` below the mount point.
+    ///
+    /// # Errors
+    /// Paths outside the layout, files the upstream does not have, upstream failures.
+    pub async fn handle(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn BlobStore>,
+        segments: &[String],
+        method: &Method,
+    ) -> Result<Reply, RequestError> {
+        if method != Method::GET && method != Method::HEAD {
+            // Deploying goes to the repository itself.
+            return Err(RequestError::MethodNotAllowed);
+        }
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        if parts.last().is_none_or(|last| last.is_empty()) {
+            return Err(RequestError::NotFound(
+                "directory listings are not served; ask for a file".to_owned(),
+            ));
+        }
+        let path = layout::parse(&parts).map_err(RequestError::BadRequest)?;
+        let content_type = layout::content_type(path.file_name());
+        match (&path.kind, path.checksum) {
+            (FileKind::Metadata | FileKind::SnapshotFile, None) => {
+                let lookup = self.document(engine, &path).await?;
+                Ok(verbatim::reply(lookup, content_type, None))
+            }
+            (FileKind::Metadata | FileKind::SnapshotFile, Some(algorithm)) => {
+                let lookup = self.document(engine, &path).await?;
+                let served = &lookup
+                    .document
+                    .rendition(verbatim::AS_SERVED)
+                    .expect("verbatim documents have one rendition")
+                    .body;
+                let mut hasher = algorithm.hasher();
+                hasher.update(served);
+                Ok(checksum_reply(
+                    &hex::encode(hasher.finalize()),
+                    lookup.status,
+                ))
+            }
+            (FileKind::Immutable, None) => {
+                let lookup = self.immutable(engine, &path.file, content_type).await?;
+                Ok(Reply::Artifact(ArtifactReply {
+                    lookup,
+                    content_type: content_type.to_owned(),
+                }))
+            }
+            (FileKind::Immutable, Some(algorithm)) => {
+                let lookup = self
+                    .immutable(engine, &path.file, layout::content_type(&path.file))
+                    .await?;
+                let status = lookup.status;
+                let digest = self
+                    .checksum_of(&path.file, lookup, blobs, algorithm)
+                    .await?;
+                Ok(checksum_reply(&digest, status))
+            }
+        }
+    }
+
+    /// A metadata or snapshot document; 404 when the upstream has none.
+    async fn document(
+        &self,
+        engine: &CacheEngine,
+        path: &MavenPath,
+    ) -> Result<IndexLookup, RequestError> {
+        let check = match path.kind {
+            FileKind::Metadata => DocumentCheck::MetadataXml,
+            _ => DocumentCheck::Snapshot,
+        };
+        let lookup = self.lookup_document(engine, &path.file, check).await?;
+        if lookup.document.found {
+            Ok(lookup)
+        } else {
+            Err(not_found(&path.file))
+        }
+    }
+
+    async fn lookup_document(
+        &self,
+        engine: &CacheEngine,
+        path: &str,
+        check: DocumentCheck,
+    ) -> Result<IndexLookup, RequestError> {
+        Ok(engine
+            .index
+            .lookup(self.index_request(
+                layout::document_key(&self.name, path),
+                Arc::new(MavenFileSource {
+                    upstream: Arc::clone(&self.upstream),
+                    path: path.to_owned(),
+                    check,
+                }),
+            ))
+            .await?)
+    }
+
+    /// An immutable file: stored, or fetched once and verified against the upstream's
+    /// checksum files.
+    async fn immutable(
+        &self,
+        engine: &CacheEngine,
+        file: &str,
+        content_type: &str,
+    ) -> Result<ArtifactLookup, RequestError> {
+        let key = layout::artifact_key(&self.name, file);
+        if let Some(lookup) = engine.artifacts.stored(&key).await.map_err(Arc::new)? {
+            return Ok(lookup);
+        }
+        if self.missing.contains_key(key.as_str()) {
+            return Err(not_found(file));
+        }
+        let published = futures::future::try_join_all(
+            VERIFIED_WITH.map(|algorithm| self.upstream_checksum(engine, file, algorithm)),
+        )
+        .await?;
+        let expected: Vec<ExpectedDigest> = published.into_iter().flatten().collect();
+        let url = self.upstream.root().join(file).map_err(|e| {
+            RequestError::BadRequest(format!("`{file}` gives no upstream URL: {e}"))
+        })?;
+        let fetched = engine
+            .artifacts
+            .fetch(ArtifactRequest {
+                key: key.clone(),
+                repo: self.name.clone(),
+                upstream: Arc::clone(&self.upstream),
+                url,
+                expected,
+                expected_size: None,
+                content_type: content_type.to_owned(),
+            })
+            .await;
+        match fetched {
+            Err(error) if matches!(*error, ProxyError::UpstreamNotFound { .. }) => {
+                self.missing.insert(key.as_str().to_owned(), ()).await;
+                Err(not_found(file))
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The upstream's `<file>.<algorithm>`, if it publishes one (cached as a document,
+    /// so a stampede on a cold file asks for it once).
+    async fn upstream_checksum(
+        &self,
+        engine: &CacheEngine,
+        file: &str,
+        algorithm: DigestAlgorithm,
+    ) -> Result<Option<ExpectedDigest>, RequestError> {
+        let path = format!("{file}{}", layout::checksum_suffix(algorithm));
+        let lookup = self
+            .lookup_document(engine, &path, DocumentCheck::Checksum(algorithm))
+            .await?;
+        if !lookup.document.found {
+            return Ok(None);
+        }
+        let hex = check::checksum_file(&lookup.document.canonical, algorithm)
+            .expect("a stored checksum file was checked when it was fetched");
+        Ok(Some(ExpectedDigest::new(algorithm, &hex)))
+    }
+
+    /// The `algorithm` digest of exactly the bytes granary serves for `lookup`.
+    async fn checksum_of(
+        &self,
+        file: &str,
+        lookup: ArtifactLookup,
+        blobs: &Arc<dyn BlobStore>,
+        algorithm: DigestAlgorithm,
+    ) -> Result<String, RequestError> {
+        let storage_error = |e| RequestError::Proxy(Arc::new(ProxyError::Storage(e)));
+        let (content_digest, mut stream) = match lookup.body {
+            ArtifactBody::Memory(hot) => {
+                let mut hasher = algorithm.hasher();
+                hasher.update(&hot.bytes);
+                return Ok(hex::encode(hasher.finalize()));
+            }
+            ArtifactBody::Stored { record, .. } => {
+                if algorithm == DigestAlgorithm::Sha256 {
+                    return Ok(record.digest.as_str().to_owned());
+                }
+                let cache_key = format!("{}/{}", record.digest.as_str(), algorithm.as_str());
+                if let Some(hex) = self.computed.get(&cache_key).await {
+                    return Ok(hex);
+                }
+                let stream = blobs
+                    .read(&record.digest, None)
+                    .await
+                    .map_err(storage_error)?;
+                (Some(cache_key), stream)
+            }
+            ArtifactBody::Filling(reader) => (None, reader.into_stream().boxed()),
+        };
+        let mut hasher = algorithm.hasher();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| {
+                storage_error(crate::storage::StorageError::Io {
+                    path: file.into(),
+                    source,
+                })
+            })?;
+            hasher.update(&chunk);
+        }
+        let hex = hex::encode(hasher.finalize());
+        if let Some(cache_key) = content_digest {
+            self.computed.insert(cache_key, hex.clone()).await;
+        }
+        Ok(hex)
+    }
+}
+
+/// A checksum file: the hex digest alone, as Maven deploys them.
+fn checksum_reply(hex: &str, cache_status: crate::proxy::CacheStatus) -> Reply {
+    Reply::Passthrough(PassthroughReply {
+        status: StatusCode::OK,
+        content_type: "text/plain".to_owned(),
+        body: hex.to_owned().into(),
+        cache_status,
+    })
+}
+
+fn not_found(file: &str) -> RequestError {
+    RequestError::NotFound(format!("`{file}` does not exist upstream"))
+}

@@ -1,0 +1,77 @@
+//! Documents stored and served as the upstream sent them, once checked: cargo's
+//! index files, Maven's metadata and checksum files.
+
+use bytes::Bytes;
+
+use super::{DocumentReply, Reply};
+use crate::http_cache::Validators;
+use crate::proxy::upstream::display_url;
+use crate::proxy::{
+    Fetched, IndexLookup, Rendition, UpstreamClient, UpstreamDocument, UpstreamError,
+};
+
+/// The name of the one rendition.
+pub const AS_SERVED: &str = "as-served";
+
+/// GETs `path` below the upstream root and checks the body with `check`; a body that
+/// fails it is [`UpstreamError::Malformed`] and is never stored.
+///
+/// # Errors
+/// Transport failures, unexpected statuses, oversized or malformed bodies.
+pub async fn fetch_checked(
+    upstream: &UpstreamClient,
+    path: &str,
+    validators: &Validators,
+    max_bytes: usize,
+    check: impl FnOnce(&[u8]) -> Result<(), String>,
+) -> Result<Fetched, UpstreamError> {
+    let url = upstream
+        .root()
+        .join(path)
+        .map_err(|e| UpstreamError::Malformed {
+            upstream: display_url(upstream.root()),
+            reason: e.to_string(),
+        })?;
+    match upstream
+        .get_document(&url, None, validators, max_bytes)
+        .await?
+    {
+        UpstreamDocument::Body {
+            body, validators, ..
+        } => {
+            check(&body).map_err(|reason| UpstreamError::Malformed {
+                upstream: display_url(&url),
+                reason,
+            })?;
+            Ok(Fetched::Document {
+                canonical: body,
+                validators,
+            })
+        }
+        UpstreamDocument::NotModified(validators) => Ok(Fetched::NotModified { validators }),
+        UpstreamDocument::NotFound => Ok(Fetched::NotFound),
+    }
+}
+
+/// The one rendition: the canonical bytes, shared.
+#[must_use]
+pub fn render(canonical: &Bytes) -> Vec<Rendition> {
+    vec![Rendition::new(AS_SERVED, canonical.clone())]
+}
+
+/// A found document's reply.
+#[must_use]
+pub fn reply(lookup: IndexLookup, content_type: &'static str, base_url: Option<String>) -> Reply {
+    let rendition = lookup
+        .document
+        .rendition(AS_SERVED)
+        .cloned()
+        .expect("verbatim documents have one rendition");
+    Reply::Document(DocumentReply {
+        rendition,
+        content_type,
+        status: lookup.status,
+        warning: lookup.warning,
+        base_url,
+    })
+}

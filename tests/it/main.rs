@@ -5,6 +5,7 @@ mod artifacts;
 mod bad_input;
 mod bounded_store;
 mod cache_engine;
+mod cargo;
 mod conformance;
 mod e2e_clients;
 mod memory;

@@ -49,6 +49,11 @@ impl TestGranary {
         Self::start_format("npm", upstream, "", extra, Arc::new(SystemClock)).await
     }
 
+    /// A granary with one repository of `format`, named like its format.
+    pub async fn with_format(format: &str, upstream: &str, extra: &str) -> Self {
+        Self::start_format(format, upstream, "", extra, Arc::new(SystemClock)).await
+    }
+
     async fn start_format(
         format: &str,
         upstream: &str,

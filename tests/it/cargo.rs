@@ -1,0 +1,308 @@
+//! The cargo sparse registry proxy: protocol details, and the real `cargo` resolving,
+//! fetching and building a project against a fixture registry made with
+//! `cargo package`, then again with a new, empty `CARGO_HOME` and the upstream stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{files_under, FakeUpstream, Scripted, TestGranary};
+
+/// Builds the fixture registry into `dir` for an upstream at `base`.
+fn build_registry(dir: &Path, base: &str) {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cargo/make_registry.py");
+    let output = Command::new(crate::support::python())
+        .arg(&script)
+        .arg(dir)
+        .arg(base)
+        .env("CARGO", env!("CARGO"))
+        .output()
+        .expect("python runs the fixture generator");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn fixture() -> (tempfile::TempDir, FakeUpstream, TestGranary) {
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = dir.path().join("registry");
+    let upstream = FakeUpstream::start(Some(registry.clone())).await;
+    build_registry(&registry, &upstream.url(""));
+    let granary = TestGranary::with_format("cargo", &upstream.url(""), "").await;
+    (dir, upstream, granary)
+}
+
+#[tokio::test]
+async fn config_points_cargo_at_granary_and_index_files_revalidate_without_the_upstream() {
+    let (_dir, upstream, granary) = fixture().await;
+    let client = TestGranary::client();
+
+    let config: serde_json::Value = client
+        .get(granary.url("cargo/config.json"))
+        .send()
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("json");
+    let mount = granary.url("cargo");
+    assert_eq!(config["dl"], format!("{mount}/api/v1/crates"));
+    assert_eq!(config["api"], mount);
+
+    let first = client
+        .get(granary.url("cargo/fx/-c/fx-core"))
+        .send()
+        .await
+        .expect("index file");
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-cache"], "MISS");
+    let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
+    let body = first.text().await.expect("body");
+    assert_eq!(body.lines().count(), 3, "three versions: {body}");
+    assert!(body.contains("\"yanked\":true"), "yanked flag kept: {body}");
+
+    // cargo revalidates every index file it uses on every resolve.
+    for _ in 0..5 {
+        let again = client
+            .get(granary.url("cargo/fx/-c/fx-core"))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .expect("revalidation");
+        assert_eq!(again.status(), 304);
+        assert_eq!(again.headers()["etag"], etag.as_str());
+    }
+    assert_eq!(
+        upstream.hits("fx/-c/fx-core"),
+        1,
+        "fresh index files are revalidated by granary alone"
+    );
+
+    let short = client
+        .get(granary.url("cargo/3/f/fxq"))
+        .send()
+        .await
+        .expect("3-letter");
+    assert_eq!(short.status(), 200);
+    for path in ["cargo/1/z", "cargo/2/fx"] {
+        assert_eq!(
+            client
+                .get(granary.url(path))
+                .send()
+                .await
+                .expect("short")
+                .status(),
+            200,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn downloads_are_verified_against_the_index_checksum_and_bad_names_are_refused() {
+    let (_dir, upstream, granary) = fixture().await;
+    let client = TestGranary::client();
+
+    let download = client
+        .get(granary.url("cargo/api/v1/crates/fx-core/1.0.1/download"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.headers()["x-cache"], "MISS");
+    let bytes = download.bytes().await.expect("bytes");
+    assert_eq!(&bytes[..2], b"\x1f\x8b", "a gzip'd .crate");
+    assert_eq!(
+        upstream.hits("files/fx/-c/fx-core/fx-core-1.0.1.crate"),
+        1,
+        "the upstream URL comes from its dl template"
+    );
+    granary.settle().await;
+    let again = client
+        .get(granary.url("cargo/api/v1/crates/fx-core/1.0.1/download"))
+        .send()
+        .await
+        .expect("again");
+    assert_eq!(again.headers()["x-cache"], "HIT");
+    assert_eq!(again.bytes().await.expect("bytes"), bytes);
+
+    // The upstream serves other bytes than the index's cksum promises.
+    upstream.script(
+        "files/fx/-c/fx-core/fx-core-1.0.0.crate",
+        Scripted::ok(&b"\x1f\x8b not the packaged crate"[..]),
+    );
+    let stored_before = files_under(&granary.data().join("blobs")).len();
+    let tampered = client
+        .get(granary.url("cargo/api/v1/crates/fx-core/1.0.0/download"))
+        .send()
+        .await
+        .expect("tampered");
+    let failed = tampered.status() != 200 || tampered.bytes().await.is_err();
+    assert!(failed, "the client must see the mismatch as an error");
+    granary.settle().await;
+    assert_eq!(
+        files_under(&granary.data().join("blobs")).len(),
+        stored_before,
+        "nothing stored for a checksum mismatch"
+    );
+
+    let cases = [
+        (
+            "cargo/api/v1/crates/fx-core/9.9.9/download",
+            404,
+            "no version",
+        ),
+        (
+            "cargo/api/v1/crates/fx..core/1.0.0/download",
+            400,
+            "not a valid crate name",
+        ),
+        (
+            "cargo/api/v1/crates/fx-core/1.0.0%2f..%2fx/download",
+            400,
+            "separator",
+        ),
+        (
+            "cargo/api/v1/crates/fx-core/1.0%20.0/download",
+            400,
+            "not a valid crate version",
+        ),
+        ("cargo/3/a/a.b", 400, "not a valid crate name"),
+        ("cargo/zz/yy/serde", 404, "se/rd/serde"),
+        ("cargo/fx/-c/FX-CORE", 404, "fx/-c/fx-core"),
+        ("cargo/1/..%2fconfig.json", 400, "separator"),
+        ("cargo/ab/se/absent", 404, "does not exist upstream"),
+        ("cargo/api/v1/crates/new", 404, "publish"),
+    ];
+    for (path, status, says) in cases {
+        let response = client.get(granary.url(path)).send().await.expect(path);
+        assert_eq!(response.status(), status, "{path}");
+        let message = response.text().await.expect("message");
+        assert!(message.contains(says), "{path}: {message}");
+    }
+    let upload = client
+        .put(granary.url("cargo/api/v1/crates/new"))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(upload.status(), 405);
+
+    // An unknown crate is remembered: the second probe costs no upstream request.
+    let absent_hits = upstream.hits("ab/se/absent");
+    client
+        .get(granary.url("cargo/ab/se/absent"))
+        .send()
+        .await
+        .expect("absent again");
+    assert_eq!(upstream.hits("ab/se/absent"), absent_hits);
+}
+
+/// `cargo` of this toolchain, with a private `CARGO_HOME` whose only source is
+/// `registry` (crates-io replaced, as users configure a mirror).
+fn cargo(project: &Path, cargo_home: &Path, registry: &str, args: &[&str]) {
+    std::fs::create_dir_all(cargo_home).expect("cargo home");
+    std::fs::write(
+        cargo_home.join("config.toml"),
+        format!(
+            "[source.crates-io]\nreplace-with = \"granary\"\n\n[source.granary]\nregistry = \"sparse+{registry}\"\n\n[net]\nretry = 0\n"
+        ),
+    )
+    .expect("cargo config");
+    let output = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(project)
+        .env("CARGO_HOME", cargo_home)
+        .env("CARGO_TARGET_DIR", project.join("target"))
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn new_project(scratch: &Path, name: &str) -> PathBuf {
+    let project = scratch.join(name);
+    std::fs::create_dir_all(project.join("src")).expect("project");
+    std::fs::write(
+        project.join("Cargo.toml"),
+        "[package]\nname = \"fx-app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nfx-util = \"0.2\"\n\n[workspace]\n",
+    )
+    .expect("Cargo.toml");
+    std::fs::write(
+        project.join("src/main.rs"),
+        "fn main() { println!(\"{}\", fx_util::util()); }\n",
+    )
+    .expect("main.rs");
+    project
+}
+
+/// Runs the built program: 101003 means fx-core 1.0.1 was chosen over the yanked 1.1.0.
+fn check_program(project: &Path) {
+    let output = Command::new(project.join("target/debug/fx-app"))
+        .output()
+        .expect("the built program runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "101003");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cargo_resolves_fetches_and_builds_through_granary_then_with_the_upstream_stopped() {
+    let (dir, mut upstream, granary) = fixture().await;
+    let scratch = dir.path().to_path_buf();
+    let registry = granary.url("cargo/");
+
+    let first = new_project(&scratch, "first");
+    let (project, home, reg) = (first.clone(), scratch.join("home-1"), registry.clone());
+    tokio::task::spawn_blocking(move || {
+        cargo(&project, &home, &reg, &["generate-lockfile"]);
+        cargo(&project, &home, &reg, &["fetch"]);
+        cargo(&project, &home, &reg, &["build", "--offline"]);
+        check_program(&project);
+    })
+    .await
+    .expect("first round");
+    let lockfile = std::fs::read_to_string(first.join("Cargo.lock")).expect("lockfile");
+    assert!(
+        lockfile.contains("name = \"fx-core\"\nversion = \"1.0.1\""),
+        "{lockfile}"
+    );
+    for file in [
+        "files/fx/-c/fx-core/fx-core-1.0.1.crate",
+        "files/fx/-u/fx-util/fx-util-0.2.0.crate",
+        "files/3/f/fxq/fxq-0.1.0.crate",
+        "files/2/fx/fx-0.3.0.crate",
+        "files/1/z/z-0.1.0.crate",
+    ] {
+        assert_eq!(upstream.hits(file), 1, "{file} fetched upstream once");
+    }
+    assert_eq!(
+        upstream.hits("files/fx/-c/fx-core/fx-core-1.1.0.crate"),
+        0,
+        "the yanked version is never downloaded"
+    );
+    granary.settle().await;
+
+    // A new machine: empty CARGO_HOME, no lockfile, and the upstream is gone.
+    upstream.stop().await;
+    let second = new_project(&scratch, "second");
+    let (project, home, reg) = (second.clone(), scratch.join("home-2"), registry.clone());
+    tokio::task::spawn_blocking(move || {
+        cargo(&project, &home, &reg, &["generate-lockfile"]);
+        cargo(&project, &home, &reg, &["fetch"]);
+        cargo(&project, &home, &reg, &["build"]);
+        check_program(&project);
+    })
+    .await
+    .expect("offline round");
+    assert_eq!(
+        std::fs::read_to_string(second.join("Cargo.lock")).expect("lockfile"),
+        lockfile,
+        "the same resolution from granary alone"
+    );
+}

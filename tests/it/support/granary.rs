@@ -61,12 +61,24 @@ impl TestGranary {
         extra: &str,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let repos = format!(
+            "[repos.{format}]\nformat = \"{format}\"\nupstream = \"{upstream}\"\n{extra}\n"
+        );
+        Self::start_config(top_level, &repos, clock).await
+    }
+
+    /// A granary with the repositories of `repos` (TOML `[repos.NAME]` tables).
+    pub async fn with_repos(repos: &str) -> Self {
+        Self::start_config("", repos, Arc::new(SystemClock)).await
+    }
+
+    async fn start_config(top_level: &str, repos: &str, clock: Arc<dyn Clock>) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config_path = data_dir.path().join("granary.toml");
         std::fs::write(
             &config_path,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{top_level}\n\n[repos.{format}]\nformat = \"{format}\"\nupstream = \"{upstream}\"\n{extra}\n",
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{top_level}\n\n{repos}",
                 data_dir.path().join("data").display()
             ),
         )

@@ -7,8 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha1::Digest as _;
-
 use crate::support::{files_under, FakeUpstream, Scripted, TestGranary};
 
 const CORE: &str = "com/example/fixture/fx-core";

@@ -256,7 +256,18 @@ mod tests {
             ..ConfigSources::default()
         })
         .expect("config/example.toml loads");
-        assert!(config.repos.contains_key("pypi"));
+        let formats: Vec<Format> = ["pypi", "npm", "crates", "maven"]
+            .iter()
+            .map(|name| config.repos[*name].format)
+            .collect();
+        assert_eq!(
+            formats,
+            [Format::Pypi, Format::Npm, Format::Cargo, Format::Maven]
+        );
+        let flag: RepoFlag = "maven:central=http://127.0.0.1:1/maven2/"
+            .parse()
+            .expect("every format has a flag spelling");
+        assert_eq!(flag.format, Format::Maven);
     }
 
     #[test]

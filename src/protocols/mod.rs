@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::http_cache::FreshnessPolicy;
 use crate::proxy::{
-    ArtifactLookup, CacheKey, CacheStatus, IndexRequest, IndexSource, ProxyError, Rendition,
-    UpstreamClient,
+    ArtifactLookup, CacheEngine, CacheKey, CacheStatus, IndexLookup, IndexRequest, IndexSource,
+    ProxyError, Rendition, UpstreamClient,
 };
 
 /// What every repository has, whatever its format.
@@ -34,15 +34,26 @@ pub struct RepoSettings {
 }
 
 impl RepoSettings {
-    /// An index request for `key` under this repository's freshness rules.
-    #[must_use]
-    pub fn index_request(&self, key: CacheKey, source: Arc<dyn IndexSource>) -> IndexRequest {
-        IndexRequest {
-            key,
-            policy: self.policy,
-            negative_ttl: self.negative_ttl,
-            source,
-        }
+    /// Looks up the index document `key` under this repository's freshness rules,
+    /// fetching it from `source` when the engine needs to.
+    ///
+    /// # Errors
+    /// When there is no usable copy and the upstream fails.
+    pub async fn lookup_index(
+        &self,
+        engine: &CacheEngine,
+        key: CacheKey,
+        source: impl IndexSource + 'static,
+    ) -> Result<IndexLookup, RequestError> {
+        Ok(engine
+            .index
+            .lookup(IndexRequest {
+                key,
+                policy: self.policy,
+                negative_ttl: self.negative_ttl,
+                source: Arc::new(source),
+            })
+            .await?)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Documents stored and served as the upstream sent them, once checked: cargo's
-//! index files, Maven's metadata and checksum files.
+//! Documents stored as the upstream sent them, once checked: cargo's index files,
+//! Maven's metadata and checksum files, npm's packuments (which are then rendered).
 
 use bytes::Bytes;
 
@@ -21,6 +21,7 @@ pub const AS_SERVED: &str = "as-served";
 pub async fn fetch_checked(
     upstream: &UpstreamClient,
     path: &str,
+    accept: Option<&str>,
     validators: &Validators,
     max_bytes: usize,
     check: impl FnOnce(&[u8]) -> Result<(), String>,
@@ -33,7 +34,7 @@ pub async fn fetch_checked(
             reason: e.to_string(),
         })?;
     match upstream
-        .get_document(&url, None, validators, max_bytes)
+        .get_document(&url, accept, validators, max_bytes)
         .await?
     {
         UpstreamDocument::Body {

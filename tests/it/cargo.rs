@@ -9,19 +9,11 @@ use crate::support::{files_under, FakeUpstream, Scripted, TestGranary};
 
 /// Builds the fixture registry into `dir` for an upstream at `base`.
 fn build_registry(dir: &Path, base: &str) {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cargo/make_registry.py");
-    let output = Command::new(crate::support::python())
-        .arg(&script)
-        .arg(dir)
-        .arg(base)
-        .env("CARGO", env!("CARGO"))
-        .output()
-        .expect("python runs the fixture generator");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    crate::support::run_generator(
+        &crate::support::python(),
+        "cargo/make_registry.py",
+        &[dir.as_os_str(), base.as_ref()],
+        &[],
     );
 }
 
@@ -39,11 +31,9 @@ async fn config_points_cargo_at_granary_and_index_files_revalidate_without_the_u
     let (_dir, upstream, granary) = fixture().await;
     let client = TestGranary::client();
 
-    let config: serde_json::Value = client
-        .get(granary.url("cargo/config.json"))
-        .send()
+    let config: serde_json::Value = granary
+        .get("cargo/config.json")
         .await
-        .expect("config")
         .json()
         .await
         .expect("json");
@@ -51,11 +41,7 @@ async fn config_points_cargo_at_granary_and_index_files_revalidate_without_the_u
     assert_eq!(config["dl"], format!("{mount}/api/v1/crates"));
     assert_eq!(config["api"], mount);
 
-    let first = client
-        .get(granary.url("cargo/fx/-c/fx-core"))
-        .send()
-        .await
-        .expect("index file");
+    let first = granary.get("cargo/fx/-c/fx-core").await;
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["x-cache"], "MISS");
     let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
@@ -80,23 +66,10 @@ async fn config_points_cargo_at_granary_and_index_files_revalidate_without_the_u
         "fresh index files are revalidated by granary alone"
     );
 
-    let short = client
-        .get(granary.url("cargo/3/f/fxq"))
-        .send()
-        .await
-        .expect("3-letter");
+    let short = granary.get("cargo/3/f/fxq").await;
     assert_eq!(short.status(), 200);
     for path in ["cargo/1/z", "cargo/2/fx"] {
-        assert_eq!(
-            client
-                .get(granary.url(path))
-                .send()
-                .await
-                .expect("short")
-                .status(),
-            200,
-            "{path}"
-        );
+        assert_eq!(granary.get(path).await.status(), 200, "{path}");
     }
 }
 
@@ -105,11 +78,9 @@ async fn downloads_are_verified_against_the_index_checksum_and_bad_names_are_ref
     let (_dir, upstream, granary) = fixture().await;
     let client = TestGranary::client();
 
-    let download = client
-        .get(granary.url("cargo/api/v1/crates/fx-core/1.0.1/download"))
-        .send()
-        .await
-        .expect("download");
+    let download = granary
+        .get("cargo/api/v1/crates/fx-core/1.0.1/download")
+        .await;
     assert_eq!(download.status(), 200);
     assert_eq!(download.headers()["x-cache"], "MISS");
     let bytes = download.bytes().await.expect("bytes");
@@ -120,11 +91,9 @@ async fn downloads_are_verified_against_the_index_checksum_and_bad_names_are_ref
         "the upstream URL comes from its dl template"
     );
     granary.settle().await;
-    let again = client
-        .get(granary.url("cargo/api/v1/crates/fx-core/1.0.1/download"))
-        .send()
-        .await
-        .expect("again");
+    let again = granary
+        .get("cargo/api/v1/crates/fx-core/1.0.1/download")
+        .await;
     assert_eq!(again.headers()["x-cache"], "HIT");
     assert_eq!(again.bytes().await.expect("bytes"), bytes);
 
@@ -134,11 +103,9 @@ async fn downloads_are_verified_against_the_index_checksum_and_bad_names_are_ref
         Scripted::ok(&b"\x1f\x8b not the packaged crate"[..]),
     );
     let stored_before = files_under(&granary.data().join("blobs")).len();
-    let tampered = client
-        .get(granary.url("cargo/api/v1/crates/fx-core/1.0.0/download"))
-        .send()
-        .await
-        .expect("tampered");
+    let tampered = granary
+        .get("cargo/api/v1/crates/fx-core/1.0.0/download")
+        .await;
     let failed = tampered.status() != 200 || tampered.bytes().await.is_err();
     assert!(failed, "the client must see the mismatch as an error");
     granary.settle().await;
@@ -177,7 +144,7 @@ async fn downloads_are_verified_against_the_index_checksum_and_bad_names_are_ref
         ("cargo/api/v1/crates/new", 404, "publish"),
     ];
     for (path, status, says) in cases {
-        let response = client.get(granary.url(path)).send().await.expect(path);
+        let response = granary.get(path).await;
         assert_eq!(response.status(), status, "{path}");
         let message = response.text().await.expect("message");
         assert!(message.contains(says), "{path}: {message}");
@@ -191,11 +158,7 @@ async fn downloads_are_verified_against_the_index_checksum_and_bad_names_are_ref
 
     // An unknown crate is remembered: the second probe costs no upstream request.
     let absent_hits = upstream.hits("ab/se/absent");
-    client
-        .get(granary.url("cargo/ab/se/absent"))
-        .send()
-        .await
-        .expect("absent again");
+    granary.get("cargo/ab/se/absent").await;
     assert_eq!(upstream.hits("ab/se/absent"), absent_hits);
 }
 

@@ -14,17 +14,11 @@ const CORE: &str = "com/example/fixture/fx-core";
 const DEBIAN_REPOSITORY: &str = "/usr/share/maven-repo";
 
 fn build_repository(dir: &Path) {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/maven/make_repository.py");
-    let output = Command::new(crate::support::python())
-        .arg(&script)
-        .arg(dir)
-        .output()
-        .expect("python runs the fixture generator");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    crate::support::run_generator(
+        &crate::support::python(),
+        "maven/make_repository.py",
+        &[dir.as_os_str()],
+        &[],
     );
 }
 
@@ -44,15 +38,10 @@ fn hex_digest<D: sha1::Digest>(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn files_are_verified_and_checksum_files_match_the_served_bytes() {
     let (dir, upstream, granary) = fixture().await;
-    let client = TestGranary::client();
     let jar_path = format!("{CORE}/1.0/fx-core-1.0.jar");
     let on_disk = std::fs::read(dir.path().join("repository").join(&jar_path)).expect("jar");
 
-    let jar = client
-        .get(granary.url(&format!("maven/{jar_path}")))
-        .send()
-        .await
-        .expect("jar");
+    let jar = granary.get(&format!("maven/{jar_path}")).await;
     assert_eq!(jar.status(), 200);
     assert_eq!(jar.headers()["x-cache"], "MISS");
     assert_eq!(jar.headers()["content-type"], "application/java-archive");
@@ -67,11 +56,7 @@ async fn files_are_verified_and_checksum_files_match_the_served_bytes() {
         ("sha512", hex_digest::<sha2::Sha512>(&served)),
     ];
     for (algorithm, digest) in &expected {
-        let checksum = client
-            .get(granary.url(&format!("maven/{jar_path}.{algorithm}")))
-            .send()
-            .await
-            .expect("checksum");
+        let checksum = granary.get(&format!("maven/{jar_path}.{algorithm}")).await;
         assert_eq!(checksum.status(), 200, "{algorithm}");
         assert_eq!(checksum.text().await.expect("text"), *digest, "{algorithm}");
     }
@@ -92,11 +77,7 @@ async fn files_are_verified_and_checksum_files_match_the_served_bytes() {
     let util = "com/example/fixture/fx-util/1.0/fx-util-1.0.jar";
     upstream.script(util, Scripted::ok(&b"PK not the jar that was deployed"[..]));
     let stored_before = files_under(&granary.data().join("blobs")).len();
-    let tampered = client
-        .get(granary.url(&format!("maven/{util}")))
-        .send()
-        .await
-        .expect("tampered");
+    let tampered = granary.get(&format!("maven/{util}")).await;
     let failed = tampered.status() != 200 || tampered.bytes().await.is_err();
     assert!(failed, "the client must see the mismatch as an error");
     granary.settle().await;
@@ -110,20 +91,16 @@ async fn files_are_verified_and_checksum_files_match_the_served_bytes() {
     // describe exactly what it serves.
     let bare = "com/example/fixture/fx-bare/1.0/fx-bare-1.0.jar";
     upstream.script(bare, Scripted::ok(&b"PK a jar without checksums"[..]));
-    let body = client
-        .get(granary.url(&format!("maven/{bare}")))
-        .send()
+    let body = granary
+        .get(&format!("maven/{bare}"))
         .await
-        .expect("bare")
         .bytes()
         .await
         .expect("bytes");
     granary.settle().await;
-    let sha1 = client
-        .get(granary.url(&format!("maven/{bare}.sha1")))
-        .send()
+    let sha1 = granary
+        .get(&format!("maven/{bare}.sha1"))
         .await
-        .expect("sha1")
         .text()
         .await
         .expect("text");
@@ -136,11 +113,7 @@ async fn metadata_and_snapshots_are_index_pages_and_malformed_metadata_is_refuse
     let client = TestGranary::client();
     let metadata = format!("{CORE}/maven-metadata.xml");
 
-    let first = client
-        .get(granary.url(&format!("maven/{metadata}")))
-        .send()
-        .await
-        .expect("metadata");
+    let first = granary.get(&format!("maven/{metadata}")).await;
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["content-type"], "text/xml");
     let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
@@ -162,22 +135,18 @@ async fn metadata_and_snapshots_are_index_pages_and_malformed_metadata_is_refuse
         1,
         "fresh metadata costs no upstream request"
     );
-    let sha1 = client
-        .get(granary.url(&format!("maven/{metadata}.sha1")))
-        .send()
+    let sha1 = granary
+        .get(&format!("maven/{metadata}.sha1"))
         .await
-        .expect("sha1")
         .text()
         .await
         .expect("text");
     assert_eq!(sha1, hex_digest::<sha1::Sha1>(&body));
 
     let snapshot = "com/example/fixture/fx-snap/2.0-SNAPSHOT";
-    let listing = client
-        .get(granary.url(&format!("maven/{snapshot}/maven-metadata.xml")))
-        .send()
+    let listing = granary
+        .get(&format!("maven/{snapshot}/maven-metadata.xml"))
         .await
-        .expect("snapshot metadata")
         .text()
         .await
         .expect("text");
@@ -187,11 +156,7 @@ async fn metadata_and_snapshots_are_index_pages_and_malformed_metadata_is_refuse
     );
     let build = format!("{snapshot}/fx-snap-2.0-20261121.111111-2.jar");
     for expected in ["MISS", "HIT"] {
-        let response = client
-            .get(granary.url(&format!("maven/{build}")))
-            .send()
-            .await
-            .expect("timestamped build");
+        let response = granary.get(&format!("maven/{build}")).await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["x-cache"],
@@ -207,11 +172,7 @@ async fn metadata_and_snapshots_are_index_pages_and_malformed_metadata_is_refuse
         broken,
         Scripted::ok("<metadata><versioning><versions><version>1</version></versions>"),
     );
-    let refused = client
-        .get(granary.url(&format!("maven/{broken}")))
-        .send()
-        .await
-        .expect("broken");
+    let refused = granary.get(&format!("maven/{broken}")).await;
     assert_eq!(refused.status(), 502);
     let message = refused.text().await.expect("message");
     assert!(
@@ -223,11 +184,7 @@ async fn metadata_and_snapshots_are_index_pages_and_malformed_metadata_is_refuse
         login_page,
         Scripted::ok("<html><body>sign in</body></html>"),
     );
-    let refused = client
-        .get(granary.url(&format!("maven/{login_page}")))
-        .send()
-        .await
-        .expect("html");
+    let refused = granary.get(&format!("maven/{login_page}")).await;
     assert_eq!(refused.status(), 502);
     assert!(refused
         .text()
@@ -272,7 +229,7 @@ async fn bad_paths_get_clear_errors_and_misses_are_remembered() {
         ),
     ];
     for (path, status, says) in &cases {
-        let response = client.get(granary.url(path)).send().await.expect(path);
+        let response = granary.get(path).await;
         assert_eq!(response.status(), *status, "{path}");
         let message = response.text().await.expect("message");
         assert!(message.contains(says), "{path}: {message}");
@@ -289,22 +246,14 @@ async fn bad_paths_get_clear_errors_and_misses_are_remembered() {
     // Maven asks every repository for every file: misses must be cheap.
     let missing = "org/other/lib/1.0/lib-1.0.pom";
     for _ in 0..3 {
-        let response = client
-            .get(granary.url(&format!("maven/{missing}")))
-            .send()
-            .await
-            .expect("missing");
+        let response = granary.get(&format!("maven/{missing}")).await;
         assert_eq!(response.status(), 404);
     }
     assert_eq!(upstream.hits(missing), 1, "the 404 is remembered");
     assert_eq!(upstream.hits(&format!("{missing}.sha1")), 1);
     let missing_metadata = "org/other/lib/maven-metadata.xml";
     for _ in 0..3 {
-        let response = client
-            .get(granary.url(&format!("maven/{missing_metadata}")))
-            .send()
-            .await
-            .expect("missing metadata");
+        let response = granary.get(&format!("maven/{missing_metadata}")).await;
         assert_eq!(response.status(), 404);
     }
     assert_eq!(upstream.hits(missing_metadata), 1);

@@ -12,18 +12,12 @@ const NPM_ACCEPT: &str = "application/vnd.npm.install-v1+json; q=1.0, applicatio
 
 /// Builds the registry fixture into `dir` for an upstream at `base`.
 fn build_registry(dir: &Path, base: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/npm/make_registry.js");
-    let output = Command::new("node")
-        .arg(&script)
-        .arg(dir)
-        .arg(base)
-        .env("HOME", dir)
-        .output()
-        .expect("node runs the fixture generator");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    // `npm pack` writes below HOME: the fixture directory keeps that private.
+    crate::support::run_generator(
+        "node",
+        "npm/make_registry.js",
+        &[dir.as_os_str(), base.as_ref()],
+        &[("HOME", dir.as_os_str())],
     );
 }
 

@@ -115,15 +115,15 @@ impl CargoRepo {
     }
 
     async fn config_lookup(&self, engine: &CacheEngine) -> Result<IndexLookup, RequestError> {
-        let lookup = engine
-            .index
-            .lookup(self.index_request(
+        let lookup = self
+            .lookup_index(
+                engine,
                 index::config_key(&self.name),
-                Arc::new(ConfigSource {
+                ConfigSource {
                     upstream: Arc::clone(&self.upstream),
                     repo: self.name.clone(),
-                }),
-            ))
+                },
+            )
             .await?;
         if !lookup.document.found {
             let url = self.upstream.root().join("config.json").ok();
@@ -155,16 +155,15 @@ impl CargoRepo {
         engine: &CacheEngine,
         name: &str,
     ) -> Result<IndexLookup, RequestError> {
-        Ok(engine
-            .index
-            .lookup(self.index_request(
-                index::index_key(&self.name, name),
-                Arc::new(IndexFileSource {
-                    upstream: Arc::clone(&self.upstream),
-                    name: name.to_owned(),
-                }),
-            ))
-            .await?)
+        self.lookup_index(
+            engine,
+            index::index_key(&self.name, name),
+            IndexFileSource {
+                upstream: Arc::clone(&self.upstream),
+                name: name.to_owned(),
+            },
+        )
+        .await
     }
 
     async fn index_file(&self, engine: &CacheEngine, name: &str) -> Result<Reply, RequestError> {

@@ -35,6 +35,7 @@ impl IndexSource for ConfigSource {
         verbatim::fetch_checked(
             &self.upstream,
             "config.json",
+            None,
             validators,
             MAX_CONFIG_BYTES,
             |body| index::parse_config(body).map(drop),
@@ -61,6 +62,7 @@ impl IndexSource for IndexFileSource {
         verbatim::fetch_checked(
             &self.upstream,
             &index::index_path(&self.name),
+            None,
             validators,
             MAX_INDEX_FILE_BYTES,
             |body| index::parse_index_file(body, &self.name).map(drop),

@@ -163,17 +163,16 @@ impl MavenRepo {
         path: &str,
         check: DocumentCheck,
     ) -> Result<IndexLookup, RequestError> {
-        Ok(engine
-            .index
-            .lookup(self.index_request(
-                layout::document_key(&self.name, path),
-                Arc::new(MavenFileSource {
-                    upstream: Arc::clone(&self.upstream),
-                    path: path.to_owned(),
-                    check,
-                }),
-            ))
-            .await?)
+        self.lookup_index(
+            engine,
+            layout::document_key(&self.name, path),
+            MavenFileSource {
+                upstream: Arc::clone(&self.upstream),
+                path: path.to_owned(),
+                check,
+            },
+        )
+        .await
     }
 
     /// An immutable file: stored, or fetched once and verified against the upstream's

@@ -47,15 +47,20 @@ impl IndexSource for MavenFileSource {
             DocumentCheck::Snapshot => MAX_SNAPSHOT_BYTES,
             DocumentCheck::MetadataXml | DocumentCheck::Checksum(_) => MAX_METADATA_BYTES,
         };
-        verbatim::fetch_checked(&self.upstream, &self.path, validators, max_bytes, |body| {
-            match wanted {
+        verbatim::fetch_checked(
+            &self.upstream,
+            &self.path,
+            None,
+            validators,
+            max_bytes,
+            |body| match wanted {
                 DocumentCheck::MetadataXml => check::metadata_xml(body),
                 DocumentCheck::Checksum(algorithm) => {
                     check::checksum_file(body, algorithm).map(drop)
                 }
                 DocumentCheck::Snapshot => Ok(()),
-            }
-        })
+            },
+        )
         .await
     }
 

@@ -163,17 +163,16 @@ impl NpmRepo {
     }
 
     async fn lookup(&self, engine: &CacheEngine, name: &str) -> Result<IndexLookup, RequestError> {
-        Ok(engine
-            .index
-            .lookup(self.index_request(
-                keys::packument_key(&self.name, name),
-                Arc::new(PackumentSource {
-                    upstream: Arc::clone(&self.upstream),
-                    repo: self.name.clone(),
-                    name: name.to_owned(),
-                }),
-            ))
-            .await?)
+        self.lookup_index(
+            engine,
+            keys::packument_key(&self.name, name),
+            PackumentSource {
+                upstream: Arc::clone(&self.upstream),
+                repo: self.name.clone(),
+                name: name.to_owned(),
+            },
+        )
+        .await
     }
 
     async fn packument(

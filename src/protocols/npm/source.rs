@@ -10,10 +10,8 @@ use serde_json::Value;
 use super::keys::upstream_path;
 use super::rewrite;
 use crate::http_cache::Validators;
-use crate::proxy::upstream::display_url;
-use crate::proxy::{
-    Fetched, IndexSource, Rendition, UpstreamClient, UpstreamDocument, UpstreamError,
-};
+use crate::protocols::verbatim;
+use crate::proxy::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
 
 /// Version of the canonical form (the upstream's JSON as is).
 pub const FORMAT_VERSION: u32 = 1;
@@ -46,41 +44,16 @@ pub fn parse(body: &[u8]) -> Result<Value, String> {
 #[async_trait]
 impl IndexSource for PackumentSource {
     async fn fetch(&self, validators: &Validators) -> Result<Fetched, UpstreamError> {
-        let url = self
-            .upstream
-            .root()
-            .join(&upstream_path(&self.name))
-            .map_err(|e| UpstreamError::Malformed {
-                upstream: display_url(self.upstream.root()),
-                reason: e.to_string(),
-            })?;
         // The full document: both forms are served from it.
-        let (body, validators) = match self
-            .upstream
-            .get_document(
-                &url,
-                Some("application/json"),
-                validators,
-                MAX_PACKUMENT_BYTES,
-            )
-            .await?
-        {
-            UpstreamDocument::Body {
-                body, validators, ..
-            } => (body, validators),
-            UpstreamDocument::NotModified(validators) => {
-                return Ok(Fetched::NotModified { validators })
-            }
-            UpstreamDocument::NotFound => return Ok(Fetched::NotFound),
-        };
-        parse(&body).map_err(|reason| UpstreamError::Malformed {
-            upstream: display_url(&url),
-            reason,
-        })?;
-        Ok(Fetched::Document {
-            canonical: body,
+        verbatim::fetch_checked(
+            &self.upstream,
+            &upstream_path(&self.name),
+            Some("application/json"),
             validators,
-        })
+            MAX_PACKUMENT_BYTES,
+            |body| parse(body).map(drop),
+        )
+        .await
     }
 
     fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {

@@ -108,14 +108,14 @@ impl PypiRepo {
         accept: Option<&str>,
     ) -> Result<Reply, RequestError> {
         let format = negotiate(accept).ok_or(RequestError::NotAcceptable(negotiate::AVAILABLE))?;
-        let lookup = engine
-            .index
-            .lookup(self.index_request(
+        let lookup = self
+            .lookup_index(
+                engine,
                 keys::root_key(&self.name),
-                Arc::new(ListSource {
+                ListSource {
                     upstream: Arc::clone(&self.upstream),
-                }),
-            ))
+                },
+            )
             .await?;
         self.document_reply(lookup, format, "project list")
     }
@@ -136,16 +136,15 @@ impl PypiRepo {
         engine: &CacheEngine,
         project: &str,
     ) -> Result<IndexLookup, RequestError> {
-        Ok(engine
-            .index
-            .lookup(self.index_request(
-                keys::project_key(&self.name, project),
-                Arc::new(ProjectSource {
-                    upstream: Arc::clone(&self.upstream),
-                    project: project.to_owned(),
-                }),
-            ))
-            .await?)
+        self.lookup_index(
+            engine,
+            keys::project_key(&self.name, project),
+            ProjectSource {
+                upstream: Arc::clone(&self.upstream),
+                project: project.to_owned(),
+            },
+        )
+        .await
     }
 
     fn document_reply(

@@ -134,6 +134,15 @@ impl TestGranary {
         panic!("fills did not finish");
     }
 
+    /// GETs `path` with a client that does not follow redirects.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        Self::client()
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// A client that never follows redirects (tests look at them).
     pub fn client() -> reqwest::Client {
         reqwest::Client::builder()

@@ -24,6 +24,32 @@ pub fn build_pypi_fixture(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// Runs a fixture generator under `tests/fixtures/` with `program` (python3, node)
+/// with `args` and extra environment `envs`; panics with its stderr when it fails.
+pub fn run_generator(
+    program: &str,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &std::ffi::OsStr)],
+) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
+    let output = std::process::Command::new(program)
+        .arg(&script)
+        .args(args)
+        .env("CARGO", env!("CARGO"))
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} failed:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The Python interpreter used for fixtures and pip.
 pub fn python() -> String {
     std::env::var("GRANARY_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())

@@ -129,8 +129,38 @@ pub struct DocumentReply {
     pub status: CacheStatus,
     /// `Warning` header value when a stale copy is served because the upstream failed.
     pub warning: Option<String>,
-    /// The base URL to put in the rendition's markers (npm), if it has any.
+    /// The base URL to put in the rendition's markers (npm, cargo), if it has any.
     pub base_url: Option<String>,
+    /// The upstream's `Last-Modified` for the document, when it sent one.
+    pub last_modified: Option<String>,
+}
+
+impl DocumentReply {
+    /// The rendition `name` of a found document.
+    ///
+    /// # Panics
+    /// When the document has no such rendition: every source renders all of its own.
+    #[must_use]
+    pub fn new(
+        lookup: IndexLookup,
+        name: &str,
+        content_type: &'static str,
+        base_url: Option<String>,
+    ) -> Self {
+        let rendition = lookup
+            .document
+            .rendition(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("a stored document lacks its `{name}` rendition"));
+        Self {
+            rendition,
+            content_type,
+            status: lookup.status,
+            last_modified: lookup.document.validators.last_modified.clone(),
+            warning: lookup.warning,
+            base_url,
+        }
+    }
 }
 
 /// An artifact ready to serve.

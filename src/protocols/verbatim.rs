@@ -63,16 +63,10 @@ pub fn render(canonical: &Bytes) -> Vec<Rendition> {
 /// A found document's reply.
 #[must_use]
 pub fn reply(lookup: IndexLookup, content_type: &'static str, base_url: Option<String>) -> Reply {
-    let rendition = lookup
-        .document
-        .rendition(AS_SERVED)
-        .cloned()
-        .expect("verbatim documents have one rendition");
-    Reply::Document(DocumentReply {
-        rendition,
+    Reply::Document(DocumentReply::new(
+        lookup,
+        AS_SERVED,
         content_type,
-        status: lookup.status,
-        warning: lookup.warning,
         base_url,
-    })
+    ))
 }

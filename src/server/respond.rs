@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::header::{
     HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    IF_NONE_MATCH, RANGE, VARY, WARNING,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RANGE, VARY, WARNING,
 };
 use http::{HeaderMap, Method, StatusCode};
 use tower::ServiceExt;
@@ -72,8 +72,8 @@ fn not_modified(request_headers: &HeaderMap, etag: &str) -> bool {
 }
 
 fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Response {
-    // A templated document (npm) is the same bytes for every client but the base URL
-    // between its parts: its validator covers the base too.
+    // A templated document (npm, cargo) is the same bytes for every client but the
+    // base URL between its parts: its validator covers the base too.
     let templated = document.rendition.parts.clone().zip(
         document
             .base_url
@@ -94,12 +94,12 @@ fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Re
             (header_value(&text), text)
         }
     };
-    let is_not_modified = not_modified(request_headers, &etag_text);
-    let mut response = if is_not_modified {
+    let last_modified = document.last_modified.as_deref();
+    let mut response = if document_not_modified(request_headers, &etag_text, last_modified) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let body = match templated {
-            None => Body::from(document.rendition.body),
+        let mut response = match templated {
+            None => Response::new(Body::from(document.rendition.body)),
             Some((parts, base)) => {
                 let length: usize =
                     parts.iter().map(Bytes::len).sum::<usize>() + base.len() * (parts.len() - 1);
@@ -114,42 +114,47 @@ fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Re
                 response
                     .headers_mut()
                     .insert(CONTENT_LENGTH, HeaderValue::from(length));
-                return finish_document(
-                    response,
-                    document.content_type,
-                    etag,
-                    document.status,
-                    document.warning,
-                );
+                response
             }
         };
-        let mut response = Response::new(body);
         response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static(document.content_type),
         );
         response
     };
-    if is_not_modified {
-        return finish_document(
-            response,
-            document.content_type,
-            etag,
-            document.status,
-            document.warning,
-        );
+    let headers = response.headers_mut();
+    headers.insert(ETAG, etag);
+    if let Some(date) = last_modified.and_then(|d| HeaderValue::from_str(d).ok()) {
+        headers.insert(LAST_MODIFIED, date);
     }
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(document.content_type),
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(INDEX_CACHE_CONTROL));
+    headers.insert(
+        X_CACHE,
+        HeaderValue::from_static(document.status.header_value()),
     );
-    finish_document(
-        response,
-        document.content_type,
-        etag,
-        document.status,
-        document.warning,
-    )
+    if let Some(warning) = document.warning {
+        headers.insert(WARNING, header_value(&warning.replace(['\r', '\n'], " ")));
+    }
+    response
+}
+
+/// A client's conditional request on a document: `If-None-Match` when it sent one
+/// (RFC 9110 §13.2.2), else `If-Modified-Since` equal to our `Last-Modified` (an
+/// exact match, as nginx does by default: only dates we handed out are trusted).
+fn document_not_modified(
+    request_headers: &HeaderMap,
+    etag: &str,
+    last_modified: Option<&str>,
+) -> bool {
+    if request_headers.contains_key(IF_NONE_MATCH) {
+        return not_modified(request_headers, etag);
+    }
+    let since = request_headers
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok());
+    matches!((since, last_modified), (Some(since), Some(date)) if since == date)
 }
 
 fn base_hash(base: &[u8]) -> u64 {
@@ -157,29 +162,6 @@ fn base_hash(base: &[u8]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     base.hash(&mut hasher);
     hasher.finish()
-}
-
-fn finish_document(
-    mut response: Response,
-    content_type: &'static str,
-    etag: HeaderValue,
-    status: crate::proxy::CacheStatus,
-    warning: Option<String>,
-) -> Response {
-    if response.status() != StatusCode::NOT_MODIFIED {
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    }
-    let headers = response.headers_mut();
-    headers.insert(ETAG, etag);
-    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static(INDEX_CACHE_CONTROL));
-    headers.insert(X_CACHE, HeaderValue::from_static(status.header_value()));
-    if let Some(warning) = warning {
-        headers.insert(WARNING, header_value(&warning.replace(['\r', '\n'], " ")));
-    }
-    response
 }
 
 async fn artifact_response(

@@ -66,6 +66,28 @@ async fn config_points_cargo_at_granary_and_index_files_revalidate_without_the_u
         "fresh index files are revalidated by granary alone"
     );
 
+    // An upstream that sends Last-Modified: cargo may revalidate with that instead.
+    let date = "Sat, 21 Nov 2026 10:00:00 GMT";
+    upstream.script(
+        "2/zz",
+        Scripted::ok(format!(
+            "{{\"name\":\"zz\",\"vers\":\"1.0.0\",\"deps\":[],\"cksum\":\"{}\",\"features\":{{}},\"yanked\":false}}\n",
+            "0".repeat(64)
+        ))
+        .header("last-modified", date),
+    );
+    let dated = granary.get("cargo/2/zz").await;
+    assert_eq!(dated.headers()["last-modified"], date);
+    for (since, status) in [(date, 304), ("Fri, 20 Nov 2026 10:00:00 GMT", 200)] {
+        let response = client
+            .get(granary.url("cargo/2/zz"))
+            .header("if-modified-since", since)
+            .send()
+            .await
+            .expect("conditional");
+        assert_eq!(response.status(), status, "{since}");
+    }
+
     let short = granary.get("cargo/3/f/fxq").await;
     assert_eq!(short.status(), 200);
     for path in ["cargo/1/z", "cargo/2/fx"] {

@@ -191,18 +191,12 @@ impl NpmRepo {
         } else {
             (source::FULL, FULL_TYPE)
         };
-        let rendition = lookup
-            .document
-            .rendition(rendition)
-            .cloned()
-            .expect("packuments always have both renditions");
-        Ok(Reply::Document(DocumentReply {
+        Ok(Reply::Document(DocumentReply::new(
+            lookup,
             rendition,
             content_type,
-            status: lookup.status,
-            warning: lookup.warning,
-            base_url: Some(request.base_url.to_owned()),
-        }))
+            Some(request.base_url.to_owned()),
+        )))
     }
 
     async fn version(

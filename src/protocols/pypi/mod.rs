@@ -164,18 +164,12 @@ impl PypiRepo {
         } else {
             source::HTML
         };
-        let rendition = lookup
-            .document
-            .rendition(name)
-            .cloned()
-            .expect("PyPI documents always have both renditions");
-        Ok(Reply::Document(DocumentReply {
-            rendition,
-            content_type: format.content_type(),
-            status: lookup.status,
-            warning: lookup.warning,
-            base_url: None,
-        }))
+        Ok(Reply::Document(DocumentReply::new(
+            lookup,
+            name,
+            format.content_type(),
+            None,
+        )))
     }
 
     async fn file(

@@ -167,6 +167,29 @@ async fn metadata_and_snapshots_are_index_pages_and_malformed_metadata_is_refuse
         granary.settle().await;
     }
 
+    // A snapshot deployed under its non-unique name (Maven 2 style) changes with each
+    // deployment: an index page, served from the cache while fresh.
+    let legacy = "com/example/fixture/fx-old/1.0-SNAPSHOT/fx-old-1.0-SNAPSHOT.jar";
+    upstream.script(legacy, Scripted::ok(&b"PK legacy snapshot"[..]));
+    for expected in ["MISS", "HIT"] {
+        let response = granary.get(&format!("maven/{legacy}")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-cache"], expected);
+        assert_eq!(
+            response.headers()["cache-control"],
+            "max-age=0, must-revalidate",
+            "clients revalidate snapshots"
+        );
+    }
+    let legacy_sha1 = granary
+        .get(&format!("maven/{legacy}.sha1"))
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(legacy_sha1, hex_digest::<sha1::Sha1>(b"PK legacy snapshot"));
+    assert_eq!(upstream.hits(legacy), 1);
+
     let broken = "com/example/fixture/fx-broken/maven-metadata.xml";
     upstream.script(
         broken,

@@ -291,3 +291,27 @@ async fn cargo_resolves_fetches_and_builds_through_granary_then_with_the_upstrea
         "the same resolution from granary alone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_stampede_costs_one_upstream_request_per_file() {
+    let (dir, upstream, granary) = fixture().await;
+    let file = "files/fx/-u/fx-util/fx-util-0.2.0.crate";
+    let bytes = std::fs::read(dir.path().join("registry").join(file)).expect("crate");
+    upstream.script(
+        file,
+        Scripted {
+            pace: Some((64, std::time::Duration::from_millis(10))),
+            ..Scripted::ok(bytes.clone())
+        },
+    );
+    let path = "cargo/api/v1/crates/fx-util/0.2.0/download";
+    let responses =
+        futures::future::join_all((0..50).map(|_| async { granary.get(path).await.bytes().await }))
+            .await;
+    for body in responses {
+        assert_eq!(body.expect("complete body"), bytes);
+    }
+    assert_eq!(upstream.hits(file), 1, "one download for 50 clients");
+    assert_eq!(upstream.hits("fx/-u/fx-util"), 1, "one index file fetch");
+    assert_eq!(upstream.hits("config.json"), 1, "one config.json fetch");
+}

@@ -454,3 +454,37 @@ async fn mvn_resolves_through_granary_then_with_the_upstreams_stopped() {
     .await
     .expect("offline round");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_stampede_costs_one_upstream_request_per_file() {
+    let (dir, upstream, granary) = fixture().await;
+    let jar = format!("{CORE}/0.9/fx-core-0.9.jar");
+    let bytes = std::fs::read(dir.path().join("repository").join(&jar)).expect("jar");
+    // Slow enough that every client arrives while the one download is under way.
+    upstream.script(
+        &jar,
+        Scripted {
+            pace: Some((64, std::time::Duration::from_millis(10))),
+            ..Scripted::ok(bytes.clone())
+        },
+    );
+    let path = format!("maven/{jar}");
+    let responses = futures::future::join_all(
+        (0..50).map(|_| async { granary.get(&path).await.bytes().await }),
+    )
+    .await;
+    for body in responses {
+        assert_eq!(body.expect("complete body"), bytes);
+    }
+    assert_eq!(upstream.hits(&jar), 1, "one download for 50 clients");
+    assert_eq!(
+        upstream.hits(&format!("{jar}.sha1")),
+        1,
+        "one checksum fetch"
+    );
+    assert_eq!(
+        upstream.hits(&format!("{jar}.sha512")),
+        1,
+        "one probe for the checksum the upstream does not publish"
+    );
+}

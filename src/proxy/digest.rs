@@ -73,10 +73,11 @@ pub struct DigestMismatch {
     pub actual: String,
 }
 
-/// Hashes a stream with SHA-256 and every expected algorithm at once.
+/// Hashes a stream with SHA-256 and every other algorithm it may be checked against,
+/// at once.
 pub struct StreamHasher {
     sha256: Sha256,
-    checks: Vec<(ExpectedDigest, Box<dyn DynDigest + Send>)>,
+    others: Vec<(DigestAlgorithm, Box<dyn DynDigest + Send>)>,
 }
 
 impl std::fmt::Debug for StreamHasher {
@@ -86,52 +87,56 @@ impl std::fmt::Debug for StreamHasher {
 }
 
 impl StreamHasher {
+    /// Hashes with SHA-256 (always: the content address) and each of `algorithms`.
     #[must_use]
-    pub fn new(expected: &[ExpectedDigest]) -> Self {
-        let checks = expected
-            .iter()
-            .filter(|e| e.algorithm != DigestAlgorithm::Sha256)
-            .map(|e| (e.clone(), e.algorithm.hasher()))
-            .collect();
-        // SHA-256 is always computed; its expected value is checked in `finish`.
+    pub fn new(algorithms: impl IntoIterator<Item = DigestAlgorithm>) -> Self {
+        let mut others: Vec<(DigestAlgorithm, Box<dyn DynDigest + Send>)> = Vec::new();
+        for algorithm in algorithms {
+            if algorithm != DigestAlgorithm::Sha256 && !others.iter().any(|(a, _)| *a == algorithm)
+            {
+                others.push((algorithm, algorithm.hasher()));
+            }
+        }
         Self {
             sha256: Sha256::new(),
-            checks,
+            others,
         }
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
         sha2::Digest::update(&mut self.sha256, bytes);
-        for (_, hasher) in &mut self.checks {
+        for (_, hasher) in &mut self.others {
             hasher.update(bytes);
         }
     }
 
-    /// The SHA-256 of everything seen, or the first expected digest that failed.
+    /// The SHA-256 of everything seen, or the first expected digest that failed. An
+    /// expected digest of an algorithm the hasher was not given fails too: nothing is
+    /// ever passed unchecked.
     ///
     /// # Errors
     /// When any expected digest differs from the computed one.
     pub fn finish(self, expected: &[ExpectedDigest]) -> Result<String, DigestMismatch> {
         let sha256 = hex::encode(self.sha256.finalize());
-        for wanted in expected
-            .iter()
-            .filter(|e| e.algorithm == DigestAlgorithm::Sha256)
-        {
-            if wanted.hex != sha256 {
-                return Err(DigestMismatch {
-                    algorithm: DigestAlgorithm::Sha256,
-                    expected: wanted.hex.clone(),
-                    actual: sha256,
-                });
-            }
-        }
-        for (wanted, hasher) in self.checks {
-            let actual = hex::encode(hasher.finalize());
-            if wanted.hex != actual {
+        let computed: Vec<(DigestAlgorithm, String)> = self
+            .others
+            .into_iter()
+            .map(|(algorithm, hasher)| (algorithm, hex::encode(hasher.finalize())))
+            .collect();
+        for wanted in expected {
+            let actual = if wanted.algorithm == DigestAlgorithm::Sha256 {
+                Some(sha256.as_str())
+            } else {
+                computed
+                    .iter()
+                    .find(|(algorithm, _)| *algorithm == wanted.algorithm)
+                    .map(|(_, hex)| hex.as_str())
+            };
+            if actual != Some(wanted.hex.as_str()) {
                 return Err(DigestMismatch {
                     algorithm: wanted.algorithm,
-                    expected: wanted.hex,
-                    actual,
+                    expected: wanted.hex.clone(),
+                    actual: actual.unwrap_or("(not computed)").to_owned(),
                 });
             }
         }
@@ -147,7 +152,7 @@ mod tests {
     const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592";
 
     fn hash(expected: &[ExpectedDigest]) -> Result<String, DigestMismatch> {
-        let mut hasher = StreamHasher::new(expected);
+        let mut hasher = StreamHasher::new(expected.iter().map(|e| e.algorithm));
         hasher.update(b"he");
         hasher.update(b"llo");
         hasher.finish(expected)
@@ -173,6 +178,17 @@ mod tests {
         assert_eq!(
             hash(&bad_md5).expect_err("mismatch").algorithm,
             DigestAlgorithm::Md5
+        );
+    }
+
+    #[test]
+    fn a_digest_of_an_algorithm_not_hashed_fails() {
+        let mut hasher = StreamHasher::new([DigestAlgorithm::Sha1]);
+        hasher.update(b"hello");
+        let md5 = [ExpectedDigest::new(DigestAlgorithm::Md5, HELLO_MD5)];
+        assert_eq!(
+            hasher.finish(&md5).expect_err("not computed").actual,
+            "(not computed)"
         );
     }
 }

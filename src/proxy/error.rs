@@ -10,7 +10,7 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error("`{key}`: the upstream does not have it")]
     UpstreamNotFound { key: String },
-    #[error("`{key}`: upstream bytes do not match the index's {algorithm} (expected `{expected}`, got `{actual}`); nothing was stored")]
+    #[error("`{key}`: upstream bytes do not match the published {algorithm} (expected `{expected}`, got `{actual}`); nothing was stored")]
     Integrity {
         key: String,
         algorithm: &'static str,
@@ -40,6 +40,10 @@ pub enum ProxyError {
         key: String,
         waited: std::time::Duration,
     },
+    #[error(
+        "`{key}`: the upstream's checksum files could not be read: {reason}; nothing was stored"
+    )]
+    PublishedDigests { key: String, reason: String },
     #[error("`{key}`: the fill task stopped unexpectedly")]
     FillAborted { key: String },
 }

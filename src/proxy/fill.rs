@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use super::cross_replica::{Acquired, CrossReplicaLock, HeldLock};
-use super::digest::{ExpectedDigest, StreamHasher};
+use super::digest::{DigestAlgorithm, ExpectedDigest, StreamHasher};
 use super::hot_artifacts::{HotArtifact, HotArtifacts, MAX_HOT_ARTIFACT_BYTES};
 use super::leases::{BlobLease, BlobLeases};
 use super::maintenance::AccessLog;
@@ -39,6 +39,7 @@ use crate::http_cache::Validators;
 use crate::metadata::{ArtifactRecord, MetadataStore};
 use crate::metrics::{Metrics, RepoLabels};
 use crate::storage::{BlobStore, Digest, StoredBlob};
+use futures::future::{BoxFuture, Shared};
 
 /// How long a request that joins a verified fill waits for it to be published.
 const PUBLISH_WAIT: Duration = Duration::from_secs(5);
@@ -59,9 +60,33 @@ pub struct ArtifactRequest {
     pub repo: String,
     pub upstream: Arc<UpstreamClient>,
     pub url: Url,
+    /// Digests known before the download (from the index).
     pub expected: Vec<ExpectedDigest>,
+    /// Digests the upstream publishes beside the artifact, looked up while it downloads.
+    pub published: Option<PublishedDigests>,
     pub expected_size: Option<u64>,
     pub content_type: String,
+}
+
+/// The outcome of looking up an artifact's published digests.
+pub type PublishedLookup = Shared<BoxFuture<'static, Result<Vec<ExpectedDigest>, Arc<ProxyError>>>>;
+
+/// Digests the upstream publishes beside an artifact (Maven's `.sha1` files): looked up
+/// while the body downloads, so a cold miss costs no extra round trip before its first
+/// byte. The body is hashed with every algorithm in `algorithms`, and checked against
+/// whatever `lookup` finds before anything is released or stored.
+#[derive(Clone)]
+pub struct PublishedDigests {
+    pub algorithms: Vec<DigestAlgorithm>,
+    pub lookup: PublishedLookup,
+}
+
+impl std::fmt::Debug for PublishedDigests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishedDigests")
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where an artifact's bytes come from for this response.
@@ -467,6 +492,11 @@ impl ArtifactCache {
         state: &watch::Sender<FillState>,
     ) -> Result<u64, ProxyError> {
         let key = request.key.as_str();
+        // Published digests are looked up while the body downloads.
+        let published_lookup = request
+            .published
+            .as_ref()
+            .map(|published| tokio::spawn(published.lookup.clone()));
         let response = request
             .upstream
             .get(
@@ -505,7 +535,14 @@ impl ArtifactCache {
             content_length: expected_size,
         });
 
-        let mut hasher = StreamHasher::new(&request.expected);
+        let mut hasher = StreamHasher::new(
+            request.expected.iter().map(|e| e.algorithm).chain(
+                request
+                    .published
+                    .iter()
+                    .flat_map(|p| p.algorithms.iter().copied()),
+            ),
+        );
         let mut written: u64 = 0;
         let mut published: u64 = 0;
         let mut last_publish = Instant::now();
@@ -561,15 +598,24 @@ impl ArtifactCache {
                 });
             }
         }
-        let sha256 =
-            hasher
-                .finish(&request.expected)
-                .map_err(|mismatch| ProxyError::Integrity {
-                    key: key.to_owned(),
-                    algorithm: mismatch.algorithm.as_str(),
-                    expected: mismatch.expected,
-                    actual: mismatch.actual,
-                })?;
+        let mut expected = request.expected.clone();
+        if let Some(lookup) = published_lookup {
+            let found = lookup.await.map_err(|_| ProxyError::FillAborted {
+                key: key.to_owned(),
+            })?;
+            expected.extend(found.map_err(|error| ProxyError::PublishedDigests {
+                key: key.to_owned(),
+                reason: error.to_string(),
+            })?);
+        }
+        let sha256 = hasher
+            .finish(&expected)
+            .map_err(|mismatch| ProxyError::Integrity {
+                key: key.to_owned(),
+                algorithm: mismatch.algorithm.as_str(),
+                expected: mismatch.expected,
+                actual: mismatch.actual,
+            })?;
         let digest = Digest::from_hex(&sha256).expect("hex::encode of a sha256 is a valid digest");
         drop(file);
         state.send_replace(FillState::Verified { size: written });

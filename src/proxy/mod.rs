@@ -30,6 +30,7 @@ pub use digest::{DigestAlgorithm, ExpectedDigest};
 pub use error::ProxyError;
 pub use fill::{
     ArtifactBody, ArtifactCache, ArtifactCacheOptions, ArtifactLookup, ArtifactRequest,
+    PublishedDigests, PublishedLookup,
 };
 pub use index_cache::{
     Fetched, IndexCache, IndexDocument, IndexLookup, IndexRequest, IndexSource, Rendition,

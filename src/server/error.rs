@@ -63,7 +63,8 @@ fn from_proxy(error: &ProxyError) -> ApiError {
         ProxyError::CrossReplicaWait { .. } => (StatusCode::GATEWAY_TIMEOUT, ErrorSource::Upstream),
         ProxyError::Upstream(_)
         | ProxyError::Integrity { .. }
-        | ProxyError::SizeMismatch { .. } => (StatusCode::BAD_GATEWAY, ErrorSource::Upstream),
+        | ProxyError::SizeMismatch { .. }
+        | ProxyError::PublishedDigests { .. } => (StatusCode::BAD_GATEWAY, ErrorSource::Upstream),
         ProxyError::Metadata(_)
         | ProxyError::Storage(_)
         | ProxyError::TempFile { .. }

@@ -87,6 +87,19 @@ async fn files_are_verified_and_checksum_files_match_the_served_bytes() {
         "nothing stored for a checksum mismatch"
     );
 
+    // A checksum file that is not one: the file is refused, not stored unverified.
+    let pom = format!("{CORE}/0.9/fx-core-0.9.pom");
+    upstream.script(&format!("{pom}.sha1"), Scripted::ok("<html>sign in</html>"));
+    let refused = granary.get(&format!("maven/{pom}")).await;
+    let failed = refused.status() != 200 || refused.bytes().await.is_err();
+    assert!(failed, "a malformed upstream checksum fails the download");
+    granary.settle().await;
+    assert_eq!(
+        files_under(&granary.data().join("blobs")).len(),
+        stored_before,
+        "nothing stored when the checksum cannot be read"
+    );
+
     // No checksum upstream at all: served and stored, and granary's checksums still
     // describe exactly what it serves.
     let bare = "com/example/fixture/fx-bare/1.0/fx-bare-1.0.jar";

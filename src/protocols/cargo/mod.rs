@@ -223,6 +223,7 @@ impl CargoRepo {
                     DigestAlgorithm::Sha256,
                     &entry.checksum,
                 )],
+                published: None,
                 expected_size: None,
                 content_type: content_type.clone(),
             })

@@ -20,14 +20,14 @@ pub mod source;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use http::{Method, StatusCode};
 use moka::future::Cache;
 
 use super::{verbatim, ArtifactReply, PassthroughReply, Reply, RepoSettings, RequestError};
 use crate::proxy::{
     ArtifactBody, ArtifactLookup, ArtifactRequest, CacheEngine, CacheKey, DigestAlgorithm,
-    ExpectedDigest, IndexLookup, ProxyError,
+    ExpectedDigest, IndexLookup, ProxyError, PublishedDigests,
 };
 use crate::storage::BlobStore;
 use layout::{FileKind, MavenPath};
@@ -176,7 +176,7 @@ impl MavenRepo {
     }
 
     /// An immutable file: stored, or fetched once and verified against the upstream's
-    /// checksum files.
+    /// checksum files, which are looked up while it downloads.
     async fn immutable(
         &self,
         engine: &CacheEngine,
@@ -190,11 +190,23 @@ impl MavenRepo {
         if self.missing.contains_key(key.as_str()) {
             return Err(not_found(file));
         }
-        let published = futures::future::try_join_all(
-            VERIFIED_WITH.map(|algorithm| self.upstream_checksum(engine, file, algorithm)),
-        )
-        .await?;
-        let expected: Vec<ExpectedDigest> = published.into_iter().flatten().collect();
+        // The upstream's checksum files are looked up while the file downloads.
+        let (repo, shared_engine, checksum_of) = (self.clone(), engine.clone(), file.to_owned());
+        let lookup = async move {
+            let found =
+                futures::future::try_join_all(VERIFIED_WITH.map(|algorithm| {
+                    repo.upstream_checksum(&shared_engine, &checksum_of, algorithm)
+                }))
+                .await
+                .map_err(|error| match error {
+                    RequestError::Proxy(error) => error,
+                    other => Arc::new(ProxyError::PublishedDigests {
+                        key: checksum_of.clone(),
+                        reason: other.to_string(),
+                    }),
+                })?;
+            Ok(found.into_iter().flatten().collect())
+        };
         let url = self.upstream.root().join(file).map_err(|e| {
             RequestError::BadRequest(format!("`{file}` gives no upstream URL: {e}"))
         })?;
@@ -205,7 +217,11 @@ impl MavenRepo {
                 repo: self.name.clone(),
                 upstream: Arc::clone(&self.upstream),
                 url,
-                expected,
+                expected: Vec::new(),
+                published: Some(PublishedDigests {
+                    algorithms: VERIFIED_WITH.to_vec(),
+                    lookup: lookup.boxed().shared(),
+                }),
                 expected_size: None,
                 content_type: content_type.to_owned(),
             })

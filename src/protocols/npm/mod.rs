@@ -281,6 +281,7 @@ impl NpmRepo {
                 upstream: Arc::clone(&self.upstream),
                 url,
                 expected: expected_digests(dist),
+                published: None,
                 expected_size: None,
                 content_type: content_type.clone(),
             })

@@ -241,6 +241,7 @@ impl PypiRepo {
                 upstream: Arc::clone(&self.upstream),
                 url,
                 expected,
+                published: None,
                 expected_size: size,
                 content_type: content_type.clone(),
             })

@@ -492,11 +492,6 @@ impl ArtifactCache {
         state: &watch::Sender<FillState>,
     ) -> Result<u64, ProxyError> {
         let key = request.key.as_str();
-        // Published digests are looked up while the body downloads.
-        let published_lookup = request
-            .published
-            .as_ref()
-            .map(|published| tokio::spawn(published.lookup.clone()));
         let response = request
             .upstream
             .get(
@@ -519,6 +514,12 @@ impl ArtifactCache {
             }
             .into());
         }
+        // Published digests are looked up while the body downloads, once the upstream
+        // has said it has the file (a miss costs one request, not one per checksum).
+        let published_lookup = request
+            .published
+            .as_ref()
+            .map(|published| tokio::spawn(published.lookup.clone()));
         let content_length = response.content_length();
         let expected_size = request.expected_size.or(content_length);
         if let (Some(announced), Some(listed)) = (content_length, request.expected_size) {

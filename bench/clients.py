@@ -7,9 +7,11 @@ For each client, alternating rounds of:
   cold granary  through a new, empty granary (every file fetched upstream once)
   warm granary  through a granary that has everything (what a CI fleet sees)
 
-The upstreams are Python's static file server on 127.0.0.1 serving fixtures built by
-the test generators (tests/fixtures/{cargo,maven}); Maven's plugins come from Debian's
-system repository (/usr/share/maven-repo), served the same way.
+The upstreams are nginx (keep-alive, as real registries are) on 127.0.0.1 serving
+fixtures built by the test generators (tests/fixtures/{cargo,maven}); Maven's plugins
+come from Debian's system repository (/usr/share/maven-repo), served the same way.
+bench/run installs nginx; without it Python's static file server (HTTP/1.0, a
+connection per request) stands in, which penalises every extra upstream request.
 
 Usage: clients.py --binary target/release/granary [--rounds 5]
 Writes the table to stdout and bench/results/clients.md.
@@ -68,9 +70,35 @@ class Processes:
             self.stop(process)
 
 
-def static_server(procs: Processes, root: str, probe: str) -> str:
-    port = free_port()
-    procs.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", root])
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {work}/nginx-{port}.pid;
+error_log {work}/nginx-{port}-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path {work}/nginx-{port}-body;
+    proxy_temp_path {work}/nginx-{port}-proxy;
+    fastcgi_temp_path {work}/nginx-{port}-fastcgi;
+    uwsgi_temp_path {work}/nginx-{port}-uwsgi;
+    scgi_temp_path {work}/nginx-{port}-scgi;
+    server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+"""
+
+
+def static_server(procs: Processes, root: str, probe: str, work: str, port: int | None = None) -> str:
+    """nginx serving `root`, or Python's static file server where nginx is missing."""
+    port = port or free_port()
+    if shutil.which("nginx"):
+        conf = os.path.join(work, f"nginx-{port}.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(work=work, port=port, root=root))
+        procs.start(["nginx", "-c", conf, "-p", work])
+    else:
+        procs.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", root])
     url = f"http://127.0.0.1:{port}"
     wait_http(url + probe)
     return url
@@ -127,8 +155,7 @@ def cargo_rounds(procs: Processes, binary: str, work: str, rounds: int) -> dict[
     upstream = f"http://127.0.0.1:{port}"
     subprocess.run([sys.executable, os.path.join(ROOT, "tests/fixtures/cargo/make_registry.py"), fixture, upstream],
                    check=True, capture_output=True)
-    procs.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", fixture])
-    wait_http(upstream + "/config.json")
+    static_server(procs, fixture, "/config.json", work, port)
     warm_process, warm = granary(procs, binary, work, {"crates": ("cargo", upstream)})
     cargo_fetch(f"{warm}/crates/", work)
     times: dict[str, list[float]] = {"direct": [], "cold granary": [], "warm granary": []}
@@ -190,8 +217,8 @@ def maven_rounds(procs: Processes, binary: str, work: str, rounds: int) -> dict[
     fixture_dir = os.path.join(work, "maven-repository")
     subprocess.run([sys.executable, os.path.join(ROOT, "tests/fixtures/maven/make_repository.py"), fixture_dir],
                    check=True, capture_output=True)
-    fixture = static_server(procs, fixture_dir, "/com/example/fixture/fx-core/maven-metadata.xml")
-    debian = static_server(procs, DEBIAN_REPOSITORY, "/junit/junit/4.13.2/junit-4.13.2.pom")
+    fixture = static_server(procs, fixture_dir, "/com/example/fixture/fx-core/maven-metadata.xml", work)
+    debian = static_server(procs, DEBIAN_REPOSITORY, "/junit/junit/4.13.2/junit-4.13.2.pom", work)
     plugin = plugin_version()
     repos = {"fixture": ("maven", fixture), "debian": ("maven", debian)}
     warm_process, warm = granary(procs, binary, work, repos)
@@ -213,6 +240,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="granary-clients-")
+    os.chmod(work, 0o755)  # nginx workers drop privileges; they must read the fixtures
     procs = Processes()
     rows = []
     try:
@@ -232,7 +260,8 @@ def main() -> None:
         "# cargo and Maven through granary vs direct",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores; median of {args.rounds} "
-        "alternating rounds, empty client caches every time; upstreams are Python's static file server on 127.0.0.1.",
+        "alternating rounds, empty client caches every time; upstreams: "
+        + ("nginx" if shutil.which("nginx") else "Python's static file server") + " on 127.0.0.1.",
         "",
         "| client | direct s | cold granary s | cold/direct | warm granary s | warm/direct |",
         "|---|---|---|---|---|---|",

@@ -203,6 +203,18 @@ async fn metadata_and_snapshots_are_index_pages_and_malformed_metadata_is_refuse
     assert_eq!(legacy_sha1, hex_digest::<sha1::Sha1>(b"PK legacy snapshot"));
     assert_eq!(upstream.hits(legacy), 1);
 
+    // Maven 3.9+ reads the repository's prefix list first.
+    upstream.script(
+        ".meta/prefixes.txt",
+        Scripted::ok("## repository-prefixes/2.0\n/com/example\n"),
+    );
+    for expected in ["MISS", "HIT"] {
+        let prefixes = granary.get("maven/.meta/prefixes.txt").await;
+        assert_eq!(prefixes.status(), 200);
+        assert_eq!(prefixes.headers()["content-type"], "text/plain");
+        assert_eq!(prefixes.headers()["x-cache"], expected);
+    }
+
     let broken = "com/example/fixture/fx-broken/maven-metadata.xml";
     upstream.script(
         broken,

@@ -14,6 +14,8 @@ const MAX_SEGMENT_BYTES: usize = 255;
 
 /// The metadata file's name.
 pub const METADATA: &str = "maven-metadata.xml";
+/// The prefix list's name, in `.meta/`.
+const PREFIXES: &str = "prefixes.txt";
 
 /// Checksum files Maven clients ask for, by suffix.
 const CHECKSUMS: [(&str, DigestAlgorithm); 4] = [
@@ -31,6 +33,9 @@ pub enum FileKind {
     /// A `-SNAPSHOT` file under its non-unique name (`a-1.0-SNAPSHOT.jar`): changes
     /// with every deployment; an index page.
     SnapshotFile,
+    /// `.meta/prefixes.txt`: the repository's list of group prefixes (Maven 3.9+ reads
+    /// it to skip repositories that cannot have an artifact); changes; an index page.
+    PrefixList,
     /// A release file, or a snapshot's timestamped build (`a-1.0-20250101.120000-3.jar`):
     /// written once, never changed; an immutable artifact.
     Immutable,
@@ -78,6 +83,17 @@ fn is_valid_segment(segment: &str) -> bool {
 /// `Err` with a message when the path is not in the repository layout (bad
 /// characters, too short, a file name that does not match its directories).
 pub fn parse(segments: &[&str]) -> Result<MavenPath, String> {
+    if let [".meta", name] = segments {
+        if let Some((base, checksum)) = split_checksum(name) {
+            if base == PREFIXES {
+                return Ok(MavenPath {
+                    file: format!(".meta/{PREFIXES}"),
+                    kind: FileKind::PrefixList,
+                    checksum,
+                });
+            }
+        }
+    }
     if let Some(bad) = segments.iter().find(|s| !is_valid_segment(s)) {
         return Err(format!(
             "`{bad}` is not a Maven path segment (letters, digits and `.-_+~`; not starting with `.`)"
@@ -86,14 +102,7 @@ pub fn parse(segments: &[&str]) -> Result<MavenPath, String> {
     let Some((name, dirs)) = segments.split_last() else {
         return Err("empty path".to_owned());
     };
-    let (base_name, checksum) = CHECKSUMS
-        .iter()
-        .find_map(|(suffix, algorithm)| {
-            name.strip_suffix(suffix)
-                .filter(|base| !base.is_empty())
-                .map(|base| (base, Some(*algorithm)))
-        })
-        .unwrap_or((name, None));
+    let (base_name, checksum) = split_checksum(name).unwrap_or((name, None));
     let file = if dirs.is_empty() {
         base_name.to_owned()
     } else {
@@ -154,6 +163,19 @@ pub fn parse(segments: &[&str]) -> Result<MavenPath, String> {
     })
 }
 
+/// `name` without a checksum suffix, and which checksum it asks for (`None` when it
+/// has no suffix); `None` for a bare suffix.
+fn split_checksum(name: &str) -> Option<(&str, Option<DigestAlgorithm>)> {
+    match CHECKSUMS
+        .iter()
+        .find_map(|(suffix, algorithm)| name.strip_suffix(suffix).map(|base| (base, algorithm)))
+    {
+        Some(("", _)) => None,
+        Some((base, algorithm)) => Some((base, Some(*algorithm))),
+        None => Some((name, None)),
+    }
+}
+
 /// `name` is `stem` followed by a classifier (`-…`) or an extension (`.…`).
 fn follows(name: &str, stem: &str) -> bool {
     name.strip_prefix(stem)
@@ -207,7 +229,7 @@ pub fn content_type(name: &str) -> &'static str {
         "pom" | "xml" => "text/xml",
         "jar" | "war" | "ear" => "application/java-archive",
         "module" | "json" => "application/json",
-        "md5" | "sha1" | "sha256" | "sha512" | "asc" => "text/plain",
+        "md5" | "sha1" | "sha256" | "sha512" | "asc" | "txt" => "text/plain",
         _ => "application/octet-stream",
     }
 }
@@ -257,6 +279,18 @@ mod tests {
                 .kind,
             FileKind::Immutable
         );
+    }
+
+    #[test]
+    fn the_prefix_list_is_an_index_page() {
+        let prefixes = parsed(".meta/prefixes.txt").expect("prefixes");
+        assert_eq!(prefixes.kind, FileKind::PrefixList);
+        assert_eq!(
+            parsed(".meta/prefixes.txt.sha1").expect("sha1").checksum,
+            Some(DigestAlgorithm::Sha1)
+        );
+        assert!(parsed(".meta/other.txt").is_err());
+        assert!(parsed(".meta/.sha1").is_err());
     }
 
     #[test]

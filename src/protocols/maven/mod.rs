@@ -4,6 +4,7 @@
 //! | path | what | cached as |
 //! |---|---|---|
 //! | `…/maven-metadata.xml` | group, artifact and snapshot-version metadata | index page |
+//! | `.meta/prefixes.txt` | the repository's group prefixes (Maven 3.9+) | index page |
 //! | `…/a/1.0-SNAPSHOT/a-1.0-SNAPSHOT.jar` | a snapshot under its non-unique name | index page |
 //! | `…/a/1.0/a-1.0[-classifier].ext` | a release file | immutable artifact |
 //! | `…/a/1.0-SNAPSHOT/a-1.0-20250101.120000-3.jar` | one snapshot build | immutable artifact |
@@ -101,11 +102,14 @@ impl MavenRepo {
         let path = layout::parse(&parts).map_err(RequestError::BadRequest)?;
         let content_type = layout::content_type(path.file_name());
         match (&path.kind, path.checksum) {
-            (FileKind::Metadata | FileKind::SnapshotFile, None) => {
+            (FileKind::Metadata | FileKind::SnapshotFile | FileKind::PrefixList, None) => {
                 let lookup = self.document(engine, &path).await?;
                 Ok(verbatim::reply(lookup, content_type, None))
             }
-            (FileKind::Metadata | FileKind::SnapshotFile, Some(algorithm)) => {
+            (
+                FileKind::Metadata | FileKind::SnapshotFile | FileKind::PrefixList,
+                Some(algorithm),
+            ) => {
                 let lookup = self.document(engine, &path).await?;
                 let served = &lookup
                     .document
@@ -147,7 +151,9 @@ impl MavenRepo {
     ) -> Result<IndexLookup, RequestError> {
         let check = match path.kind {
             FileKind::Metadata => DocumentCheck::MetadataXml,
-            _ => DocumentCheck::Snapshot,
+            FileKind::SnapshotFile | FileKind::PrefixList | FileKind::Immutable => {
+                DocumentCheck::AnyBytes
+            }
         };
         let lookup = self.lookup_document(engine, &path.file, check).await?;
         if lookup.document.found {

@@ -25,8 +25,9 @@ const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub enum DocumentCheck {
     MetadataXml,
-    /// Snapshot files: any bytes (their checksums are computed from what is served).
-    Snapshot,
+    /// Snapshot files and the prefix list: any bytes (their checksums are computed
+    /// from what is served).
+    AnyBytes,
     /// An upstream checksum file of this algorithm.
     Checksum(DigestAlgorithm),
 }
@@ -44,7 +45,7 @@ impl IndexSource for MavenFileSource {
     async fn fetch(&self, validators: &Validators) -> Result<Fetched, UpstreamError> {
         let wanted = self.check;
         let max_bytes = match wanted {
-            DocumentCheck::Snapshot => MAX_SNAPSHOT_BYTES,
+            DocumentCheck::AnyBytes => MAX_SNAPSHOT_BYTES,
             DocumentCheck::MetadataXml | DocumentCheck::Checksum(_) => MAX_METADATA_BYTES,
         };
         verbatim::fetch_checked(
@@ -58,7 +59,7 @@ impl IndexSource for MavenFileSource {
                 DocumentCheck::Checksum(algorithm) => {
                     check::checksum_file(body, algorithm).map(drop)
                 }
-                DocumentCheck::Snapshot => Ok(()),
+                DocumentCheck::AnyBytes => Ok(()),
             },
         )
         .await

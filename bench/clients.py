@@ -182,7 +182,7 @@ def maven_settings(path: str, central: str, fixture: str) -> None:
 """)
 
 
-MAVEN_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+MAVEN_POM = """<project>
   <modelVersion>4.0.0</modelVersion>
   <groupId>com.example</groupId><artifactId>app</artifactId><version>1</version><packaging>pom</packaging>
   <dependencies>

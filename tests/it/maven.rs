@@ -372,7 +372,7 @@ fn write_project(scratch: &Path) -> PathBuf {
     std::fs::write(
         project.join("pom.xml"),
         format!(
-            r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+            r#"<project>
   <modelVersion>4.0.0</modelVersion>
   <groupId>com.example</groupId><artifactId>app</artifactId><version>1</version>
   <packaging>pom</packaging>

@@ -315,3 +315,27 @@ async fn a_cold_stampede_costs_one_upstream_request_per_file() {
     assert_eq!(upstream.hits("fx/-u/fx-util"), 1, "one index file fetch");
     assert_eq!(upstream.hits("config.json"), 1, "one config.json fetch");
 }
+
+#[tokio::test]
+async fn expired_index_files_are_served_stale_while_the_upstream_is_down() {
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = dir.path().join("registry");
+    let mut upstream = FakeUpstream::start(Some(registry.clone())).await;
+    build_registry(&registry, &upstream.url(""));
+    // Every index file is past its TTL as soon as it is stored.
+    let granary = TestGranary::with_format(
+        "cargo",
+        &upstream.url(""),
+        "index_ttl = \"0s\"\nupdate_time = \"10m\"",
+    )
+    .await;
+    let first = granary.get("cargo/fx/-c/fx-core").await;
+    assert_eq!(first.headers()["x-cache"], "MISS");
+    let body = first.text().await.expect("body");
+
+    upstream.stop().await;
+    let offline = granary.get("cargo/fx/-c/fx-core").await;
+    assert_eq!(offline.status(), 200);
+    assert_eq!(offline.headers()["x-cache"], "STALE");
+    assert_eq!(offline.text().await.expect("body"), body);
+}

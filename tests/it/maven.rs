@@ -517,3 +517,28 @@ async fn a_cold_stampede_costs_one_upstream_request_per_file() {
         "one probe for the checksum the upstream does not publish"
     );
 }
+
+#[tokio::test]
+async fn expired_metadata_is_served_stale_while_the_upstream_is_down() {
+    let dir = tempfile::tempdir().expect("dir");
+    let repository = dir.path().join("repository");
+    build_repository(&repository);
+    let mut upstream = FakeUpstream::start(Some(repository)).await;
+    // Every document is past its TTL as soon as it is stored.
+    let granary = TestGranary::with_format(
+        "maven",
+        &upstream.url(""),
+        "index_ttl = \"0s\"\nupdate_time = \"10m\"",
+    )
+    .await;
+    let metadata = format!("maven/{CORE}/maven-metadata.xml");
+    let first = granary.get(&metadata).await;
+    assert_eq!(first.headers()["x-cache"], "MISS");
+    let body = first.text().await.expect("body");
+
+    upstream.stop().await;
+    let offline = granary.get(&metadata).await;
+    assert_eq!(offline.status(), 200);
+    assert_eq!(offline.headers()["x-cache"], "STALE");
+    assert_eq!(offline.text().await.expect("body"), body);
+}

@@ -68,6 +68,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "log",
     "shutdown_grace",
+    "header_read_timeout",
     "cache",
     "repos",
 ];

@@ -27,6 +27,10 @@ pub struct Config {
     /// How long in-flight responses may take to finish after SIGINT/SIGTERM.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
+    /// How long a client may take to send a request's head (line and headers); a
+    /// slower one is disconnected, so trickled headers cannot hold connections open.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
     /// The URL clients reach granary at, e.g. `https://granary.example.internal`, for
     /// documents that need absolute URLs (npm tarballs). Absent: taken from each
     /// request's `Host`.
@@ -300,6 +304,9 @@ fn default_log() -> String {
     "info".to_owned()
 }
 fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_header_read_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 fn default_memory_capacity() -> ByteSize {

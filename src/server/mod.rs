@@ -2,6 +2,7 @@
 //! metrics layer ([`middleware`]), turning replies and errors into responses
 //! ([`respond`], [`error`]), granary's own endpoints ([`ops`]) and shutdown.
 
+mod accept;
 mod admin;
 pub mod error;
 mod middleware;
@@ -11,11 +12,9 @@ mod router;
 pub mod state;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -55,24 +54,20 @@ pub async fn serve(
     info!(%address, repos = ?config.repos.keys().collect::<Vec<_>>(), "granary listening");
 
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    // Small responses go out in one segment without waiting for the peer's delayed
-    // ACK (Nagle's algorithm would add up to 40 ms to many index responses).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            warn!(%error, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        info!("shutdown requested; draining in-flight requests");
-        let _ = drain_tx.send(());
-    });
-    let server = tokio::spawn(async move { server.await });
-    let mut server = server;
+    let server = accept::serve_connections(
+        listener,
+        router(state),
+        config.header_read_timeout.into(),
+        async move {
+            shutdown.await;
+            info!("shutdown requested; draining in-flight requests");
+            let _ = drain_tx.send(());
+        },
+    );
+    let mut server = tokio::spawn(server);
     tokio::select! {
         result = &mut server => {
-            result.context("server task panicked")?.context("server failed")?;
+            result.context("server task panicked")?;
         }
         () = async {
             let _ = drain_rx.await;

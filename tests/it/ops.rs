@@ -64,3 +64,50 @@ async fn health_ready_and_metrics_report_what_happened() {
         );
     }
 }
+
+/// A client that trickles its request head (slowloris) is disconnected after
+/// `header_read_timeout`, while everyone else is served.
+#[test]
+fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use std::io::{Read, Write};
+
+    let scratch = tempfile::tempdir().expect("scratch");
+    let config = scratch.path().join("granary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nheader_read_timeout = \"1s\"\n\n\
+             [repos.pypi]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:9/simple/\"\n",
+            scratch.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let granary = crate::support::GranaryProcess::spawn(&config);
+
+    let mut slow = std::net::TcpStream::connect(granary.addr).expect("connect");
+    slow.write_all(b"GET /-/health HTTP/1.1\r\nHost: granary\r\n")
+        .expect("partial head");
+    // A bound on the test, not a measurement: the server must act well before it.
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("read timeout");
+
+    let mut healthy = std::net::TcpStream::connect(granary.addr).expect("connect");
+    healthy
+        .write_all(b"GET /-/health HTTP/1.1\r\nHost: granary\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    healthy.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut rest = Vec::new();
+    let ended = slow.read_to_end(&mut rest);
+    assert!(
+        ended.is_ok(),
+        "the server closes the connection (a read timeout here means it never did)"
+    );
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "closed without serving the incomplete request: {text}"
+    );
+}

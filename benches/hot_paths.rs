@@ -7,16 +7,20 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use granary::protocols::pypi::{keys, negotiate, parse, rewrite};
 use granary::proxy::{CacheKey, Category};
+use std::fmt::Write as _;
+
 use url::Url;
 
 /// An upstream page with `files` links, as large projects have.
 fn upstream_html(files: usize) -> String {
     let mut html = String::from("<!DOCTYPE html><html><body>\n");
     for i in 0..files {
-        html.push_str(&format!(
-            "<a href=\"../../packages/demo-{i}.0.tar.gz#sha256={:064x}\" data-requires-python=\"&gt;=3.8\" data-dist-info-metadata=\"sha256={:064x}\">demo-{i}.0.tar.gz</a><br/>\n",
+        writeln!(
+            html,
+            "<a href=\"../../packages/demo-{i}.0.tar.gz#sha256={:064x}\" data-requires-python=\"&gt;=3.8\" data-dist-info-metadata=\"sha256={:064x}\">demo-{i}.0.tar.gz</a><br/>",
             i, i + 1
-        ));
+        )
+        .expect("writing to a String cannot fail");
     }
     html.push_str("</body></html>\n");
     html
@@ -37,10 +41,10 @@ fn bench_parse_and_render(c: &mut Criterion) {
             b.iter(|| parse::project_page(black_box(&json), true, &base, "demo"));
         });
         group.bench_function("render_html", |b| {
-            b.iter(|| rewrite::project_html(black_box(&page), "demo"))
+            b.iter(|| rewrite::project_html(black_box(&page), "demo"));
         });
         group.bench_function("render_json", |b| {
-            b.iter(|| rewrite::project_json(black_box(&page), "demo"))
+            b.iter(|| rewrite::project_json(black_box(&page), "demo"));
         });
         group.finish();
     }
@@ -48,10 +52,10 @@ fn bench_parse_and_render(c: &mut Criterion) {
 
 fn bench_names_and_keys(c: &mut Criterion) {
     c.bench_function("normalize_name", |b| {
-        b.iter(|| keys::normalize(black_box("Zope.Interface_Extra--Tools")))
+        b.iter(|| keys::normalize(black_box("Zope.Interface_Extra--Tools")));
     });
     c.bench_function("valid_name", |b| {
-        b.iter(|| keys::is_valid_project_name(black_box("zope.interface")))
+        b.iter(|| keys::is_valid_project_name(black_box("zope.interface")));
     });
     c.bench_function("cache_key", |b| {
         b.iter(|| {
@@ -65,7 +69,7 @@ fn bench_names_and_keys(c: &mut Criterion) {
     });
     let pip_accept = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
     c.bench_function("negotiate_accept", |b| {
-        b.iter(|| negotiate::negotiate(black_box(Some(pip_accept))))
+        b.iter(|| negotiate::negotiate(black_box(Some(pip_accept))));
     });
 }
 

@@ -1,5 +1,6 @@
 //! The `granary` binary: parse flags, load the configuration, start tracing, serve.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -123,7 +124,7 @@ fn main() -> anyhow::Result<()> {
                 report.removed
             );
             for digest in &report.corrupt {
-                text.push_str(&format!("corrupt: {digest}\n"));
+                writeln!(text, "corrupt: {digest}")?;
             }
             say(&text)?;
             if !report.corrupt.is_empty() && !repair {

@@ -80,16 +80,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 /// or with an invalid name: each error names the file and the key.
 pub fn load(sources: &ConfigSources) -> anyhow::Result<Config> {
     let mut figment = Figment::new();
-    match &sources.file {
-        Some(path) => {
-            ensure_readable(path)?;
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        None => {
-            let default_path = Path::new("granary.toml");
-            if default_path.exists() {
-                figment = figment.merge(Toml::file_exact(default_path));
-            }
+    if let Some(path) = &sources.file {
+        ensure_readable(path)?;
+        figment = figment.merge(Toml::file_exact(path));
+    } else {
+        let default_path = Path::new("granary.toml");
+        if default_path.exists() {
+            figment = figment.merge(Toml::file_exact(default_path));
         }
     }
     // Only variables that name a top-level setting are configuration: other tools

@@ -100,9 +100,9 @@ mod tests {
     #[test]
     fn states_follow_ttl_plus_twice_update_time() {
         check(Duration::ZERO, Freshness::Fresh);
-        check(5 * MIN - Duration::from_millis(1), Freshness::Fresh);
+        check(Duration::from_millis(5 * 60_000 - 1), Freshness::Fresh);
         check(5 * MIN, Freshness::Stale);
-        check(7 * MIN - Duration::from_millis(1), Freshness::Stale);
+        check(Duration::from_millis(7 * 60_000 - 1), Freshness::Stale);
         check(7 * MIN, Freshness::Expired);
         check(700 * MIN, Freshness::Expired);
     }

@@ -44,14 +44,10 @@ impl HeldLock {
                 ticker.tick().await;
                 loop {
                     ticker.tick().await;
-                    match redis.extend_lock(&key, &token, ttl).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            warn!(%key, "lost the artifact lock while downloading; another replica may fetch too");
-                            break;
-                        }
-                        // Redis down: keep downloading; the lock expires on its own.
-                        Err(_) => {}
+                    // Redis down (`Err`): keep downloading; the lock expires on its own.
+                    if let Ok(false) = redis.extend_lock(&key, &token, ttl).await {
+                        warn!(%key, "lost the artifact lock while downloading; another replica may fetch too");
+                        break;
                     }
                 }
             })

@@ -322,19 +322,18 @@ impl ArtifactCache {
         // The fill map first, then the store: a fill leaves the map only after its row
         // is written, so a fill that completes between the two checks is seen by the
         // second, never missed by both (which would start a second download).
-        let fill = match self.local_fill(&request.key) {
-            Some(fill) => fill,
-            None => {
-                if let Some(stored) = self.stored(&request.key).await.map_err(Arc::new)? {
-                    return Ok(stored);
-                }
-                match &self.inner.cross_replica {
-                    None => self.join_or_start(request, None).await.map_err(Arc::new)?,
-                    Some(lock) => match self.acquire_across_replicas(&request, lock).await? {
-                        Acquired::Stored(lookup) => return Ok(lookup),
-                        Acquired::Fill(fill) => fill,
-                    },
-                }
+        let fill = if let Some(fill) = self.local_fill(&request.key) {
+            fill
+        } else {
+            if let Some(stored) = self.stored(&request.key).await.map_err(Arc::new)? {
+                return Ok(stored);
+            }
+            match &self.inner.cross_replica {
+                None => self.join_or_start(request, None).await.map_err(Arc::new)?,
+                Some(lock) => match self.acquire_across_replicas(&request, lock).await? {
+                    Acquired::Stored(lookup) => return Ok(lookup),
+                    Acquired::Fill(fill) => fill,
+                },
             }
         };
         let mut reader = FillReader {

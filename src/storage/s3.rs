@@ -106,7 +106,7 @@ impl S3BlobStore {
         }
     }
 
-    fn error(&self, location: &ObjectPath) -> impl FnOnce(object_store::Error) -> StorageError {
+    fn error(location: &ObjectPath) -> impl FnOnce(object_store::Error) -> StorageError {
         let location = location.to_string();
         move |source| StorageError::Object { location, source }
     }
@@ -126,7 +126,7 @@ impl BlobStore for S3BlobStore {
                 size: meta.size,
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(self.error(&location)(source)),
+            Err(source) => Err(Self::error(&location)(source)),
         }
     }
 
@@ -145,7 +145,7 @@ impl BlobStore for S3BlobStore {
             .store
             .put_multipart(&location)
             .await
-            .map_err(self.error(&location))?;
+            .map_err(Self::error(&location))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
         let mut size = 0u64;
         let mut buffer = vec![0; 1024 * 1024];
@@ -154,7 +154,7 @@ impl BlobStore for S3BlobStore {
                 writer
                     .wait_for_capacity(PART_CONCURRENCY)
                     .await
-                    .map_err(self.error(&location))?;
+                    .map_err(Self::error(&location))?;
                 let read = file
                     .read(&mut buffer)
                     .await
@@ -172,7 +172,7 @@ impl BlobStore for S3BlobStore {
             let _ = writer.abort().await;
             return Err(error);
         }
-        writer.finish().await.map_err(self.error(&location))?;
+        writer.finish().await.map_err(Self::error(&location))?;
         tokio::fs::remove_file(temp_file)
             .await
             .map_err(StorageError::io(temp_file))?;
@@ -193,7 +193,7 @@ impl BlobStore for S3BlobStore {
             .store
             .get_opts(&location, options)
             .await
-            .map_err(self.error(&location))?;
+            .map_err(Self::error(&location))?;
         Ok(result.into_stream().map_err(std::io::Error::other).boxed())
     }
 
@@ -205,7 +205,7 @@ impl BlobStore for S3BlobStore {
         let location = self.location(digest);
         match self.store.delete(&location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(self.error(&location)(source)),
+            Err(source) => Err(Self::error(&location)(source)),
         }
     }
 
@@ -216,7 +216,7 @@ impl BlobStore for S3BlobStore {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(self.error(&prefix))?;
+            .map_err(Self::error(&prefix))?;
         Ok(objects
             .into_iter()
             .filter_map(|meta| {
@@ -231,7 +231,7 @@ impl BlobStore for S3BlobStore {
         self.store
             .put(&probe, Bytes::from_static(b"ok").into())
             .await
-            .map_err(self.error(&probe))?;
-        self.store.delete(&probe).await.map_err(self.error(&probe))
+            .map_err(Self::error(&probe))?;
+        self.store.delete(&probe).await.map_err(Self::error(&probe))
     }
 }

@@ -126,7 +126,7 @@ async fn pip_and_uv_install_through_granary_then_offline() {
     for client in ["pip", "uv"] {
         let (index_url, scratch) = (index_url.clone(), scratch.path().to_path_buf());
         tokio::task::spawn_blocking(move || {
-            install_and_import(client, &index_url, &scratch, "cold")
+            install_and_import(client, &index_url, &scratch, "cold");
         })
         .await
         .expect("install task");
@@ -156,7 +156,7 @@ async fn pip_and_uv_install_through_granary_then_offline() {
     for client in ["pip", "uv"] {
         let (index_url, scratch) = (index_url.clone(), scratch.path().to_path_buf());
         tokio::task::spawn_blocking(move || {
-            install_and_import(client, &index_url, &scratch, "upstream-stopped")
+            install_and_import(client, &index_url, &scratch, "upstream-stopped");
         })
         .await
         .expect("install task");
@@ -168,7 +168,7 @@ async fn pip_and_uv_install_through_granary_then_offline() {
     {
         let (index_url, scratch) = (index_url.clone(), scratch.path().to_path_buf());
         tokio::task::spawn_blocking(move || {
-            install_and_import("pip", &index_url, &scratch, "upstream-hanging")
+            install_and_import("pip", &index_url, &scratch, "upstream-hanging");
         })
         .await
         .expect("install task");

@@ -322,7 +322,7 @@ fn debian_dependency_plugin() -> String {
                 dir.display()
             )
         })
-        .filter_map(|entry| entry.ok())
+        .filter_map(std::result::Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|version| {
             dir.join(version)
@@ -339,7 +339,7 @@ fn write_settings(scratch: &Path, granary: &TestGranary) -> PathBuf {
     std::fs::write(
         &settings,
         format!(
-            r#"<settings>
+            r"<settings>
   <mirrors>
     <mirror><id>granary-debian</id><mirrorOf>central</mirrorOf><url>{debian}</url></mirror>
   </mirrors>
@@ -351,7 +351,7 @@ fn write_settings(scratch: &Path, granary: &TestGranary) -> PathBuf {
   </profile></profiles>
   <activeProfiles><activeProfile>fixture</activeProfile></activeProfiles>
 </settings>
-"#,
+",
             debian = granary.url("debian/"),
             fixture = granary.url("fixture/"),
         ),
@@ -372,13 +372,13 @@ fn write_project(scratch: &Path) -> PathBuf {
     std::fs::write(
         project.join("pom.xml"),
         format!(
-            r#"<project>
+            r"<project>
   <modelVersion>4.0.0</modelVersion>
   <groupId>com.example</groupId><artifactId>app</artifactId><version>1</version>
   <packaging>pom</packaging>
   <dependencies>{}{}{}</dependencies>
 </project>
-"#,
+",
             dependency("fx-util", "1.0", ""),
             dependency("fx-core", "1.0", "<classifier>sources</classifier>"),
             dependency("fx-snap", "2.0-SNAPSHOT", ""),

@@ -14,7 +14,7 @@ use crate::support::{
 
 const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
 
-/// One replica: its own data_dir, and `shared` (engines and repository) verbatim.
+/// One replica: its own `data_dir`, and `shared` (engines and repository) verbatim.
 fn replica(dir: &Path, name: &str, shared: &str) -> GranaryProcess {
     let config = dir.join(format!("{name}.toml"));
     let text = format!(

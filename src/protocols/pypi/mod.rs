@@ -51,11 +51,11 @@ impl PypiRepo {
     ) -> Result<Reply, RequestError> {
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         match parts.as_slice() {
-            [] | [""] | ["simple"] => Ok(self.redirect("simple/")),
+            [] | ["" | "simple"] => Ok(self.redirect("simple/")),
             ["simple", ""] => self.project_list(engine, accept).await,
             ["simple", project] => self.project_redirect(project),
             ["simple", project, ""] => {
-                let normalized = self.checked_project(project)?;
+                let normalized = Self::checked_project(project)?;
                 if normalized == *project {
                     self.project_page(engine, project, accept).await
                 } else {
@@ -77,7 +77,7 @@ impl PypiRepo {
     pub fn project_index_key(&self, project: &str) -> Result<crate::proxy::CacheKey, RequestError> {
         Ok(keys::project_key(
             &self.name,
-            &self.checked_project(project)?,
+            &Self::checked_project(project)?,
         ))
     }
 
@@ -88,11 +88,11 @@ impl PypiRepo {
     }
 
     fn project_redirect(&self, project: &str) -> Result<Reply, RequestError> {
-        let normalized = self.checked_project(project)?;
+        let normalized = Self::checked_project(project)?;
         Ok(self.redirect(&format!("simple/{normalized}/")))
     }
 
-    fn checked_project(&self, project: &str) -> Result<String, RequestError> {
+    fn checked_project(project: &str) -> Result<String, RequestError> {
         if is_valid_project_name(project) {
             Ok(normalize(project))
         } else {
@@ -205,24 +205,23 @@ impl PypiRepo {
         }
         let page: ProjectPage = serde_json::from_slice(&index.document.canonical)
             .expect("a stored canonical page was rendered successfully, so it parses");
-        let (url, hashes, size) = match page.file(filename) {
-            Some(file) => (file.url.clone(), &file.hashes, file.size),
-            None => {
-                let base = filename
-                    .strip_suffix(METADATA_SUFFIX)
-                    .and_then(|base| page.file(base))
-                    .ok_or_else(|| {
-                        RequestError::NotFound(format!(
-                            "`{filename}` is not listed for project `{project}`"
-                        ))
-                    })?;
-                let CoreMetadata::Available(hashes) = &base.core_metadata else {
-                    return Err(RequestError::NotFound(format!(
-                        "`{filename}`: the index offers no core metadata for it"
-                    )));
-                };
-                (format!("{}{METADATA_SUFFIX}", base.url), hashes, None)
-            }
+        let (url, hashes, size) = if let Some(file) = page.file(filename) {
+            (file.url.clone(), &file.hashes, file.size)
+        } else {
+            let base = filename
+                .strip_suffix(METADATA_SUFFIX)
+                .and_then(|base| page.file(base))
+                .ok_or_else(|| {
+                    RequestError::NotFound(format!(
+                        "`{filename}` is not listed for project `{project}`"
+                    ))
+                })?;
+            let CoreMetadata::Available(hashes) = &base.core_metadata else {
+                return Err(RequestError::NotFound(format!(
+                    "`{filename}`: the index offers no core metadata for it"
+                )));
+            };
+            (format!("{}{METADATA_SUFFIX}", base.url), hashes, None)
         };
         let url = url::Url::parse(&url).map_err(|e| {
             RequestError::NotFound(format!("`{filename}`: unusable upstream link: {e}"))

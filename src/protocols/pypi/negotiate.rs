@@ -91,6 +91,11 @@ pub fn negotiate(accept: Option<&str>) -> Option<SimpleFormat> {
 }
 
 /// q-value as thousandths (RFC 9110 §12.4.2 allows three decimals).
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "the value is checked to be in 0..=1 first"
+)]
 fn parse_quality(text: &str) -> Option<u16> {
     let value: f32 = text.trim().parse().ok()?;
     (0.0..=1.0)

@@ -156,9 +156,7 @@ impl Garage {
         let dir = tempfile::tempdir().expect("garage dir");
         let (s3_port, rpc_port) = (free_port(), free_port());
         let config = dir.path().join("garage.toml");
-        let secret: String = (0..32)
-            .map(|_| format!("{:02x}", rand::random::<u8>()))
-            .collect();
+        let secret = hex::encode(rand::random::<[u8; 32]>());
         std::fs::write(
             &config,
             format!(
@@ -201,8 +199,10 @@ impl Garage {
         let field = |name: &str| {
             key.lines()
                 .find_map(|line| line.strip_prefix(name))
-                .map(|rest| rest.trim().to_owned())
-                .unwrap_or_else(|| panic!("no `{name}` in {key}"))
+                .map_or_else(
+                    || panic!("no `{name}` in {key}"),
+                    |rest| rest.trim().to_owned(),
+                )
         };
         let (key_id, secret) = (field("Key ID:"), field("Secret key:"));
         cli(&["bucket", "create", "granary"]);

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::http_cache::FreshnessPolicy;
 use crate::proxy::{
-    ArtifactLookup, CacheEngine, CacheKey, CacheStatus, IndexLookup, IndexRequest, IndexSource,
-    ProxyError, Rendition, UpstreamClient,
+    ArtifactLookup, ArtifactRequest, CacheEngine, CacheKey, CacheStatus, ExpectedDigest,
+    IndexLookup, IndexRequest, IndexSource, ProxyError, Rendition, UpstreamClient,
 };
 
 /// What every repository has, whatever its format.
@@ -34,6 +34,28 @@ pub struct RepoSettings {
 }
 
 impl RepoSettings {
+    /// A fetch of the artifact `key` from `url` on this repository's upstream, checked
+    /// against `expected`; callers add a size or published digests where they have them.
+    #[must_use]
+    pub fn artifact_request(
+        &self,
+        key: CacheKey,
+        url: url::Url,
+        expected: Vec<ExpectedDigest>,
+        content_type: &str,
+    ) -> ArtifactRequest {
+        ArtifactRequest {
+            key,
+            repo: self.name.clone(),
+            upstream: Arc::clone(&self.upstream),
+            url,
+            expected,
+            published: None,
+            expected_size: None,
+            content_type: content_type.to_owned(),
+        }
+    }
+
     /// Looks up the index document `key` under this repository's freshness rules,
     /// fetching it from `source` when the engine needs to.
     ///
@@ -110,6 +132,27 @@ impl PassthroughReply {
         }
     }
 
+    /// What the upstream answered to a forwarded request (JSON unless it said
+    /// otherwise), or a JSON `503` when it could not be reached: registry clients
+    /// treat these endpoints as advisory and carry on.
+    #[must_use]
+    pub fn forwarded(
+        result: Result<
+            (http::StatusCode, Option<String>, bytes::Bytes),
+            crate::proxy::UpstreamError,
+        >,
+    ) -> Self {
+        match result {
+            Ok((status, content_type, body)) => Self {
+                status,
+                content_type: content_type.unwrap_or_else(|| "application/json".to_owned()),
+                body,
+                cache_status: CacheStatus::Bypass,
+            },
+            Err(error) => Self::error(http::StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+        }
+    }
+
     /// A JSON error, as registries answer them.
     #[must_use]
     pub fn error(status: http::StatusCode, message: &str) -> Self {
@@ -132,7 +175,7 @@ pub struct DocumentReply {
     /// The base URL to put in the rendition's markers (npm, cargo), if it has any.
     pub base_url: Option<String>,
     /// The upstream's `Last-Modified` for the document, when it sent one.
-    pub last_modified: Option<String>,
+    pub last_modified: Option<http::HeaderValue>,
 }
 
 impl DocumentReply {
@@ -156,7 +199,12 @@ impl DocumentReply {
             rendition,
             content_type,
             status: lookup.status,
-            last_modified: lookup.document.validators.last_modified.clone(),
+            last_modified: lookup
+                .document
+                .validators
+                .last_modified
+                .as_deref()
+                .and_then(|date| http::HeaderValue::from_str(date).ok()),
             warning: lookup.warning,
             base_url,
         }

@@ -198,7 +198,7 @@ impl RedisTier {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), RedisUnavailable> {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = lock_millis(ttl);
         self.run(|mut c| async move { c.pset_ex::<_, _, ()>(key, value, millis).await })
             .await
     }
@@ -245,7 +245,7 @@ impl RedisTier {
         ttl: Duration,
     ) -> Result<bool, RedisUnavailable> {
         let lock_key = lock_key(key);
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = lock_millis(ttl);
         self.run(|mut c| async move {
             let set: Option<String> = redis::cmd("SET")
                 .arg(&lock_key)
@@ -271,7 +271,7 @@ impl RedisTier {
         ttl: Duration,
     ) -> Result<bool, RedisUnavailable> {
         let lock_key = lock_key(key);
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = lock_millis(ttl);
         self.run(|mut c| async move {
             let extended: i64 = self
                 .extend
@@ -316,6 +316,11 @@ impl RedisTier {
         })
         .await
     }
+}
+
+/// A lock's lifetime in Redis's `PX` milliseconds (at least 1: 0 is an error there).
+fn lock_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// `granary:lock:{key}`.

@@ -94,38 +94,39 @@ fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Re
             (header_value(&text), text)
         }
     };
-    let last_modified = document.last_modified.as_deref();
-    let mut response = if document_not_modified(request_headers, &etag_text, last_modified) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut response = match templated {
-            None => Response::new(Body::from(document.rendition.body)),
-            Some((parts, base)) => {
-                let length: usize =
-                    parts.iter().map(Bytes::len).sum::<usize>() + base.len() * (parts.len() - 1);
-                let mut chunks = Vec::with_capacity(parts.len() * 2);
-                for (index, part) in parts.iter().enumerate() {
-                    if index > 0 {
-                        chunks.push(Ok::<_, std::io::Error>(base.clone()));
+    let mut response =
+        if document_not_modified(request_headers, &etag_text, document.last_modified.as_ref()) {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let mut response = match templated {
+                None => Response::new(Body::from(document.rendition.body)),
+                Some((parts, base)) => {
+                    let length: usize = parts.iter().map(Bytes::len).sum::<usize>()
+                        + base.len() * (parts.len() - 1);
+                    let mut chunks = Vec::with_capacity(parts.len() * 2);
+                    for (index, part) in parts.iter().enumerate() {
+                        if index > 0 {
+                            chunks.push(Ok::<_, std::io::Error>(base.clone()));
+                        }
+                        chunks.push(Ok(part.clone()));
                     }
-                    chunks.push(Ok(part.clone()));
+                    let mut response =
+                        Response::new(Body::from_stream(futures::stream::iter(chunks)));
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_LENGTH, HeaderValue::from(length));
+                    response
                 }
-                let mut response = Response::new(Body::from_stream(futures::stream::iter(chunks)));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_LENGTH, HeaderValue::from(length));
-                response
-            }
+            };
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(document.content_type),
+            );
+            response
         };
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(document.content_type),
-        );
-        response
-    };
     let headers = response.headers_mut();
     headers.insert(ETAG, etag);
-    if let Some(date) = last_modified.and_then(|d| HeaderValue::from_str(d).ok()) {
+    if let Some(date) = document.last_modified {
         headers.insert(LAST_MODIFIED, date);
     }
     headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
@@ -146,15 +147,15 @@ fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Re
 fn document_not_modified(
     request_headers: &HeaderMap,
     etag: &str,
-    last_modified: Option<&str>,
+    last_modified: Option<&HeaderValue>,
 ) -> bool {
     if request_headers.contains_key(IF_NONE_MATCH) {
         return not_modified(request_headers, etag);
     }
-    let since = request_headers
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok());
-    matches!((since, last_modified), (Some(since), Some(date)) if since == date)
+    matches!(
+        (request_headers.get(IF_MODIFIED_SINCE), last_modified),
+        (Some(since), Some(date)) if since == date
+    )
 }
 
 fn base_hash(base: &[u8]) -> u64 {
@@ -277,16 +278,21 @@ async fn artifact_response(
     response
 }
 
+/// `416` for a `Range` outside a body of `size` bytes (RFC 9110 §15.5.17).
+fn range_not_satisfiable(size: u64) -> Response {
+    let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+    response
+}
+
 /// A small artifact served from memory, with one `Range` honoured.
 fn memory_response(bytes: &Bytes, is_head: bool, range: Option<&str>) -> Response {
     let size = bytes.len() as u64;
     let span = match range.map(|r| parse_range(r, size)) {
         Some(None) => {
-            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            response
-                .headers_mut()
-                .insert(CONTENT_RANGE, header_value(&format!("bytes */{size}")));
-            return response;
+            return range_not_satisfiable(size);
         }
         Some(Some(span)) if span != (0..size) => Some(span),
         _ => None,
@@ -355,11 +361,7 @@ async fn remote_blob_response(
     let (status, span) = match range {
         Some(Some(span)) if span != (0..size) => (StatusCode::PARTIAL_CONTENT, Some(span)),
         Some(None) => {
-            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            response
-                .headers_mut()
-                .insert(CONTENT_RANGE, header_value(&format!("bytes */{size}")));
-            return response;
+            return range_not_satisfiable(size);
         }
         _ => (StatusCode::OK, None),
     };

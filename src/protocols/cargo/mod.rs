@@ -18,14 +18,13 @@ pub mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::Method;
 use serde_json::Value;
 
 use super::{verbatim, ArtifactReply, PassthroughReply, Reply, RepoSettings, RequestError};
 use crate::proxy::upstream::display_url;
 use crate::proxy::{
-    ArtifactRequest, CacheEngine, CacheKey, CacheStatus, DigestAlgorithm, ExpectedDigest,
-    IndexLookup, ProxyError, UpstreamError,
+    CacheEngine, CacheKey, DigestAlgorithm, ExpectedDigest, IndexLookup, ProxyError, UpstreamError,
 };
 use index::IndexEntry;
 use source::{ConfigSource, IndexFileSource};
@@ -214,19 +213,15 @@ impl CargoRepo {
             })?;
         let lookup = engine
             .artifacts
-            .fetch(ArtifactRequest {
+            .fetch(self.artifact_request(
                 key,
-                repo: self.name.clone(),
-                upstream: Arc::clone(&self.upstream),
                 url,
-                expected: vec![ExpectedDigest::new(
+                vec![ExpectedDigest::new(
                     DigestAlgorithm::Sha256,
                     &entry.checksum,
                 )],
-                published: None,
-                expected_size: None,
-                content_type: content_type.clone(),
-            })
+                &content_type,
+            ))
             .await?;
         Ok(Reply::Artifact(ArtifactReply {
             lookup,
@@ -275,22 +270,11 @@ impl CargoRepo {
                 })))
             })?;
         url.set_query(query);
-        let reply = match self
+        let forwarded = self
             .upstream
             .forward(Method::GET, &url, bytes::Bytes::new(), SEARCH_TIMEOUT)
-            .await
-        {
-            Ok((status, content_type, body)) => PassthroughReply {
-                status,
-                content_type: content_type.unwrap_or_else(|| CONFIG_TYPE.to_owned()),
-                body,
-                cache_status: CacheStatus::Bypass,
-            },
-            Err(error) => {
-                PassthroughReply::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
-            }
-        };
-        Ok(Reply::Passthrough(reply))
+            .await;
+        Ok(Reply::Passthrough(PassthroughReply::forwarded(forwarded)))
     }
 }
 

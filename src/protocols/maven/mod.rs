@@ -219,17 +219,11 @@ impl MavenRepo {
         let fetched = engine
             .artifacts
             .fetch(ArtifactRequest {
-                key: key.clone(),
-                repo: self.name.clone(),
-                upstream: Arc::clone(&self.upstream),
-                url,
-                expected: Vec::new(),
                 published: Some(PublishedDigests {
                     algorithms: VERIFIED_WITH.to_vec(),
                     lookup: lookup.boxed().shared(),
                 }),
-                expected_size: None,
-                content_type: content_type.to_owned(),
+                ..self.artifact_request(key.clone(), url, Vec::new(), content_type)
             })
             .await;
         match fetched {
@@ -270,27 +264,30 @@ impl MavenRepo {
         algorithm: DigestAlgorithm,
     ) -> Result<String, RequestError> {
         let storage_error = |e| RequestError::Proxy(Arc::new(ProxyError::Storage(e)));
-        let (content_digest, mut stream) = match lookup.body {
+        // A stored blob never changes: its digests are computed once, by content.
+        let record = match &lookup.body {
+            ArtifactBody::Memory(hot) => Some(&hot.record),
+            ArtifactBody::Stored { record, .. } => Some(record),
+            ArtifactBody::Filling(_) => None,
+        };
+        if let Some(record) = record.filter(|_| algorithm == DigestAlgorithm::Sha256) {
+            return Ok(record.digest.as_str().to_owned());
+        }
+        let cache_key = record.map(|r| format!("{}/{}", r.digest.as_str(), algorithm.as_str()));
+        if let Some(key) = &cache_key {
+            if let Some(hex) = self.computed.get(key).await {
+                return Ok(hex);
+            }
+        }
+        let mut stream = match lookup.body {
             ArtifactBody::Memory(hot) => {
-                let mut hasher = algorithm.hasher();
-                hasher.update(&hot.bytes);
-                return Ok(hex::encode(hasher.finalize()));
+                futures::stream::once(std::future::ready(Ok(hot.bytes.clone()))).boxed()
             }
-            ArtifactBody::Stored { record, .. } => {
-                if algorithm == DigestAlgorithm::Sha256 {
-                    return Ok(record.digest.as_str().to_owned());
-                }
-                let cache_key = format!("{}/{}", record.digest.as_str(), algorithm.as_str());
-                if let Some(hex) = self.computed.get(&cache_key).await {
-                    return Ok(hex);
-                }
-                let stream = blobs
-                    .read(&record.digest, None)
-                    .await
-                    .map_err(storage_error)?;
-                (Some(cache_key), stream)
-            }
-            ArtifactBody::Filling(reader) => (None, reader.into_stream().boxed()),
+            ArtifactBody::Stored { record, .. } => blobs
+                .read(&record.digest, None)
+                .await
+                .map_err(storage_error)?,
+            ArtifactBody::Filling(reader) => reader.into_stream().boxed(),
         };
         let mut hasher = algorithm.hasher();
         while let Some(chunk) = stream.next().await {
@@ -303,8 +300,8 @@ impl MavenRepo {
             hasher.update(&chunk);
         }
         let hex = hex::encode(hasher.finalize());
-        if let Some(cache_key) = content_digest {
-            self.computed.insert(cache_key, hex.clone()).await;
+        if let Some(key) = cache_key {
+            self.computed.insert(key, hex.clone()).await;
         }
         Ok(hex)
     }

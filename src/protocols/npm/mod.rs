@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::{ArtifactReply, DocumentReply, PassthroughReply, Reply, RepoSettings, RequestError};
 use crate::proxy::index_cache::BASE_MARKER_SERIALIZED;
-use crate::proxy::{ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup};
+use crate::proxy::{CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup};
 use keys::is_valid_package_name;
 use source::PackumentSource;
 
@@ -149,17 +149,7 @@ impl NpmRepo {
                 PASSTHROUGH_TIMEOUT,
             )
             .await;
-        Reply::Passthrough(match forwarded {
-            Ok((status, content_type, body)) => PassthroughReply {
-                status,
-                content_type: content_type.unwrap_or_else(|| "application/json".to_owned()),
-                body,
-                cache_status: crate::proxy::CacheStatus::Bypass,
-            },
-            Err(error) => {
-                PassthroughReply::error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
-            }
-        })
+        Reply::Passthrough(PassthroughReply::forwarded(forwarded))
     }
 
     async fn lookup(&self, engine: &CacheEngine, name: &str) -> Result<IndexLookup, RequestError> {
@@ -275,16 +265,7 @@ impl NpmRepo {
             })?;
         let lookup = engine
             .artifacts
-            .fetch(ArtifactRequest {
-                key,
-                repo: self.name.clone(),
-                upstream: Arc::clone(&self.upstream),
-                url,
-                expected: expected_digests(dist),
-                published: None,
-                expected_size: None,
-                content_type: content_type.clone(),
-            })
+            .fetch(self.artifact_request(key, url, expected_digests(dist), &content_type))
             .await?;
         Ok(Reply::Artifact(ArtifactReply {
             lookup,

@@ -235,14 +235,8 @@ impl PypiRepo {
         let lookup = engine
             .artifacts
             .fetch(ArtifactRequest {
-                key,
-                repo: self.name.clone(),
-                upstream: Arc::clone(&self.upstream),
-                url,
-                expected,
-                published: None,
                 expected_size: size,
-                content_type: content_type.clone(),
+                ..self.artifact_request(key, url, expected, &content_type)
             })
             .await?;
         Ok(Reply::Artifact(ArtifactReply {

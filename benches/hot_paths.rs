@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use granary::engine::{CacheKey, Category};
 use granary::protocols::pypi::{keys, negotiate, parse, rewrite};
-use granary::proxy::{CacheKey, Category};
 use std::fmt::Write as _;
 
 use url::Url;

@@ -4,8 +4,8 @@
 //! - [`config`]: the TOML file, the `GRANARY_` environment overlay and validation.
 //! - [`server`]: axum router, state, the mapping of errors to responses, ops endpoints.
 //! - [`protocols`]: everything that knows an ecosystem (URLs, keys, index rewriting).
-//! - [`proxy`]: the protocol-agnostic cache engine (index documents, artifact fills,
-//!   single flight, upstream client).
+//! - [`engine`]: the protocol-agnostic cache engine (index documents, artifacts,
+//!   coordination, maintenance, the upstream client).
 //! - [`http_cache`]: pure freshness decisions; no I/O, `now` is a parameter.
 //! - [`storage`] (blobs) and [`metadata`] (small rows): the durable truth.
 //!
@@ -13,10 +13,10 @@
 
 pub mod clock;
 pub mod config;
+pub mod engine;
 pub mod http_cache;
 pub mod metadata;
 pub mod metrics;
 pub mod protocols;
-pub mod proxy;
 pub mod server;
 pub mod storage;

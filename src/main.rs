@@ -32,7 +32,8 @@ enum Command {
         #[arg(long)]
         max_size: Option<bytesize::ByteSize>,
     },
-    /// Re-hash every stored blob and report corrupt ones.
+    /// Re-hash every stored blob and report corrupt ones. Safe beside a running
+    /// server; with --repair, run it with the server stopped.
     Verify {
         #[command(flatten)]
         args: ServeArgs,
@@ -79,11 +80,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = config::load(&args.sources())?;
             init_tracing(&config.log)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(granary::server::run(
+            runtime()?.block_on(granary::server::run(
                 config,
                 granary::server::shutdown_signal(),
             ))
@@ -114,7 +111,13 @@ fn main() -> anyhow::Result<()> {
             let config = config::load(&args.sources())?;
             init_tracing(&config.log)?;
             let report = runtime()?.block_on(async {
-                let state = granary::server::AppState::build(&config).await?;
+                // Verifying only reads, so it runs beside a server; repairing writes,
+                // so it needs `data_dir` to itself.
+                let state = if repair {
+                    granary::server::AppState::build(&config).await?
+                } else {
+                    granary::server::AppState::build_read_only(&config).await?
+                };
                 anyhow::Ok(state.engine.artifacts.verify(repair).await?)
             })?;
             let mut text = format!(

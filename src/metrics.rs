@@ -61,6 +61,10 @@ pub struct Metrics {
     pub redis_errors: Counter,
     pub redis_up: Gauge,
     pub cross_replica_waits: Counter,
+    /// Artifact downloads waiting for a turn (`max_concurrent_fills`), per repository.
+    pub fills_queued: Family<RepoLabels, Gauge>,
+    /// Requests that panicked (answered 500).
+    pub panics: Counter,
 }
 
 impl Default for Metrics {
@@ -146,8 +150,22 @@ impl Metrics {
             "Artifact requests that waited for another replica's download",
             cross_replica_waits.clone(),
         );
+        let fills_queued = Family::<RepoLabels, Gauge>::default();
+        registry.register(
+            "fills_queued",
+            "Artifact downloads waiting for a turn under max_concurrent_fills",
+            fills_queued.clone(),
+        );
+        let panics = Counter::default();
+        registry.register(
+            "request_panics",
+            "Requests whose handler panicked (answered 500)",
+            panics.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            fills_queued,
+            panics,
             redis_errors,
             redis_up,
             cross_replica_waits,

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use figment::providers::{Env, Format as _, Serialized, Toml};
@@ -183,6 +184,34 @@ fn validate_backends(config: &Config) -> anyhow::Result<()> {
         if !redis.url.0.starts_with("redis://") && !redis.url.0.starts_with("rediss://") {
             bail!("`redis.url`: expected redis://host:port");
         }
+        let ttl = redis.artifact_lock_ttl.0;
+        if ttl < Duration::from_millis(30) {
+            bail!("`redis.artifact_lock_ttl`: {} is too short; the lock is renewed every third of it, so it must be at least 30ms (default 30s)", humantime::format_duration(ttl));
+        }
+        if redis.artifact_wait.0 < ttl {
+            bail!(
+                "`redis.artifact_wait` ({}) is shorter than `redis.artifact_lock_ttl` ({}): a replica would give up before a dead holder's lock expires",
+                humantime::format_duration(redis.artifact_wait.0),
+                humantime::format_duration(ttl)
+            );
+        }
+        if redis.timeout.0.is_zero() {
+            bail!("`redis.timeout`: must be more than 0s");
+        }
+    }
+    if config.metadata.timeout.0.is_zero() {
+        bail!("`metadata.timeout`: must be more than 0s");
+    }
+    if config.max_concurrent_requests == 0 {
+        bail!("`max_concurrent_requests`: must be at least 1");
+    }
+    for (name, repo) in &config.repos {
+        if repo.max_concurrent_fills == 0 {
+            bail!("`repos.{name}.max_concurrent_fills`: must be at least 1");
+        }
+        if repo.update_time.0.is_zero() {
+            bail!("`repos.{name}.update_time`: must be more than 0s (the refresh lock lives this long)");
+        }
     }
     Ok(())
 }
@@ -359,6 +388,39 @@ mod tests {
         )
         .expect_err("bad name");
         assert!(error.to_string().contains("Bad Name"));
+    }
+
+    #[test]
+    fn settings_that_contradict_each_other_are_named() {
+        let with_redis = |redis: &str| {
+            load_file(&format!(
+                "[redis]\nurl = \"redis://127.0.0.1:6379\"\n{redis}\n\n[repos.p]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/simple/\"\n"
+            ))
+        };
+        let zero = with_redis("artifact_lock_ttl = \"0s\"").expect_err("a zero lock ttl");
+        assert!(
+            zero.to_string().contains("`redis.artifact_lock_ttl`"),
+            "{zero}"
+        );
+        let short = with_redis("artifact_lock_ttl = \"60s\"\nartifact_wait = \"10s\"")
+            .expect_err("a wait shorter than the lock");
+        assert!(
+            short.to_string().contains("`redis.artifact_wait`"),
+            "{short}"
+        );
+        assert!(
+            short.to_string().contains("`redis.artifact_lock_ttl`"),
+            "{short}"
+        );
+        with_redis("artifact_lock_ttl = \"2s\"\nartifact_wait = \"60s\"").expect("consistent");
+        let fills = load_file(
+            "[repos.p]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/simple/\"\nmax_concurrent_fills = 0\n",
+        )
+        .expect_err("no fills at all");
+        assert!(
+            fills.to_string().contains("`repos.p.max_concurrent_fills`"),
+            "{fills}"
+        );
     }
 
     #[test]

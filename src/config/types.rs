@@ -36,6 +36,10 @@ pub struct Config {
     /// request's `Host`.
     #[serde(default)]
     pub public_url: Option<Url>,
+    /// Requests handled at once; more wait for a turn (a bound on memory and file
+    /// descriptors under a flood).
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
     /// Bearer token for the `/-/cache/` admin endpoints; absent: they are disabled.
     #[serde(default)]
     pub admin_token: Option<Secret>,
@@ -120,6 +124,11 @@ pub struct MetadataConfig {
     /// How long a query waits for a connection before failing.
     #[serde(default = "default_pool_timeout")]
     pub pool_timeout: HumanDuration,
+    /// Bound on any one metadata operation. Past it the operation fails, and for a
+    /// second after a failure operations fail at once (a circuit breaker), so a
+    /// stalled database never stalls requests that memory can answer.
+    #[serde(default = "default_metadata_timeout")]
+    pub timeout: HumanDuration,
 }
 
 impl Default for MetadataConfig {
@@ -129,6 +138,7 @@ impl Default for MetadataConfig {
             pool_size: default_pool_size(),
             pool_overflow: default_pool_overflow(),
             pool_timeout: default_pool_timeout(),
+            timeout: default_metadata_timeout(),
         }
     }
 }
@@ -224,6 +234,10 @@ pub struct RepoConfig {
     /// Credentials sent to the upstream's own origin (never to other hosts).
     #[serde(default)]
     pub auth: Option<UpstreamAuth>,
+    /// Artifact downloads from this upstream at once; more wait their turn
+    /// (`granary_fills_queued`). Downloads outlive the clients that started them.
+    #[serde(default = "default_max_concurrent_fills")]
+    pub max_concurrent_fills: usize,
 }
 
 /// Credentials for an upstream. Never logged, never returned.
@@ -284,6 +298,15 @@ fn default_pool_overflow() -> u32 {
 }
 fn default_pool_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
+}
+fn default_metadata_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn default_max_concurrent_requests() -> usize {
+    4096
+}
+fn default_max_concurrent_fills() -> usize {
+    32
 }
 fn default_redis_timeout() -> HumanDuration {
     HumanDuration(Duration::from_millis(500))

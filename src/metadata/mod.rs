@@ -5,6 +5,7 @@
 //! the embedded default; [`PostgresMetadataStore`] is shared by replicas. Both run
 //! the same queries and the same conformance suite (`tests/it/conformance.rs`).
 
+mod guarded;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use crate::http_cache::{Lifetimes, Validators};
 use crate::storage::Digest;
 
+pub use guarded::GuardedMetadataStore;
 pub use postgres::{PostgresMetadataStore, PostgresOptions};
 pub use sqlite::SqliteMetadataStore;
 
@@ -27,6 +29,8 @@ pub enum MetadataError {
     Database(#[from] sqlx::Error),
     #[error("metadata migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
     #[error("metadata row `{key}` is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
 }

@@ -14,11 +14,130 @@ pub mod verbatim;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http_cache::FreshnessPolicy;
-use crate::proxy::{
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
+use crate::config::Format;
+use crate::engine::{
     ArtifactLookup, ArtifactRequest, CacheEngine, CacheKey, CacheStatus, ExpectedDigest,
     IndexLookup, IndexRequest, IndexSource, ProxyError, Rendition, UpstreamClient,
 };
+use crate::http_cache::FreshnessPolicy;
+use crate::storage::BlobStore;
+
+/// The one interface between the server and a protocol. The server finds the
+/// repository by the first path segment and hands the rest to [`Protocol::handle`];
+/// it names no ecosystem.
+#[async_trait]
+pub trait Protocol: Send + Sync + std::fmt::Debug {
+    /// What every repository has: name, label, upstream, freshness rules.
+    fn settings(&self) -> &RepoSettings;
+
+    /// The format's name in cache keys and metrics (`pypi`, `npm`, ...).
+    fn format(&self) -> &'static str;
+
+    /// Splits and decodes the path below the mount point; `.`, `..`, separators and
+    /// control characters are rejected here.
+    ///
+    /// # Errors
+    /// A malformed path.
+    fn segments(&self, rest: &str) -> Result<Vec<String>, RequestError> {
+        path::segments(rest)
+    }
+
+    /// The largest request body accepted with `method`; `None` (the default): only
+    /// `GET` and `HEAD` are served.
+    fn max_body(&self, _method: &Method) -> Option<usize> {
+        None
+    }
+
+    /// A low-cardinality route label for metrics and logs, from the raw path below
+    /// the mount point.
+    fn route_label(&self, rest: &str) -> &'static str;
+
+    /// The index key of one project (a PyPI project, an npm package, a crate, a
+    /// Maven `group:artifact`), for purging.
+    ///
+    /// # Errors
+    /// When the name is invalid for the format.
+    fn project_index_key(&self, project: &str) -> Result<CacheKey, RequestError>;
+
+    /// Answers one request.
+    ///
+    /// # Errors
+    /// Bad input, unknown paths, upstream failures.
+    async fn handle(
+        &self,
+        context: &RequestContext<'_>,
+        request: ProtocolRequest,
+    ) -> Result<Reply, RequestError>;
+}
+
+/// Builds the protocol of a configured repository.
+#[must_use]
+pub fn build(format: Format, settings: RepoSettings) -> Arc<dyn Protocol> {
+    match format {
+        Format::Pypi => Arc::new(pypi::PypiRepo { settings }),
+        Format::Npm => Arc::new(npm::NpmRepo { settings }),
+        Format::Cargo => Arc::new(cargo::CargoRepo::new(settings)),
+        Format::Maven => Arc::new(maven::MavenRepo::new(settings)),
+    }
+}
+
+/// Who is asking. Empty until access control lands; protocols and features get it
+/// so that they can be given it without changing the interface.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+}
+
+/// What a protocol may use to answer a request besides the request itself.
+#[derive(Debug)]
+pub struct RequestContext<'a> {
+    pub engine: &'a CacheEngine,
+    pub blobs: &'a Arc<dyn BlobStore>,
+    pub identity: &'a Identity,
+    /// `public_url`, when configured.
+    pub public_url: Option<&'a str>,
+    /// The request's headers (for the `Host` when `public_url` is not set).
+    pub headers: &'a HeaderMap,
+}
+
+impl RequestContext<'_> {
+    /// The base URL clients reach granary at: `public_url`, else the request's `Host`
+    /// (only when it is a plain host[:port], so nothing odd is echoed into URLs).
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        if let Some(url) = self.public_url {
+            return url.to_owned();
+        }
+        let host = self
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() <= 255
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            })
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+}
+
+/// A request as a protocol sees it: the path below the mount point, decoded.
+#[derive(Debug)]
+pub struct ProtocolRequest {
+    pub method: Method,
+    pub segments: Vec<String>,
+    pub query: Option<String>,
+    pub accept: Option<String>,
+    /// Empty unless [`Protocol::max_body`] allowed one.
+    pub body: Bytes,
+}
 
 /// What every repository has, whatever its format.
 #[derive(Debug, Clone)]
@@ -139,7 +258,7 @@ impl PassthroughReply {
     pub fn forwarded(
         result: Result<
             (http::StatusCode, Option<String>, bytes::Bytes),
-            crate::proxy::UpstreamError,
+            crate::engine::UpstreamError,
         >,
     ) -> Self {
         match result {

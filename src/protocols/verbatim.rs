@@ -4,11 +4,11 @@
 use bytes::Bytes;
 
 use super::{DocumentReply, Reply};
-use crate::http_cache::Validators;
-use crate::proxy::upstream::display_url;
-use crate::proxy::{
+use crate::engine::upstream::display_url;
+use crate::engine::{
     Fetched, IndexLookup, Rendition, UpstreamClient, UpstreamDocument, UpstreamError,
 };
+use crate::http_cache::Validators;
 
 /// The name of the one rendition.
 pub const AS_SERVED: &str = "as-served";

@@ -6,14 +6,14 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::header::AUTHORIZATION;
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 use tracing::info;
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::proxy::{CacheKey, Category};
+use crate::engine::{CacheKey, Category};
 
 pub(super) async fn purge_repo(
     State(state): State<AppState>,
@@ -93,14 +93,4 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 /// Compares without an early exit, so response time does not reveal a prefix match.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// `WWW-Authenticate` for 401s (RFC 6750 §3).
-pub(super) fn challenge(response: &mut Response) {
-    if response.status() == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer realm=\"granary-admin\""),
-        );
-    }
 }

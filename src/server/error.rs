@@ -3,12 +3,13 @@
 //! (500 with a request id; the cause is logged, not returned).
 
 use axum::response::{IntoResponse, Response};
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::StatusCode;
 use tracing::error;
 
+use super::request_id::current_request_id;
+use crate::engine::ProxyError;
 use crate::protocols::RequestError;
-use crate::proxy::ProxyError;
 
 /// Who is at fault, and so which status class the client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,15 +82,24 @@ fn from_proxy(error: &ProxyError) -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let request_id = current_request_id().map_or_else(
+            || format!("{:016x}", rand::random::<u64>()),
+            |id| id.to_string(),
+        );
         let body = if self.source == ErrorSource::Internal {
-            let request_id = format!("{:016x}", rand::random::<u64>());
             error!(%request_id, cause = %self.message, "internal error");
             format!("internal error (request id {request_id})\n")
         } else {
-            format!("{}\n", self.message)
+            format!("{}\n(request id {request_id})\n", self.message)
         };
         let mut response = (self.status, body).into_response();
-        super::admin::challenge(&mut response);
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: a 401 says how to authenticate.
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"granary-admin\""),
+            );
+        }
         response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -7,6 +7,7 @@ mod admin;
 pub mod error;
 mod middleware;
 mod ops;
+mod request_id;
 mod respond;
 mod router;
 pub mod state;

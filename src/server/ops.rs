@@ -24,7 +24,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
         .repos
         .iter()
         .map(|(name, repo)| {
-            let upstream = repo.upstream();
+            let upstream = &repo.settings().upstream;
             let (in_flight, consecutive_failures) = upstream.pool_status();
             (
                 name.clone(),
@@ -32,6 +32,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
                     "upstream": upstream.display_root(),
                     "in_flight": in_flight,
                     "consecutive_failures": consecutive_failures,
+                    "fills_queued": upstream.fills_queued(),
                 }),
             )
         })
@@ -63,6 +64,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             "kind": if state.redis.is_some() { "in-process + redis" } else { "in-process" },
             "memory_bytes": state.engine.index.memory_bytes(),
             "fills_in_flight": state.engine.artifacts.fills_in_flight(),
+            "fill_temp_bytes": state.engine.artifacts.temp_bytes(),
         },
         "redis": redis,
         "upstreams": upstreams,

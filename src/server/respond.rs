@@ -16,12 +16,17 @@ use http::{HeaderMap, Method, StatusCode};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use crate::engine::artifact::leases::BlobLease;
+use crate::engine::ArtifactBody;
 use crate::http_cache::if_none_match_hits;
 use crate::metrics::{Metrics, RepoLabels};
 use crate::protocols::{ArtifactReply, DocumentReply, Reply};
-use crate::proxy::leases::BlobLease;
-use crate::proxy::ArtifactBody;
 use crate::storage::BlobStore;
+
+/// Marks a response worth compressing per `Accept-Encoding` (documents and small
+/// built responses; never artifacts, which keep Content-Length and Range).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Compressible;
 
 /// `X-Cache`: what the cache did.
 pub(super) const X_CACHE: &str = "x-cache";
@@ -41,9 +46,14 @@ pub(super) async fn reply(
 ) -> Response {
     match reply {
         Reply::Redirect { location } => Redirect::permanent(&location).into_response(),
-        Reply::Document(document) => document_response(document, request.headers()),
+        Reply::Document(document) => {
+            let mut response = document_response(document, request.headers());
+            response.extensions_mut().insert(Compressible);
+            response
+        }
         Reply::Passthrough(reply) => {
             let mut response = Response::new(Body::from(reply.body));
+            response.extensions_mut().insert(Compressible);
             *response.status_mut() = reply.status;
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, header_value(&reply.content_type));
@@ -72,7 +82,7 @@ fn not_modified(request_headers: &HeaderMap, etag: &str) -> bool {
 }
 
 fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Response {
-    // A templated document (npm, cargo) is the same bytes for every client but the
+    // A templated document (one with base-URL markers) is the same bytes for every client but the
     // base URL between its parts: its validator covers the base too.
     let templated = document.rendition.parts.clone().zip(
         document
@@ -158,11 +168,12 @@ fn document_not_modified(
     )
 }
 
+/// A hash of the base URL for templated documents' `ETag`s: SHA-256, so every
+/// replica, whatever it was built with, gives the same validator for the same bytes
+/// (`DefaultHasher`'s output may change between Rust releases).
 fn base_hash(base: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    base.hash(&mut hasher);
-    hasher.finish()
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(base);
+    u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
 }
 
 async fn artifact_response(
@@ -189,6 +200,22 @@ async fn artifact_response(
                 response.headers_mut().insert(ETAG, header_value(&etag));
                 response
             } else if let Some(path) = blob.path.clone() {
+                // A `Range` that asks for the whole body (or is malformed, or asks for
+                // several ranges) is answered with the whole body, as on every other
+                // path (RFC 9110 §14.2: an invalid Range is ignored).
+                let mut request = request;
+                if request
+                    .headers()
+                    .get(RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| parse_range(v, blob.size) == Some(0..blob.size))
+                    || request
+                        .headers()
+                        .get(RANGE)
+                        .is_some_and(|v| v.to_str().is_err())
+                {
+                    request.headers_mut().remove(RANGE);
+                }
                 // tower-http's ServeFile handles Range, HEAD and Content-Length.
                 let served = ServeFile::new_with_mime(
                     &path,
@@ -390,11 +417,12 @@ async fn remote_blob_response(
     response
 }
 
-/// One `bytes=` range as a half-open span, or `None` when unsatisfiable. Several
-/// ranges, or a malformed header, mean the whole body (`0..size`).
+/// One `bytes=` range as a half-open span, or `None` when it is well-formed but
+/// unsatisfiable (416). Several ranges, or a malformed header, mean the whole body
+/// (`0..size`): RFC 9110 §14.2 says to ignore a Range header that is not understood.
 fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
     let whole = Some(0..size);
-    let Some(spec) = header.strip_prefix("bytes=") else {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return whole;
     };
     if spec.contains(',') {
@@ -403,19 +431,21 @@ fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
     let Some((start, end)) = spec.split_once('-') else {
         return whole;
     };
-    let parsed = match (start.trim(), end.trim()) {
-        ("", suffix) => suffix
-            .parse::<u64>()
-            .ok()
-            .map(|n| (size.saturating_sub(n), size)),
-        (start, "") => start.parse::<u64>().ok().map(|s| (s, size)),
-        (start, end) => start
-            .parse::<u64>()
-            .ok()
-            .zip(end.parse::<u64>().ok())
-            .map(|(s, e)| (s, e.saturating_add(1).min(size))),
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", "") => return whole,
+        ("", suffix) => match suffix.parse::<u64>() {
+            Ok(n) => (size.saturating_sub(n), size),
+            Err(_) => return whole,
+        },
+        (start, "") => match start.parse::<u64>() {
+            Ok(start) => (start, size),
+            Err(_) => return whole,
+        },
+        (start, end) => match (start.parse::<u64>(), end.parse::<u64>()) {
+            (Ok(start), Ok(end)) if start <= end => (start, end.saturating_add(1).min(size)),
+            _ => return whole,
+        },
     };
-    let (start, end) = parsed?;
     (start < end && start < size).then_some(start..end)
 }
 
@@ -432,5 +462,34 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Some(0..100));
         assert_eq!(parse_range("items=0-1", 100), Some(0..100));
+    }
+
+    #[test]
+    fn malformed_ranges_are_ignored_not_refused() {
+        for malformed in [
+            "bytes=abc-",
+            "bytes=-xyz",
+            "bytes=5-2",
+            "bytes=",
+            "bytes=-",
+            "bytes=1-x",
+        ] {
+            assert_eq!(parse_range(malformed, 100), Some(0..100), "{malformed}");
+        }
+        assert_eq!(
+            parse_range("bytes=-0", 100),
+            None,
+            "a zero suffix is unsatisfiable"
+        );
+    }
+
+    #[test]
+    fn templated_etags_use_a_stable_hash() {
+        // The first 8 bytes of SHA-256("http://127.0.0.1:8080"): the same in every
+        // build, so replicas agree on validators.
+        assert_eq!(
+            super::base_hash(b"http://127.0.0.1:8080"),
+            0xd30a_576c_0318_7167
+        );
     }
 }

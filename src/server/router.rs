@@ -9,15 +9,15 @@ use axum::routing::{delete, get};
 use axum::Router;
 use http::header::ACCEPT;
 use http::{Method, StatusCode};
+use std::sync::Arc;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::compression::CompressionLayer;
 
 use super::error::ApiError;
-use super::state::{AppState, Repository};
+use super::state::AppState;
 use super::{admin, middleware, ops, respond};
-use crate::protocols::cargo::CargoRequest;
-use crate::protocols::npm::{self, NpmRequest};
-use crate::protocols::path::{self, MAX_PATH_BYTES};
-use crate::protocols::RequestError;
+use crate::protocols::path::MAX_PATH_BYTES;
+use crate::protocols::{Identity, ProtocolRequest, RequestContext, RequestError};
 
 /// The application; tests drive it directly or through a listener.
 pub fn router(state: AppState) -> Router {
@@ -28,7 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
         .fallback(dispatch)
-        // Index documents (npm packuments reach megabytes) are compressed per
+        // Index documents (some reach megabytes) are compressed per
         // `Accept-Encoding`; artifacts are already compressed and keep their
         // Content-Length and Range support.
         .layer(
@@ -37,35 +37,30 @@ pub fn router(state: AppState) -> Router {
                 .br(true)
                 .compress_when(compressible),
         )
-        // Outermost: one log line and one metrics sample per request, errors included.
+        // Outermost: a request id, a span, one log line and one metrics sample per
+        // request (errors and panics included), and a bound on requests in flight.
         .layer(from_fn_with_state(state.clone(), middleware::observe))
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(Arc::clone(
+            &state.request_permits,
+        )))
         .with_state(state)
 }
 
-/// Documents worth compressing: JSON, HTML and text index documents above 1 KiB.
+/// Documents worth compressing: what [`respond`] marked [`respond::Compressible`]
+/// (index documents and small built responses), above 1 KiB. Artifacts are already
+/// compressed and keep their Content-Length and Range support.
 fn compressible(
     status: StatusCode,
     _: http::Version,
     headers: &http::HeaderMap,
-    _: &http::Extensions,
+    extensions: &http::Extensions,
 ) -> bool {
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     let large = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .is_none_or(|length| length > 1024);
-    status.is_success()
-        && large
-        && (content_type.starts_with("application/json")
-            || content_type.starts_with("application/vnd.npm")
-            || content_type.starts_with("application/vnd.pypi")
-            || content_type.starts_with("text/html")
-            // cargo's index files; Maven checksums are below the size floor.
-            || content_type.starts_with("text/plain"))
+    status.is_success() && large && extensions.get::<respond::Compressible>().is_some()
 }
 
 /// Routes `/<repo>/<rest>` to the repository's protocol.
@@ -77,13 +72,6 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    // POST reaches only npm's audit passthrough; the repository checks the path.
-    if request.method() != Method::GET
-        && request.method() != Method::HEAD
-        && request.method() != Method::POST
-    {
-        return Err(RequestError::MethodNotAllowed.into());
-    }
     let raw_path = request.uri().path().to_owned();
     if raw_path.len() > MAX_PATH_BYTES {
         return Err(ApiError::client(
@@ -105,77 +93,53 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
             format!("no repository named `{repo_name}`"),
         )
     })?;
-    let accept = request
-        .headers()
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let reply = match repo {
-        _ if request.method() == Method::POST && !matches!(repo, Repository::Npm(_)) => {
-            return Err(RequestError::MethodNotAllowed.into());
-        }
-        Repository::Pypi(pypi) => {
-            let segments = path::segments(rest)?;
-            pypi.handle(&state.engine, &segments, accept.as_deref())
-                .await?
-        }
-        Repository::Npm(npm) => {
-            // `@scope%2fname` is how clients spell a scoped package in one segment.
-            let segments = path::segments(&path::decode_scope_slash(rest))?;
-            let base_url = state.base_url(request.headers());
-            let method = request.method().clone();
-            let query = request.uri().query().map(str::to_owned);
-            let (parts, body) = request.into_parts();
-            let body = if method == Method::POST {
-                axum::body::to_bytes(body, npm::MAX_PASSTHROUGH_BODY)
-                    .await
-                    .map_err(|_| {
-                        ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-                    })?
-            } else {
-                bytes::Bytes::new()
-            };
-            let reply = npm
-                .handle(
-                    &state.engine,
-                    &segments,
-                    NpmRequest {
-                        method: &method,
-                        accept: accept.as_deref(),
-                        query: query.as_deref(),
-                        body,
-                        base_url: &base_url,
-                    },
-                )
-                .await?;
-            let request = Request::from_parts(parts, Body::empty());
-            return Ok(
-                respond::reply(reply, request, &state.metrics, &state.blobs, repo_name).await,
-            );
-        }
-        Repository::Cargo(cargo) => {
-            let segments = path::segments(rest)?;
-            let base_url = state.base_url(request.headers());
-            cargo
-                .handle(
-                    &state.engine,
-                    &segments,
-                    CargoRequest {
-                        method: request.method(),
-                        query: request.uri().query(),
-                        base_url: &base_url,
-                    },
-                )
-                .await?
-        }
-        Repository::Maven(maven) => {
-            let segments = path::segments(rest)?;
-            maven
-                .handle(&state.engine, &state.blobs, &segments, request.method())
-                .await?
-        }
+    let method = request.method().clone();
+    let max_body = repo.max_body(&method);
+    if method != Method::GET && method != Method::HEAD && max_body.is_none() {
+        return Err(RequestError::MethodNotAllowed.into());
+    }
+    let segments = repo.segments(rest)?;
+    let (parts, body) = request.into_parts();
+    let body = match max_body {
+        Some(limit) => axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {limit} bytes"),
+            )
+        })?,
+        None => bytes::Bytes::new(),
     };
-    let (parts, _) = request.into_parts();
+    let identity = Identity::default();
+    let context = RequestContext {
+        engine: &state.engine,
+        blobs: &state.blobs,
+        identity: &identity,
+        public_url: state.public_url.as_deref(),
+        headers: &parts.headers,
+    };
+    let reply = repo
+        .handle(
+            &context,
+            ProtocolRequest {
+                method,
+                segments,
+                query: parts.uri.query().map(str::to_owned),
+                accept: parts
+                    .headers
+                    .get(ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body,
+            },
+        )
+        .await?;
     let request = Request::from_parts(parts, Body::empty());
-    Ok(respond::reply(reply, request, &state.metrics, &state.blobs, repo_name).await)
+    Ok(respond::reply(
+        reply,
+        request,
+        &state.metrics,
+        &state.blobs,
+        repo.settings().label,
+    )
+    .await)
 }

@@ -7,93 +7,26 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Format, RepoConfig, Secret, UpstreamAuth as ConfigAuth};
-use crate::http_cache::FreshnessPolicy;
-use crate::metadata::{MetadataStore, PostgresMetadataStore, PostgresOptions, SqliteMetadataStore};
-use crate::metrics::Metrics;
-use crate::protocols::cargo::CargoRepo;
-use crate::protocols::maven::MavenRepo;
-use crate::protocols::npm::NpmRepo;
-use crate::protocols::pypi::PypiRepo;
-use crate::protocols::RepoSettings;
-use crate::proxy::redis_tier::RedisTier;
-use crate::proxy::{
-    ArtifactCache, ArtifactCacheOptions, CacheEngine, CrossReplicaLock, IndexCache, SharedIndex,
+use crate::config::{Config, RepoConfig, Secret, UpstreamAuth as ConfigAuth};
+use crate::engine::redis::RedisTier;
+use crate::engine::{
+    ArtifactCache, ArtifactCacheOptions, CacheEngine, DownloadLocks, IndexCache, SharedIndex,
     UpstreamAuth, UpstreamClient, UpstreamOptions,
 };
-use crate::storage::{BlobStore, FsBlobStore, FsStoreOptions, S3BlobStore, S3StoreOptions};
+use crate::http_cache::FreshnessPolicy;
+use crate::metadata::{
+    GuardedMetadataStore, MetadataStore, PostgresMetadataStore, PostgresOptions,
+    SqliteMetadataStore,
+};
+use crate::metrics::Metrics;
+use crate::protocols::{self, Protocol, RepoSettings};
+use crate::storage::{
+    BlobStore, DataDirAccess, DataDirClaim, FsBlobStore, FsStoreOptions, S3BlobStore,
+    S3StoreOptions,
+};
 
-/// A configured repository.
-#[derive(Debug, Clone)]
-pub enum Repository {
-    Pypi(PypiRepo),
-    Npm(NpmRepo),
-    Cargo(CargoRepo),
-    Maven(MavenRepo),
-}
-
-impl Repository {
-    /// What every repository has: name, label, upstream, freshness rules.
-    #[must_use]
-    pub fn settings(&self) -> &RepoSettings {
-        match self {
-            Self::Pypi(repo) => &repo.settings,
-            Self::Npm(repo) => &repo.settings,
-            Self::Cargo(repo) => &repo.settings,
-            Self::Maven(repo) => &repo.settings,
-        }
-    }
-
-    #[must_use]
-    pub fn upstream(&self) -> &UpstreamClient {
-        &self.settings().upstream
-    }
-
-    /// The repository's name as a metrics label.
-    #[must_use]
-    pub fn label(&self) -> &'static str {
-        self.settings().label
-    }
-
-    /// The key format label of this repository.
-    #[must_use]
-    pub fn format(&self) -> &'static str {
-        match self {
-            Self::Pypi(_) => crate::protocols::pypi::keys::FORMAT,
-            Self::Npm(_) => crate::protocols::npm::keys::FORMAT,
-            Self::Cargo(_) => crate::protocols::cargo::index::FORMAT,
-            Self::Maven(_) => crate::protocols::maven::layout::FORMAT,
-        }
-    }
-
-    /// The index key of one project, in this repository's spelling rules: a PyPI
-    /// project, an npm package, a crate, or a Maven `group:artifact`.
-    ///
-    /// # Errors
-    /// When the name is invalid for the format.
-    pub fn project_index_key(
-        &self,
-        project: &str,
-    ) -> Result<crate::proxy::CacheKey, crate::protocols::RequestError> {
-        match self {
-            Self::Pypi(repo) => repo.project_index_key(project),
-            Self::Npm(_) if crate::protocols::npm::keys::is_valid_package_name(project) => Ok(
-                crate::protocols::npm::keys::packument_key(self.name(), project),
-            ),
-            Self::Npm(_) => Err(crate::protocols::RequestError::BadRequest(format!(
-                "`{project}` is not a valid npm package name"
-            ))),
-            Self::Cargo(repo) => repo.project_index_key(project),
-            Self::Maven(repo) => repo.project_index_key(project),
-        }
-    }
-
-    /// The repository's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.settings().name
-    }
-}
+/// A configured repository: its protocol, behind the one interface.
+pub type Repository = Arc<dyn Protocol>;
 
 /// Shared handles; cheap to clone.
 #[derive(Debug, Clone)]
@@ -114,6 +47,10 @@ pub struct Inner {
     /// The shared tier, when configured.
     pub redis: Option<Arc<RedisTier>>,
     pub metrics: Metrics,
+    /// Turns for requests in flight (`max_concurrent_requests`).
+    pub request_permits: Arc<tokio::sync::Semaphore>,
+    /// This process's claim on `data_dir` (its lock and temporary directory).
+    pub data_dir: DataDirClaim,
 }
 
 impl std::ops::Deref for AppState {
@@ -124,26 +61,6 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// The base URL clients reach granary at: `public_url`, else the request's `Host`
-    /// (only when it is a plain host[:port], so nothing odd is echoed into URLs).
-    #[must_use]
-    pub fn base_url(&self, headers: &http::HeaderMap) -> String {
-        if let Some(url) = &self.public_url {
-            return url.clone();
-        }
-        let host = headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .filter(|h| {
-                !h.is_empty()
-                    && h.len() <= 255
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-            })
-            .unwrap_or("localhost");
-        format!("http://{host}")
-    }
-
     /// Opens the stores under `data_dir` and builds every repository's client.
     ///
     /// # Errors
@@ -152,16 +69,33 @@ impl AppState {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
+    /// [`AppState::build`] for a process that only reads `data_dir` (`granary
+    /// verify`): it takes no lock, so it runs beside a server, and touches no
+    /// other process's temporary files.
+    ///
+    /// # Errors
+    /// As [`AppState::build`].
+    pub async fn build_read_only(config: &Config) -> anyhow::Result<Self> {
+        Self::build_full(config, Arc::new(SystemClock), DataDirAccess::ReadOnly).await
+    }
+
     /// [`AppState::build`] with an injected clock, for tests of time-dependent behaviour.
     ///
     /// # Errors
     /// As [`AppState::build`].
     pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data_dir `{}`", data_dir.display()))?;
+        Self::build_full(config, clock, DataDirAccess::Exclusive).await
+    }
+
+    async fn build_full(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        access: DataDirAccess,
+    ) -> anyhow::Result<Self> {
+        let data_dir = DataDirClaim::acquire(&config.data_dir, access)
+            .with_context(|| format!("cannot use data_dir `{}`", config.data_dir.display()))?;
         let metrics = Metrics::new();
-        let blobs = open_blob_store(config).await?;
+        let blobs = open_blob_store(config, data_dir.temp_dir()).await?;
         let metadata = open_metadata_store(config).await?;
         let redis = match &config.redis {
             Some(redis) => Some(
@@ -175,12 +109,12 @@ impl AppState {
             redis: redis.clone(),
             is_shared: redis.is_some() || config.metadata.database_url.is_some(),
         };
-        let cross_replica = match (&config.redis, &redis) {
-            (Some(settings), Some(redis)) if settings.artifact_lock => Some(CrossReplicaLock {
-                redis: Arc::clone(redis),
-                ttl: settings.artifact_lock_ttl.into(),
-                wait: settings.artifact_wait.into(),
-            }),
+        let download_locks = match (&config.redis, &redis) {
+            (Some(settings), Some(redis)) if settings.artifact_lock => Some(DownloadLocks::new(
+                Arc::clone(redis),
+                settings.artifact_lock_ttl.into(),
+                settings.artifact_wait.into(),
+            )),
             _ => None,
         };
         let engine = CacheEngine {
@@ -195,16 +129,18 @@ impl AppState {
                 Arc::clone(&blobs),
                 ArtifactCacheOptions {
                     max_stored_bytes: config.storage.max_size.map(|size| size.as_u64()),
-                    cross_replica,
+                    download_locks,
                     hot_capacity_bytes: config.cache.artifact_memory_capacity.as_u64(),
                 },
                 clock,
                 metrics.clone(),
             ),
         };
-        engine
-            .artifacts
-            .spawn_maintenance(engine.artifacts.max_stored_bytes());
+        if access == DataDirAccess::Exclusive {
+            engine
+                .artifacts
+                .spawn_maintenance(engine.artifacts.max_stored_bytes());
+        }
         let mut repos = BTreeMap::new();
         for (name, repo) in &config.repos {
             repos.insert(name.clone(), build_repository(name, repo, &metrics)?);
@@ -222,14 +158,21 @@ impl AppState {
                 metadata,
                 blobs,
                 metrics,
+                request_permits: Arc::new(tokio::sync::Semaphore::new(
+                    config.max_concurrent_requests,
+                )),
+                data_dir,
             }),
         })
     }
 }
 
 /// `storage.blob_store` (S3) or `data_dir/blobs`.
-async fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
-    let temp_dir = config.data_dir.join("tmp");
+async fn open_blob_store(
+    config: &Config,
+    temp_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let temp_dir = temp_dir.to_path_buf();
     let Some(url) = &config.storage.blob_store else {
         let store = FsBlobStore::open(FsStoreOptions {
             blob_dir: config.data_dir.join("blobs"),
@@ -274,13 +217,19 @@ async fn open_metadata_store(config: &Config) -> anyhow::Result<Arc<dyn Metadata
         })
         .await
         .context("cannot open `metadata.database_url`")?;
-        return Ok(Arc::new(store));
+        return Ok(Arc::new(GuardedMetadataStore::new(
+            store,
+            config.metadata.timeout.into(),
+        )));
     }
     let db_path = config.data_dir.join("granary.db");
     let store = SqliteMetadataStore::open(&db_path)
         .await
         .with_context(|| format!("cannot open the metadata database `{}`", db_path.display()))?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(GuardedMetadataStore::new(
+        store,
+        config.metadata.timeout.into(),
+    )))
 }
 
 fn build_repository(
@@ -295,6 +244,7 @@ fn build_repository(
             connect_timeout: repo.connect_timeout.into(),
             timeout: repo.timeout.into(),
             retries: repo.retries,
+            max_concurrent_fills: repo.max_concurrent_fills,
             auth: repo.auth.clone().map(|auth| match auth {
                 ConfigAuth::Basic { username, password } => {
                     UpstreamAuth::Basic { username, password }
@@ -317,10 +267,5 @@ fn build_repository(
         policy,
         negative_ttl: repo.negative_ttl.into(),
     };
-    Ok(match repo.format {
-        Format::Pypi => Repository::Pypi(PypiRepo { settings }),
-        Format::Npm => Repository::Npm(NpmRepo { settings }),
-        Format::Cargo => Repository::Cargo(CargoRepo::new(settings)),
-        Format::Maven => Repository::Maven(MavenRepo::new(settings)),
-    })
+    Ok(protocols::build(repo.format, settings))
 }

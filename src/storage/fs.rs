@@ -191,7 +191,11 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        let probe = self.options.temp_dir.join(".ready-probe");
+        // A name of its own per probe: concurrent probes must not race on one file.
+        let probe = self
+            .options
+            .temp_dir
+            .join(format!(".ready-probe-{:016x}", rand::random::<u64>()));
         tokio::fs::write(&probe, b"ok")
             .await
             .map_err(StorageError::io(&probe))?;

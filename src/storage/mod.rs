@@ -4,6 +4,7 @@
 //! implementation. A blob becomes visible only through [`BlobStore::publish`], which is
 //! atomic: readers never see a partial object.
 
+mod data_dir;
 mod error;
 mod fs;
 mod s3;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+pub use data_dir::{ClaimError, DataDirAccess, DataDirClaim};
 pub use error::StorageError;
 pub use fs::{FsBlobStore, FsStoreOptions};
 pub use s3::{S3BlobStore, S3StoreOptions};

@@ -227,7 +227,9 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        let probe = ObjectPath::from(self.key("ready-probe"));
+        // A name of its own per probe: concurrent probes must not race on one object.
+        let probe =
+            ObjectPath::from(self.key(&format!("ready-probe-{:016x}", rand::random::<u64>())));
         self.store
             .put(&probe, Bytes::from_static(b"ok").into())
             .await

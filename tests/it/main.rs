@@ -8,6 +8,7 @@ mod cache_engine;
 mod cargo;
 mod conformance;
 mod e2e_clients;
+mod hardening;
 mod maven;
 mod memory;
 mod npm;

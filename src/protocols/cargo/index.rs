@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::proxy::index_cache::BASE_MARKER_TEXT;
-use crate::proxy::{CacheKey, Category};
+use crate::engine::index::BASE_MARKER_TEXT;
+use crate::engine::{CacheKey, Category};
 
 /// The format label in keys and metrics.
 pub const FORMAT: &str = "cargo";

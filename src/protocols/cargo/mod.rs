@@ -18,12 +18,16 @@ pub mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use http::Method;
 use serde_json::Value;
 
-use super::{verbatim, ArtifactReply, PassthroughReply, Reply, RepoSettings, RequestError};
-use crate::proxy::upstream::display_url;
-use crate::proxy::{
+use super::{
+    verbatim, ArtifactReply, PassthroughReply, Protocol, ProtocolRequest, Reply, RepoSettings,
+    RequestContext, RequestError,
+};
+use crate::engine::upstream::display_url;
+use crate::engine::{
     CacheEngine, CacheKey, DigestAlgorithm, ExpectedDigest, IndexLookup, ProxyError, UpstreamError,
 };
 use index::IndexEntry;
@@ -46,11 +50,57 @@ super::derefs_to_settings!(CargoRepo);
 
 /// What a cargo request carries besides its path.
 #[derive(Debug)]
-pub struct CargoRequest<'a> {
-    pub method: &'a Method,
-    pub query: Option<&'a str>,
+struct CargoRequest<'a> {
+    method: &'a Method,
+    query: Option<&'a str>,
     /// `scheme://host[:port]` clients reach granary at (for `config.json`).
-    pub base_url: &'a str,
+    base_url: &'a str,
+}
+
+#[async_trait]
+impl Protocol for CargoRepo {
+    fn settings(&self) -> &RepoSettings {
+        &self.settings
+    }
+
+    fn format(&self) -> &'static str {
+        index::FORMAT
+    }
+
+    fn route_label(&self, rest: &str) -> &'static str {
+        match rest.split('/').next() {
+            Some("config.json") => "config",
+            Some("api") if rest.ends_with("/download") => "crate",
+            Some("api") => "api",
+            _ => "index_file",
+        }
+    }
+
+    fn project_index_key(&self, name: &str) -> Result<CacheKey, RequestError> {
+        if index::is_valid_crate_name(name) {
+            Ok(index::index_key(&self.name, name))
+        } else {
+            Err(invalid_name(name))
+        }
+    }
+
+    async fn handle(
+        &self,
+        context: &RequestContext<'_>,
+        request: ProtocolRequest,
+    ) -> Result<Reply, RequestError> {
+        let base_url = context.base_url();
+        self.answer(
+            context.engine,
+            &request.segments,
+            CargoRequest {
+                method: &request.method,
+                query: request.query.as_deref(),
+                base_url: &base_url,
+            },
+        )
+        .await
+    }
 }
 
 impl CargoRepo {
@@ -59,23 +109,8 @@ impl CargoRepo {
         Self { settings }
     }
 
-    /// The index key of a crate, for purging.
-    ///
-    /// # Errors
-    /// When `name` is not a crate name.
-    pub fn project_index_key(&self, name: &str) -> Result<CacheKey, RequestError> {
-        if index::is_valid_crate_name(name) {
-            Ok(index::index_key(&self.name, name))
-        } else {
-            Err(invalid_name(name))
-        }
-    }
-
     /// Answers a request for `segments` below the mount point.
-    ///
-    /// # Errors
-    /// Bad names and paths, unknown crates and versions, upstream failures.
-    pub async fn handle(
+    async fn answer(
         &self,
         engine: &CacheEngine,
         segments: &[String],
@@ -189,39 +224,37 @@ impl CargoRepo {
         }
         let key = index::crate_key(&self.name, name, version);
         let content_type = CRATE_TYPE.to_owned();
-        if let Some(lookup) = engine.artifacts.stored(&key).await.map_err(Arc::new)? {
-            return Ok(Reply::Artifact(ArtifactReply {
-                lookup,
-                content_type,
-            }));
-        }
-        let entry = self.entry(engine, name, version).await?;
-        let config = self.config_lookup(engine).await?;
-        let template = index::parse_config(&config.document.canonical)
-            .ok()
-            .and_then(|config| config.get("dl").and_then(Value::as_str).map(str::to_owned))
-            .expect("a stored config.json was checked to have `dl`");
-        let url = self
-            .upstream
-            .root()
-            .join(&index::download_url(&template, &entry))
-            .map_err(|e| {
-                RequestError::Proxy(Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
-                    upstream: self.upstream.display_root(),
-                    reason: format!("config.json `dl` gives no usable URL: {e}"),
-                })))
-            })?;
         let lookup = engine
             .artifacts
-            .fetch(self.artifact_request(
-                key,
-                url,
-                vec![ExpectedDigest::new(
-                    DigestAlgorithm::Sha256,
-                    &entry.checksum,
-                )],
-                &content_type,
-            ))
+            .get_or_fetch::<RequestError, _>(&key, async {
+                let entry = self.entry(engine, name, version).await?;
+                let config = self.config_lookup(engine).await?;
+                let template = index::parse_config(&config.document.canonical)
+                    .ok()
+                    .and_then(|config| config.get("dl").and_then(Value::as_str).map(str::to_owned))
+                    .expect("a stored config.json was checked to have `dl`");
+                let url = self
+                    .upstream
+                    .root()
+                    .join(&index::download_url(&template, &entry))
+                    .map_err(|e| {
+                        RequestError::Proxy(Arc::new(ProxyError::Upstream(
+                            UpstreamError::Malformed {
+                                upstream: self.upstream.display_root(),
+                                reason: format!("config.json `dl` gives no usable URL: {e}"),
+                            },
+                        )))
+                    })?;
+                Ok(self.artifact_request(
+                    key.clone(),
+                    url,
+                    vec![ExpectedDigest::new(
+                        DigestAlgorithm::Sha256,
+                        &entry.checksum,
+                    )],
+                    &content_type,
+                ))
+            })
             .await?;
         Ok(Reply::Artifact(ArtifactReply {
             lookup,

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::index;
+use crate::engine::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
 use crate::http_cache::Validators;
 use crate::protocols::verbatim;
-use crate::proxy::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
 
 /// Version of the canonical forms (the upstream's bytes as they are).
 const FORMAT_VERSION: u32 = 1;

@@ -5,7 +5,7 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use crate::proxy::DigestAlgorithm;
+use crate::engine::DigestAlgorithm;
 
 /// Checks a `maven-metadata.xml` body.
 ///

@@ -4,7 +4,7 @@
 //! beside every file (`.md5`, `.sha1`, `.sha256`, `.sha512`), and
 //! `maven-metadata.xml` at group, artifact and snapshot-version level.
 
-use crate::proxy::{CacheKey, Category, DigestAlgorithm};
+use crate::engine::{CacheKey, Category, DigestAlgorithm};
 
 /// The format label in keys and metrics.
 pub const FORMAT: &str = "maven";

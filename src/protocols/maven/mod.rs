@@ -21,12 +21,16 @@ pub mod source;
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use http::{Method, StatusCode};
 use moka::future::Cache;
 
-use super::{verbatim, ArtifactReply, PassthroughReply, Reply, RepoSettings, RequestError};
-use crate::proxy::{
+use super::{
+    verbatim, ArtifactReply, PassthroughReply, Protocol, ProtocolRequest, Reply, RepoSettings,
+    RequestContext, RequestError,
+};
+use crate::engine::{
     ArtifactBody, ArtifactLookup, ArtifactRequest, CacheEngine, CacheKey, DigestAlgorithm,
     ExpectedDigest, IndexLookup, ProxyError, PublishedDigests,
 };
@@ -55,6 +59,51 @@ pub struct MavenRepo {
 
 super::derefs_to_settings!(MavenRepo);
 
+#[async_trait]
+impl Protocol for MavenRepo {
+    fn settings(&self) -> &RepoSettings {
+        &self.settings
+    }
+
+    fn format(&self) -> &'static str {
+        layout::FORMAT
+    }
+
+    fn route_label(&self, rest: &str) -> &'static str {
+        let name = rest.rsplit('/').next().unwrap_or("");
+        if name.starts_with("maven-metadata.xml") {
+            "metadata"
+        } else if [".sha1", ".md5", ".sha256", ".sha512"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
+        {
+            "checksum"
+        } else {
+            "file"
+        }
+    }
+
+    /// The artifact-level metadata key of `group:artifact`.
+    fn project_index_key(&self, coordinates: &str) -> Result<CacheKey, RequestError> {
+        let path = layout::metadata_path_of(coordinates).map_err(RequestError::BadRequest)?;
+        Ok(layout::document_key(&self.name, &path))
+    }
+
+    async fn handle(
+        &self,
+        context: &RequestContext<'_>,
+        request: ProtocolRequest,
+    ) -> Result<Reply, RequestError> {
+        self.answer(
+            context.engine,
+            context.blobs,
+            &request.segments,
+            &request.method,
+        )
+        .await
+    }
+}
+
 impl MavenRepo {
     #[must_use]
     pub fn new(settings: RepoSettings) -> Self {
@@ -69,20 +118,8 @@ impl MavenRepo {
         }
     }
 
-    /// The artifact-level metadata key of `group:artifact`, for purging.
-    ///
-    /// # Errors
-    /// When `coordinates` are not `groupId:artifactId`.
-    pub fn project_index_key(&self, coordinates: &str) -> Result<CacheKey, RequestError> {
-        let path = layout::metadata_path_of(coordinates).map_err(RequestError::BadRequest)?;
-        Ok(layout::document_key(&self.name, &path))
-    }
-
     /// Answers a GET or HEAD for `segments` below the mount point.
-    ///
-    /// # Errors
-    /// Paths outside the layout, files the upstream does not have, upstream failures.
-    pub async fn handle(
+    async fn answer(
         &self,
         engine: &CacheEngine,
         blobs: &Arc<dyn BlobStore>,
@@ -190,48 +227,49 @@ impl MavenRepo {
         content_type: &str,
     ) -> Result<ArtifactLookup, RequestError> {
         let key = layout::artifact_key(&self.name, file);
-        if let Some(lookup) = engine.artifacts.stored(&key).await.map_err(Arc::new)? {
-            return Ok(lookup);
-        }
-        if self.missing.contains_key(key.as_str()) {
-            return Err(not_found(file));
-        }
-        // The upstream's checksum files are looked up while the file downloads.
-        let (repo, shared_engine, checksum_of) = (self.clone(), engine.clone(), file.to_owned());
-        let lookup = async move {
-            let found =
-                futures::future::try_join_all(VERIFIED_WITH.map(|algorithm| {
-                    repo.upstream_checksum(&shared_engine, &checksum_of, algorithm)
-                }))
-                .await
-                .map_err(|error| match error {
-                    RequestError::Proxy(error) => error,
-                    other => Arc::new(ProxyError::PublishedDigests {
-                        key: checksum_of.clone(),
-                        reason: other.to_string(),
-                    }),
-                })?;
-            Ok(found.into_iter().flatten().collect())
-        };
-        let url = self.upstream.root().join(file).map_err(|e| {
-            RequestError::BadRequest(format!("`{file}` gives no upstream URL: {e}"))
-        })?;
         let fetched = engine
             .artifacts
-            .fetch(ArtifactRequest {
-                published: Some(PublishedDigests {
-                    algorithms: VERIFIED_WITH.to_vec(),
-                    lookup: lookup.boxed().shared(),
-                }),
-                ..self.artifact_request(key.clone(), url, Vec::new(), content_type)
+            .get_or_fetch::<RequestError, _>(&key, async {
+                if self.missing.contains_key(key.as_str()) {
+                    return Err(not_found(file));
+                }
+                // The upstream's checksum files are looked up while the file downloads.
+                let (repo, shared_engine, checksum_of) =
+                    (self.clone(), engine.clone(), file.to_owned());
+                let lookup = async move {
+                    let found = futures::future::try_join_all(VERIFIED_WITH.map(|algorithm| {
+                        repo.upstream_checksum(&shared_engine, &checksum_of, algorithm)
+                    }))
+                    .await
+                    .map_err(|error| match error {
+                        RequestError::Proxy(error) => error,
+                        other => Arc::new(ProxyError::PublishedDigests {
+                            key: checksum_of.clone(),
+                            reason: other.to_string(),
+                        }),
+                    })?;
+                    Ok(found.into_iter().flatten().collect())
+                };
+                let url = self.upstream.root().join(file).map_err(|e| {
+                    RequestError::BadRequest(format!("`{file}` gives no upstream URL: {e}"))
+                })?;
+                Ok(ArtifactRequest {
+                    published: Some(PublishedDigests {
+                        algorithms: VERIFIED_WITH.to_vec(),
+                        lookup: lookup.boxed().shared(),
+                    }),
+                    ..self.artifact_request(key.clone(), url, Vec::new(), content_type)
+                })
             })
             .await;
         match fetched {
-            Err(error) if matches!(*error, ProxyError::UpstreamNotFound { .. }) => {
+            Err(RequestError::Proxy(error))
+                if matches!(*error, ProxyError::UpstreamNotFound { .. }) =>
+            {
                 self.missing.insert(key.as_str().to_owned(), ()).await;
                 Err(not_found(file))
             }
-            other => Ok(other?),
+            other => other,
         }
     }
 
@@ -308,7 +346,7 @@ impl MavenRepo {
 }
 
 /// A checksum file: the hex digest alone, as Maven deploys them.
-fn checksum_reply(hex: &str, cache_status: crate::proxy::CacheStatus) -> Reply {
+fn checksum_reply(hex: &str, cache_status: crate::engine::CacheStatus) -> Reply {
     Reply::Passthrough(PassthroughReply {
         status: StatusCode::OK,
         content_type: "text/plain".to_owned(),

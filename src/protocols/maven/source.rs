@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::check;
-use crate::http_cache::Validators;
-use crate::protocols::verbatim;
-use crate::proxy::{
+use crate::engine::{
     DigestAlgorithm, Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError,
 };
+use crate::http_cache::Validators;
+use crate::protocols::verbatim;
 
 /// Version of the canonical form (the upstream's bytes as they are).
 const FORMAT_VERSION: u32 = 1;

@@ -1,6 +1,6 @@
 //! npm package names (the registry's rules) and cache keys.
 
-use crate::proxy::{CacheKey, Category};
+use crate::engine::{CacheKey, Category};
 
 /// The format label in keys and metrics.
 pub const FORMAT: &str = "npm";

@@ -18,14 +18,18 @@ pub mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use super::{ArtifactReply, DocumentReply, PassthroughReply, Reply, RepoSettings, RequestError};
-use crate::proxy::index_cache::BASE_MARKER_SERIALIZED;
-use crate::proxy::{CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup};
+use super::{
+    path, ArtifactReply, DocumentReply, PassthroughReply, Protocol, ProtocolRequest, Reply,
+    RepoSettings, RequestContext, RequestError,
+};
+use crate::engine::index::BASE_MARKER_SERIALIZED;
+use crate::engine::{CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup};
 use keys::is_valid_package_name;
 use source::PackumentSource;
 
@@ -47,21 +51,79 @@ super::derefs_to_settings!(NpmRepo);
 
 /// What an npm request carries besides its path.
 #[derive(Debug)]
-pub struct NpmRequest<'a> {
-    pub method: &'a Method,
-    pub accept: Option<&'a str>,
-    pub query: Option<&'a str>,
-    pub body: Bytes,
+struct NpmRequest<'a> {
+    method: &'a Method,
+    accept: Option<&'a str>,
+    query: Option<&'a str>,
+    body: Bytes,
     /// `scheme://host[:port]` clients reach granary at (for absolute tarball URLs).
-    pub base_url: &'a str,
+    base_url: &'a str,
+}
+
+#[async_trait]
+impl Protocol for NpmRepo {
+    fn settings(&self) -> &RepoSettings {
+        &self.settings
+    }
+
+    fn format(&self) -> &'static str {
+        keys::FORMAT
+    }
+
+    /// `@scope%2fname` is how clients spell a scoped package in one segment.
+    fn segments(&self, rest: &str) -> Result<Vec<String>, RequestError> {
+        path::segments(&path::decode_scope_slash(rest))
+    }
+
+    /// Audit reports come as `POST` bodies (and are passed through).
+    fn max_body(&self, method: &Method) -> Option<usize> {
+        (method == Method::POST).then_some(MAX_PASSTHROUGH_BODY)
+    }
+
+    fn route_label(&self, rest: &str) -> &'static str {
+        if rest.starts_with("-/") {
+            "registry"
+        } else if rest.contains("/-/") {
+            "tarball"
+        } else {
+            "packument"
+        }
+    }
+
+    fn project_index_key(&self, project: &str) -> Result<crate::engine::CacheKey, RequestError> {
+        if is_valid_package_name(project) {
+            Ok(keys::packument_key(&self.name, project))
+        } else {
+            Err(RequestError::BadRequest(format!(
+                "`{project}` is not a valid npm package name"
+            )))
+        }
+    }
+
+    async fn handle(
+        &self,
+        context: &RequestContext<'_>,
+        request: ProtocolRequest,
+    ) -> Result<Reply, RequestError> {
+        let base_url = context.base_url();
+        self.answer(
+            context.engine,
+            &request.segments,
+            NpmRequest {
+                method: &request.method,
+                accept: request.accept.as_deref(),
+                query: request.query.as_deref(),
+                body: request.body,
+                base_url: &base_url,
+            },
+        )
+        .await
+    }
 }
 
 impl NpmRepo {
     /// Answers a request for `segments` below the mount point.
-    ///
-    /// # Errors
-    /// Bad names, unknown paths and versions, upstream failures.
-    pub async fn handle(
+    async fn answer(
         &self,
         engine: &CacheEngine,
         segments: &[String],
@@ -231,41 +293,41 @@ impl NpmRepo {
         }
         let key = keys::tarball_key(&self.name, name, filename);
         let content_type = "application/octet-stream".to_owned();
-        if let Some(lookup) = engine.artifacts.stored(&key).await.map_err(Arc::new)? {
-            return Ok(Reply::Artifact(ArtifactReply {
-                lookup,
-                content_type,
-            }));
-        }
-        let lookup = self.lookup(engine, name).await?;
-        let packument = found_packument(&lookup, name)?;
-        let dist = packument
-            .get("versions")
-            .and_then(Value::as_object)
-            .and_then(|versions| {
-                versions
-                    .values()
-                    .filter_map(|v| v.get("dist"))
-                    .find(|dist| {
-                        dist.get("tarball")
-                            .and_then(Value::as_str)
-                            .and_then(rewrite::tarball_filename)
-                            == Some(filename)
-                    })
-            })
-            .ok_or_else(|| {
-                RequestError::NotFound(format!("`{filename}` is not a tarball of package `{name}`"))
-            })?;
-        let url = dist
-            .get("tarball")
-            .and_then(Value::as_str)
-            .and_then(|u| url::Url::parse(u).ok())
-            .ok_or_else(|| {
-                RequestError::NotFound(format!("`{filename}`: unusable upstream tarball URL"))
-            })?;
         let lookup = engine
             .artifacts
-            .fetch(self.artifact_request(key, url, expected_digests(dist), &content_type))
+            .get_or_fetch::<RequestError, _>(&key, async {
+                let lookup = self.lookup(engine, name).await?;
+                let packument = found_packument(&lookup, name)?;
+                let dist = packument
+                    .get("versions")
+                    .and_then(Value::as_object)
+                    .and_then(|versions| {
+                        versions
+                            .values()
+                            .filter_map(|v| v.get("dist"))
+                            .find(|dist| {
+                                dist.get("tarball")
+                                    .and_then(Value::as_str)
+                                    .and_then(rewrite::tarball_filename)
+                                    == Some(filename)
+                            })
+                    })
+                    .ok_or_else(|| {
+                        RequestError::NotFound(format!(
+                            "`{filename}` is not a tarball of package `{name}`"
+                        ))
+                    })?;
+                let url = dist
+                    .get("tarball")
+                    .and_then(Value::as_str)
+                    .and_then(|u| url::Url::parse(u).ok())
+                    .ok_or_else(|| {
+                        RequestError::NotFound(format!(
+                            "`{filename}`: unusable upstream tarball URL"
+                        ))
+                    })?;
+                Ok(self.artifact_request(key.clone(), url, expected_digests(dist), &content_type))
+            })
             .await?;
         Ok(Reply::Artifact(ArtifactReply {
             lookup,

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::proxy::index_cache::BASE_MARKER_TEXT;
+use crate::engine::index::BASE_MARKER_TEXT;
 
 /// Fields of a version that the abbreviated form keeps (npm's registry API).
 const ABBREVIATED_VERSION_FIELDS: &[&str] = &[

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::keys::upstream_path;
 use super::rewrite;
+use crate::engine::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
 use crate::http_cache::Validators;
 use crate::protocols::verbatim;
-use crate::proxy::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
 
 /// Version of the canonical form (the upstream's JSON as is).
 pub const FORMAT_VERSION: u32 = 1;

@@ -1,6 +1,6 @@
 //! PyPI names (PEP 503 normalization, PEP 508 validity) and cache keys.
 
-use crate::proxy::{CacheKey, Category};
+use crate::engine::{CacheKey, Category};
 
 /// The format label in keys and metrics.
 pub const FORMAT: &str = "pypi";

@@ -19,9 +19,14 @@ pub mod source;
 
 use std::sync::Arc;
 
-use crate::proxy::{ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup};
+use async_trait::async_trait;
 
-use super::{ArtifactReply, DocumentReply, Reply, RepoSettings, RequestError};
+use crate::engine::{ArtifactRequest, CacheEngine, DigestAlgorithm, ExpectedDigest, IndexLookup};
+
+use super::{
+    ArtifactReply, DocumentReply, Protocol, ProtocolRequest, Reply, RepoSettings, RequestContext,
+    RequestError,
+};
 pub use keys::{is_valid_project_name, normalize};
 use model::{CoreMetadata, ProjectPage};
 use negotiate::{negotiate, SimpleFormat};
@@ -38,12 +43,49 @@ pub struct PypiRepo {
 
 super::derefs_to_settings!(PypiRepo);
 
+#[async_trait]
+impl Protocol for PypiRepo {
+    fn settings(&self) -> &RepoSettings {
+        &self.settings
+    }
+
+    fn format(&self) -> &'static str {
+        keys::FORMAT
+    }
+
+    fn route_label(&self, rest: &str) -> &'static str {
+        let mut segments = rest.split('/');
+        match (segments.next(), segments.next()) {
+            (Some("simple"), None | Some("")) => "project_list",
+            (Some("simple"), Some(_)) => "project",
+            (Some("files"), _) => "file",
+            _ => "other",
+        }
+    }
+
+    fn project_index_key(&self, project: &str) -> Result<crate::engine::CacheKey, RequestError> {
+        Ok(keys::project_key(
+            &self.name,
+            &Self::checked_project(project)?,
+        ))
+    }
+
+    async fn handle(
+        &self,
+        context: &RequestContext<'_>,
+        request: ProtocolRequest,
+    ) -> Result<Reply, RequestError> {
+        self.answer(context.engine, &request.segments, request.accept.as_deref())
+            .await
+    }
+}
+
 impl PypiRepo {
     /// Answers a GET (or HEAD) for `segments` below the mount point.
     ///
     /// # Errors
     /// Bad names, unknown paths and files, and upstream failures.
-    pub async fn handle(
+    async fn answer(
         &self,
         engine: &CacheEngine,
         segments: &[String],
@@ -68,17 +110,6 @@ impl PypiRepo {
                 self.name
             ))),
         }
-    }
-
-    /// The index key of `project` (any spelling), for admin invalidation.
-    ///
-    /// # Errors
-    /// When `project` is not a valid name.
-    pub fn project_index_key(&self, project: &str) -> Result<crate::proxy::CacheKey, RequestError> {
-        Ok(keys::project_key(
-            &self.name,
-            &Self::checked_project(project)?,
-        ))
     }
 
     fn redirect(&self, path: &str) -> Reply {
@@ -190,53 +221,48 @@ impl PypiRepo {
         }
         let key = keys::file_key(&self.name, project, filename);
         let content_type = content_type(filename).to_owned();
-        // Immutable: a stored file is served without consulting the index.
-        if let Some(lookup) = engine.artifacts.stored(&key).await.map_err(Arc::new)? {
-            return Ok(Reply::Artifact(ArtifactReply {
-                lookup,
-                content_type,
-            }));
-        }
-        let index = self.lookup_project(engine, project).await?;
-        if !index.document.found {
-            return Err(RequestError::NotFound(format!(
-                "project `{project}` does not exist upstream"
-            )));
-        }
-        let page: ProjectPage = serde_json::from_slice(&index.document.canonical)
-            .expect("a stored canonical page was rendered successfully, so it parses");
-        let (url, hashes, size) = if let Some(file) = page.file(filename) {
-            (file.url.clone(), &file.hashes, file.size)
-        } else {
-            let base = filename
-                .strip_suffix(METADATA_SUFFIX)
-                .and_then(|base| page.file(base))
-                .ok_or_else(|| {
-                    RequestError::NotFound(format!(
-                        "`{filename}` is not listed for project `{project}`"
-                    ))
-                })?;
-            let CoreMetadata::Available(hashes) = &base.core_metadata else {
-                return Err(RequestError::NotFound(format!(
-                    "`{filename}`: the index offers no core metadata for it"
-                )));
-            };
-            (format!("{}{METADATA_SUFFIX}", base.url), hashes, None)
-        };
-        let url = url::Url::parse(&url).map_err(|e| {
-            RequestError::NotFound(format!("`{filename}`: unusable upstream link: {e}"))
-        })?;
-        let expected = hashes
-            .iter()
-            .filter_map(|(algorithm, hex)| {
-                DigestAlgorithm::from_name(algorithm).map(|a| ExpectedDigest::new(a, hex))
-            })
-            .collect();
         let lookup = engine
             .artifacts
-            .fetch(ArtifactRequest {
-                expected_size: size,
-                ..self.artifact_request(key, url, expected, &content_type)
+            .get_or_fetch::<RequestError, _>(&key, async {
+                let index = self.lookup_project(engine, project).await?;
+                if !index.document.found {
+                    return Err(RequestError::NotFound(format!(
+                        "project `{project}` does not exist upstream"
+                    )));
+                }
+                let page: ProjectPage = serde_json::from_slice(&index.document.canonical)
+                    .expect("a stored canonical page was rendered successfully, so it parses");
+                let (url, hashes, size) = if let Some(file) = page.file(filename) {
+                    (file.url.clone(), &file.hashes, file.size)
+                } else {
+                    let base = filename
+                        .strip_suffix(METADATA_SUFFIX)
+                        .and_then(|base| page.file(base))
+                        .ok_or_else(|| {
+                            RequestError::NotFound(format!(
+                                "`{filename}` is not listed for project `{project}`"
+                            ))
+                        })?;
+                    let CoreMetadata::Available(hashes) = &base.core_metadata else {
+                        return Err(RequestError::NotFound(format!(
+                            "`{filename}`: the index offers no core metadata for it"
+                        )));
+                    };
+                    (format!("{}{METADATA_SUFFIX}", base.url), hashes, None)
+                };
+                let url = url::Url::parse(&url).map_err(|e| {
+                    RequestError::NotFound(format!("`{filename}`: unusable upstream link: {e}"))
+                })?;
+                let expected = hashes
+                    .iter()
+                    .filter_map(|(algorithm, hex)| {
+                        DigestAlgorithm::from_name(algorithm).map(|a| ExpectedDigest::new(a, hex))
+                    })
+                    .collect();
+                Ok(ArtifactRequest {
+                    expected_size: size,
+                    ..self.artifact_request(key.clone(), url, expected, &content_type)
+                })
             })
             .await?;
         Ok(Reply::Artifact(ArtifactReply {

@@ -8,11 +8,11 @@ use url::Url;
 
 use super::model::{ProjectList, ProjectPage, FORMAT_VERSION};
 use super::{parse, rewrite};
-use crate::http_cache::Validators;
-use crate::proxy::upstream::display_url;
-use crate::proxy::{
+use crate::engine::upstream::display_url;
+use crate::engine::{
     Fetched, IndexSource, Rendition, UpstreamClient, UpstreamDocument, UpstreamError,
 };
+use crate::http_cache::Validators;
 
 /// What granary asks the upstream for: JSON when it can, HTML otherwise.
 const UPSTREAM_ACCEPT: &str =

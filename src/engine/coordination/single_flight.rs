@@ -1,8 +1,8 @@
 //! At most one in-flight computation per key; everyone else joins it.
 //!
 //! The computation runs on its own task, so it finishes (and fills the cache) even if
-//! every caller goes away, and it removes its own entry when done, so the next request
-//! after a failure starts afresh.
+//! every caller goes away, and it removes its own entry when done (by a drop guard, so
+//! also when it panics), so the next request after a failure or a panic starts afresh.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -50,12 +50,11 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
                 let work = start();
                 // The removal needs the lock we hold, so it cannot run before the insert.
                 let task = tokio::spawn(async move {
-                    let output = work.await;
-                    registry
-                        .lock()
-                        .expect("flight map is never poisoned")
-                        .remove(&owned_key);
-                    output
+                    let _entry = FlightEntry {
+                        registry,
+                        key: owned_key,
+                    };
+                    work.await
                 });
                 let flight: Flight<T> = async move { task.await.ok() }.boxed().shared();
                 flights.insert(key.to_owned(), flight.clone());
@@ -72,6 +71,22 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
             .lock()
             .expect("flight map is never poisoned")
             .len()
+    }
+}
+
+/// Removes a flight's entry when its task ends, however it ends (a panic unwinds
+/// through this drop).
+struct FlightEntry<T: Clone> {
+    registry: Arc<Mutex<HashMap<String, Flight<T>>>>,
+    key: String,
+}
+
+impl<T: Clone> Drop for FlightEntry<T> {
+    fn drop(&mut self) {
+        // A poisoned map means another thread panicked holding it: nothing to undo.
+        if let Ok(mut flights) = self.registry.lock() {
+            flights.remove(&self.key);
+        }
     }
 }
 
@@ -112,6 +127,24 @@ mod tests {
             (value, role),
             (Some(7), Role::Leader),
             "a later call starts afresh"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_computation_does_not_poison_its_key() {
+        let flights = SingleFlight::<u8>::default();
+        let (value, _) = flights
+            .run("k", || async {
+                panic!("injected fault");
+            })
+            .await;
+        assert_eq!(value, None, "the panic is reported as no value");
+        assert_eq!(flights.in_flight(), 0, "the panicked flight removed itself");
+        let (value, role) = flights.run("k", || async { 3 }).await;
+        assert_eq!(
+            (value, role),
+            (Some(3), Role::Leader),
+            "the key works again"
         );
     }
 

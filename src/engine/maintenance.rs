@@ -2,45 +2,23 @@
 //! eviction beyond `storage.max_size`, garbage collection of orphans, verification.
 //!
 //! Access times are recorded in memory on every hit and written in one transaction
-//! every few seconds, never one write per hit.
+//! every few seconds, never one write per hit. One task per process evicts: it runs
+//! every few seconds and whenever a fill asks for it, so a burst of fills costs one
+//! pass, not one each. Bytes in fills' temporary files count against the bound.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::collections::HashSet;
+use std::time::Duration;
 
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
-use super::fill::ArtifactCache;
+use super::artifact::ArtifactCache;
 use super::ProxyError;
 use crate::storage::Digest;
 
 /// How often access times are written and the size bound is enforced.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Pending last-access times, written in batches.
-#[derive(Debug, Default)]
-pub struct AccessLog {
-    pending: Mutex<HashMap<String, SystemTime>>,
-}
-
-impl AccessLog {
-    pub fn record(&self, key: &str, at: SystemTime) {
-        self.pending
-            .lock()
-            .expect("access log is never poisoned")
-            .insert(key.to_owned(), at);
-    }
-
-    fn drain(&self) -> Vec<(String, SystemTime)> {
-        self.pending
-            .lock()
-            .expect("access log is never poisoned")
-            .drain()
-            .collect()
-    }
-}
 
 /// What an eviction pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -94,6 +72,8 @@ impl ArtifactCache {
     pub async fn evict_to(&self, max_bytes: u64) -> Result<EvictionReport, ProxyError> {
         self.flush_accesses().await?;
         let mut report = EvictionReport::default();
+        // Bytes being downloaded will be stored in a moment: make room for them too.
+        let max_bytes = max_bytes.saturating_sub(self.temp_bytes());
         let mut stored = self.metadata().stored_bytes().await?;
         let mut skipped: HashSet<Digest> = HashSet::new();
         while stored > max_bytes {
@@ -211,15 +191,20 @@ impl ArtifactCache {
         Ok(report)
     }
 
-    /// Starts the background task that writes access times and enforces the size
-    /// bound every [`MAINTENANCE_INTERVAL`]. It stops when the cache is dropped.
+    /// Starts the one task that writes access times and enforces the size bound,
+    /// every [`MAINTENANCE_INTERVAL`] and whenever a fill asks for an eviction pass.
+    /// It stops when the cache is dropped.
     pub fn spawn_maintenance(&self, max_bytes: Option<u64>) {
         let weak = self.downgrade();
+        let wanted = std::sync::Arc::clone(self.eviction_wanted());
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
             ticker.tick().await;
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = wanted.notified() => {}
+                }
                 let Some(cache) = ArtifactCache::upgrade(&weak) else {
                     break;
                 };

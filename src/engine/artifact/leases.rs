@@ -41,15 +41,34 @@ impl BlobLeases {
         })
     }
 
-    /// Marks `digest` as being evicted, unless a response is serving it.
+    /// A lease on `digest`, waiting (up to `limit`) for an eviction of it to finish:
+    /// publishing holds one, so the blob it publishes cannot be evicted under it.
+    pub async fn acquire_waiting(
+        self: &Arc<Self>,
+        digest: &Digest,
+        limit: std::time::Duration,
+    ) -> Option<BlobLease> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(lease) = self.acquire(digest) {
+                return Some(lease);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Marks `digest` as being evicted, unless a response is serving it or publishing
+    /// it, or another eviction already has it.
     #[must_use]
     pub fn begin_eviction(&self, digest: &Digest) -> bool {
         let mut state = self.state.lock().expect("lease state is never poisoned");
         if state.in_use.contains_key(digest) {
             return false;
         }
-        state.evicting.insert(digest.clone());
-        true
+        state.evicting.insert(digest.clone())
     }
 
     pub fn end_eviction(&self, digest: &Digest) {
@@ -92,5 +111,18 @@ mod tests {
         assert!(leases.acquire(&digest).is_none(), "being evicted");
         leases.end_eviction(&digest);
         assert!(leases.acquire(&digest).is_some());
+    }
+
+    #[test]
+    fn a_digest_is_evicted_by_one_eviction_at_a_time() {
+        let leases = Arc::new(BlobLeases::default());
+        let digest = Digest::from_hex(&"cd".repeat(32)).expect("hex");
+        assert!(leases.begin_eviction(&digest));
+        assert!(
+            !leases.begin_eviction(&digest),
+            "a second eviction of the same digest is refused"
+        );
+        leases.end_eviction(&digest);
+        assert!(leases.begin_eviction(&digest));
     }
 }

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::redis_tier::RedisTier;
 use crate::clock::{from_unix_millis, to_unix_millis};
+use crate::engine::redis::RedisTier;
 use crate::http_cache::{Lifetimes, Validators};
 use crate::metadata::{IndexRecord, MetadataStore};
 

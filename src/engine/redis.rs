@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
-use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
@@ -31,7 +32,11 @@ const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
 /// A Redis that may be down.
 pub struct RedisTier {
     client: redis::Client,
-    manager: Mutex<Option<ConnectionManager>>,
+    /// The connection, once made. A plain mutex held for a clone only: connecting
+    /// happens outside it, so operations never queue behind a reconnect.
+    manager: std::sync::Mutex<Option<ConnectionManager>>,
+    /// Set while one task connects; other operations fail fast meanwhile.
+    connecting: AtomicBool,
     last_attempt: std::sync::Mutex<Option<Instant>>,
     /// After a failure, operations fail fast until then (a circuit breaker), so an
     /// outage costs requests nothing rather than one timeout each.
@@ -70,7 +75,8 @@ impl RedisTier {
     ) -> Result<Arc<Self>, redis::RedisError> {
         Ok(Arc::new(Self {
             client: redis::Client::open(url)?,
-            manager: Mutex::new(None),
+            manager: std::sync::Mutex::new(None),
+            connecting: AtomicBool::new(false),
             last_attempt: std::sync::Mutex::new(None),
             down_until: std::sync::Mutex::new(None),
             timeout,
@@ -95,10 +101,25 @@ impl RedisTier {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, RedisUnavailable> {
-        let mut manager = self.manager.lock().await;
-        if let Some(connection) = manager.as_ref() {
+        if let Some(connection) = self
+            .manager
+            .lock()
+            .expect("connection slot is never poisoned")
+            .as_ref()
+        {
             return Ok(connection.clone());
         }
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return Err(RedisUnavailable(
+                "connecting; not waiting for it".to_owned(),
+            ));
+        }
+        let result = self.connect().await;
+        self.connecting.store(false, Ordering::Release);
+        result
+    }
+
+    async fn connect(&self) -> Result<ConnectionManager, RedisUnavailable> {
         {
             let mut last = self
                 .last_attempt
@@ -123,7 +144,10 @@ impl RedisTier {
         {
             Ok(Ok(connection)) => {
                 info!("connected to redis");
-                *manager = Some(connection.clone());
+                *self
+                    .manager
+                    .lock()
+                    .expect("connection slot is never poisoned") = Some(connection.clone());
                 Ok(connection)
             }
             Ok(Err(error)) => Err(self.failed(&error.to_string())),
@@ -220,7 +244,7 @@ impl RedisTier {
     /// # Errors
     /// When Redis is unavailable.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), RedisUnavailable> {
-        let pattern = format!("{}*", prefix.replace(['*', '?', '[', ']'], "\\$0"));
+        let pattern = scan_pattern(prefix);
         let keys: Vec<String> = self
             .run(|mut c| async move {
                 let mut iter = c.scan_match::<_, String>(&pattern).await?;
@@ -303,6 +327,40 @@ impl RedisTier {
         .await
     }
 
+    /// Publishes `message` on `channel`.
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), RedisUnavailable> {
+        self.run(|mut c| async move { c.publish::<_, _, ()>(channel, message).await })
+            .await
+    }
+
+    /// The messages on `channel`, on a connection of their own; the stream ends when
+    /// that connection fails.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached.
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Result<BoxStream<'static, String>, RedisUnavailable> {
+        let subscribe = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = match tokio::time::timeout(self.timeout * 2, subscribe).await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(error)) => return Err(RedisUnavailable(error.to_string())),
+            Err(_) => return Err(RedisUnavailable("subscribe timed out".to_owned())),
+        };
+        Ok(pubsub
+            .into_on_message()
+            .filter_map(|message| async move { message.get_payload::<String>().ok() })
+            .boxed())
+    }
+
     /// A round trip; for `/-/ready`.
     ///
     /// # Errors
@@ -316,6 +374,20 @@ impl RedisTier {
         })
         .await
     }
+}
+
+/// A `SCAN MATCH` pattern for keys starting with `prefix`: the glob characters in
+/// it are escaped with a backslash, so they match themselves.
+fn scan_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
 }
 
 /// A lock's lifetime in Redis's `PX` milliseconds (at least 1: 0 is an error there).
@@ -333,4 +405,16 @@ pub fn lock_key(key: &str) -> String {
 #[must_use]
 pub fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_patterns_escape_glob_characters() {
+        assert_eq!(scan_pattern("granary:index:x:"), "granary:index:x:*");
+        assert_eq!(scan_pattern("a*b?c[d]"), "a\\*b\\?c\\[d\\]*");
+        assert_eq!(scan_pattern("a\\b"), "a\\\\b*");
+    }
 }

@@ -45,6 +45,8 @@ pub struct UpstreamOptions {
     /// Extra attempts after a connect error or a 502/503/504.
     pub retries: u32,
     pub auth: Option<UpstreamAuth>,
+    /// Artifact downloads running at once from this upstream; more wait their turn.
+    pub max_concurrent_fills: usize,
 }
 
 /// Why an upstream request failed.
@@ -100,6 +102,9 @@ pub struct UpstreamClient {
     labels: RepoLabels,
     in_flight: AtomicU64,
     consecutive_failures: AtomicU64,
+    /// Bounds concurrent artifact downloads (fills outlive their clients, so without
+    /// it one client asking for N cold files and leaving starts N downloads at once).
+    fill_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl UpstreamClient {
@@ -120,12 +125,15 @@ impl UpstreamClient {
             repo: options.repo.clone(),
         };
         Ok(Arc::new(Self {
-            options,
             http,
             metrics,
             labels,
             in_flight: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
+            fill_permits: Arc::new(tokio::sync::Semaphore::new(
+                options.max_concurrent_fills.max(1),
+            )),
+            options,
         }))
     }
 
@@ -138,6 +146,29 @@ impl UpstreamClient {
     #[must_use]
     pub fn display_root(&self) -> String {
         display_url(&self.options.root)
+    }
+
+    /// A turn to download an artifact; waits (counted as queued) while
+    /// `max_concurrent_fills` downloads from this upstream run.
+    pub async fn fill_permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        if let Ok(permit) = Arc::clone(&self.fill_permits).try_acquire_owned() {
+            return permit;
+        }
+        let queued = self
+            .metrics
+            .fills_queued
+            .get_or_create(&self.labels)
+            .clone();
+        queued.inc();
+        let permit = Arc::clone(&self.fill_permits).acquire_owned().await;
+        queued.dec();
+        permit.expect("the fill semaphore is never closed")
+    }
+
+    /// Fills waiting for a turn; for `/-/ready`.
+    #[must_use]
+    pub fn fills_queued(&self) -> i64 {
+        self.metrics.fills_queued.get_or_create(&self.labels).get()
     }
 
     /// Requests currently in flight and consecutive failures; for `/-/ready`.

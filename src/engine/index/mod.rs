@@ -23,10 +23,11 @@ use moka::future::Cache;
 use sha2::{Digest as _, Sha256};
 use tracing::{debug, warn};
 
-use super::redis_tier::new_token;
-use super::refresh_lock::{LocalRefreshLock, RefreshLock};
-use super::shared_index::SharedIndex;
-use super::single_flight::{Role, SingleFlight};
+pub mod shared;
+
+use self::shared::SharedIndex;
+use super::coordination::{LocalRefreshLock, RefreshLock, Role, SingleFlight};
+use super::redis::new_token;
 use super::{CacheKey, CacheStatus, ProxyError, UpstreamError};
 use crate::clock::Clock;
 use crate::http_cache::{Freshness, FreshnessPolicy, Lifetimes, Validators};
@@ -168,6 +169,32 @@ pub struct IndexLookup {
 
 type RefreshResult = Result<(Arc<IndexDocument>, CacheStatus), Arc<ProxyError>>;
 
+/// With a copy in memory, how long a request waits for the shared tiers to say
+/// whether another replica has a fresher one; past it, the memory copy is used (the
+/// shared load goes on and fills memory for the next request).
+const SHARED_CONSULT_DEADLINE: Duration = Duration::from_millis(200);
+/// With shared tiers, how long a refresh waits for its write to them before
+/// answering, so another replica asking a moment later finds the page there; a
+/// slower store is written behind the response.
+const SHARED_PERSIST_WAIT: Duration = Duration::from_millis(250);
+/// Canonical bodies at least this large are rendered on the blocking pool, not on
+/// an async worker (an npm packument reaches tens of MB).
+const OFFLOAD_RENDER_BYTES: usize = 256 * 1024;
+
+/// Renders `canonical`, off the async workers when it is large.
+async fn render(
+    source: &Arc<dyn IndexSource>,
+    canonical: &Bytes,
+) -> Result<Vec<Rendition>, String> {
+    if canonical.len() < OFFLOAD_RENDER_BYTES {
+        return source.render(canonical);
+    }
+    let (source, canonical) = (Arc::clone(source), canonical.clone());
+    tokio::task::spawn_blocking(move || source.render(&canonical))
+        .await
+        .unwrap_or_else(|_| Err("rendering the document panicked".to_owned()))
+}
+
 /// The engine for index documents. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct IndexCache {
@@ -179,6 +206,8 @@ struct Inner {
     memory: Cache<String, Arc<IndexDocument>>,
     shared: SharedIndex,
     flights: SingleFlight<RefreshResult>,
+    /// One load (read and render) from the shared tiers per key at a time.
+    loads: SingleFlight<Option<Arc<IndexDocument>>>,
     refresh_lock: Arc<dyn RefreshLock>,
     /// Keys whose last refresh failed, until when: during this back-off an expired
     /// entry is served stale at once instead of every request waiting for the failing
@@ -210,6 +239,7 @@ impl IndexCache {
                 memory,
                 shared,
                 flights: SingleFlight::default(),
+                loads: SingleFlight::default(),
                 refresh_lock: Arc::new(LocalRefreshLock::default()),
                 failing_until: Mutex::new(HashMap::new()),
                 clock,
@@ -360,6 +390,29 @@ impl IndexCache {
         if !consult_shared {
             return memory;
         }
+        // One read and one render per key, however many requests miss at once.
+        let (this, shared_request, in_memory) = (self.clone(), request.clone(), memory.clone());
+        let load = self.inner.loads.run(key, || async move {
+            this.load_shared(&shared_request, in_memory).await
+        });
+        if memory.is_none() {
+            return load.await.0.flatten();
+        }
+        // A copy is in memory: a slow shared tier must not hold this request up.
+        match tokio::time::timeout(SHARED_CONSULT_DEADLINE, load).await {
+            Ok((Some(Some(document)), _)) => Some(document),
+            _ => memory,
+        }
+    }
+
+    /// The entry from the shared tiers if it is newer than `memory`, rendered and put
+    /// in memory; else `memory`.
+    async fn load_shared(
+        &self,
+        request: &IndexRequest,
+        memory: Option<Arc<IndexDocument>>,
+    ) -> Option<Arc<IndexDocument>> {
+        let key = request.key.as_str();
         let Some(record) = self.inner.shared.load(key).await else {
             return memory;
         };
@@ -373,7 +426,7 @@ impl IndexCache {
             return memory;
         }
         let renditions = if record.found {
-            match request.source.render(&record.body) {
+            match render(&request.source, &record.body).await {
                 Ok(renditions) => renditions,
                 Err(reason) => {
                     warn!(%key, %reason, "stored index entry cannot be rendered; refetching");
@@ -491,6 +544,17 @@ impl IndexCache {
         request: IndexRequest,
         cached: Option<Arc<IndexDocument>>,
     ) -> RefreshResult {
+        // A request that missed memory just before the previous flight for this key
+        // stored its document, and started this flight just after that one ended,
+        // finds the document here instead of fetching it again.
+        if let Some(current) = self.inner.memory.get(request.key.as_str()).await {
+            let newer = cached
+                .as_ref()
+                .is_none_or(|seen| !Arc::ptr_eq(seen, &current));
+            if newer && current.lifetimes.freshness(self.inner.clock.now()) == Freshness::Fresh {
+                return Ok((current, CacheStatus::Hit));
+            }
+        }
         let result = self.refresh_once(&request, cached).await;
         self.record_refresh_outcome(&request, result.is_ok());
         result
@@ -518,12 +582,14 @@ impl IndexCache {
                 canonical,
                 validators,
             } => {
-                let renditions = request.source.render(&canonical).map_err(|reason| {
-                    Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
-                        upstream: key.to_owned(),
-                        reason,
-                    }))
-                })?;
+                let renditions = render(&request.source, &canonical)
+                    .await
+                    .map_err(|reason| {
+                        Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
+                            upstream: key.to_owned(),
+                            reason,
+                        }))
+                    })?;
                 let document = IndexDocument {
                     found: true,
                     canonical,
@@ -532,7 +598,8 @@ impl IndexCache {
                     stored_at: now,
                     lifetimes: request.policy.lifetimes(now),
                 };
-                self.persist(request, &document).await;
+                self.wait_for_shared_write(self.persist(request, &document))
+                    .await;
                 (document, CacheStatus::Miss)
             }
             Fetched::NotModified { validators } => {
@@ -549,21 +616,20 @@ impl IndexCache {
                         .last_modified
                         .or_else(|| cached.validators.last_modified.clone()),
                 };
-                self.inner
-                    .shared
-                    .renew(
-                        &IndexRecord {
-                            key: key.to_owned(),
-                            format_version: request.source.format_version(),
-                            found: true,
-                            body: cached.canonical.clone(),
-                            validators: validators.clone(),
-                            stored_at: now,
-                            lifetimes,
-                        },
-                        now,
-                    )
-                    .await;
+                let record = IndexRecord {
+                    key: key.to_owned(),
+                    format_version: request.source.format_version(),
+                    found: true,
+                    body: cached.canonical.clone(),
+                    validators: validators.clone(),
+                    stored_at: now,
+                    lifetimes,
+                };
+                let shared = self.inner.shared.clone();
+                self.wait_for_shared_write(tokio::spawn(async move {
+                    shared.renew(&record, now).await;
+                }))
+                .await;
                 let document = IndexDocument {
                     found: true,
                     canonical: cached.canonical.clone(),
@@ -587,7 +653,8 @@ impl IndexCache {
                         stale_until: fresh_until,
                     },
                 };
-                self.persist(request, &document).await;
+                self.wait_for_shared_write(self.persist(request, &document))
+                    .await;
                 (document, CacheStatus::Miss)
             }
         };
@@ -599,7 +666,22 @@ impl IndexCache {
         Ok((document, status))
     }
 
-    async fn persist(&self, request: &IndexRequest, document: &IndexDocument) {
+    /// Waits for a write to the shared tiers when other replicas read them, at most
+    /// [`SHARED_PERSIST_WAIT`]: a slow database never holds up a page that is
+    /// already in memory. An embedded store is never waited for.
+    async fn wait_for_shared_write(&self, write: tokio::task::JoinHandle<()>) {
+        if self.inner.shared.is_shared {
+            let _ = tokio::time::timeout(SHARED_PERSIST_WAIT, write).await;
+        }
+    }
+
+    /// Writes the document to the shared tiers on a task of its own, so it completes
+    /// whoever waits for it.
+    fn persist(
+        &self,
+        request: &IndexRequest,
+        document: &IndexDocument,
+    ) -> tokio::task::JoinHandle<()> {
         let record = IndexRecord {
             key: request.key.as_str().to_owned(),
             format_version: request.source.format_version(),
@@ -610,6 +692,7 @@ impl IndexCache {
             lifetimes: document.lifetimes,
         };
         // Failures are logged by the tiers: the in-process tier still serves it.
-        self.inner.shared.store(&record, document.stored_at).await;
+        let shared = self.inner.shared.clone();
+        tokio::spawn(async move { shared.store(&record, record.stored_at).await })
     }
 }

@@ -27,20 +27,7 @@ use granary::storage::{
 };
 use tokio::sync::Notify;
 
-use crate::support::{sha256_hex, Engines, FakeUpstream, Scripted, TestGranary};
-
-const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
-
-fn one_file_page(project: &str, filename: &str, body: &[u8]) -> Scripted {
-    Scripted::ok(
-        serde_json::json!({
-            "meta": {"api-version": "1.0"}, "name": project,
-            "files": [{"filename": filename, "url": format!("../../dl/{filename}"), "hashes": {"sha256": sha256_hex(body)}}]
-        })
-        .to_string(),
-    )
-    .header("content-type", JSON_TYPE)
-}
+use crate::support::{one_file_page, sha256_hex, Engines, FakeUpstream, Scripted, TestGranary};
 
 fn body_of(size: usize, seed: u8) -> Vec<u8> {
     (0..size)
@@ -207,14 +194,24 @@ async fn a_download_lock_is_released_when_its_fill_cannot_start() {
     );
 }
 
-/// A metadata store that can be made to hang (a paused database).
+/// A metadata store that can be made to hang (a paused database), and that counts
+/// artifact-row lookups (the query waiting replicas poll with).
 #[derive(Debug)]
-struct HangingStore {
+struct InstrumentedStore {
     inner: SqliteMetadataStore,
     hang: Arc<AtomicBool>,
+    artifact_lookups: Arc<AtomicUsize>,
 }
 
-impl HangingStore {
+impl InstrumentedStore {
+    fn new(inner: SqliteMetadataStore) -> Self {
+        Self {
+            inner,
+            hang: Arc::default(),
+            artifact_lookups: Arc::default(),
+        }
+    }
+
     async fn gate(&self) {
         if self.hang.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
@@ -223,7 +220,7 @@ impl HangingStore {
 }
 
 #[async_trait]
-impl MetadataStore for HangingStore {
+impl MetadataStore for InstrumentedStore {
     async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError> {
         self.gate().await;
         self.inner.index_entry(key).await
@@ -245,6 +242,7 @@ impl MetadataStore for HangingStore {
             .await
     }
     async fn artifact(&self, key: &str) -> Result<Option<ArtifactRecord>, MetadataError> {
+        self.artifact_lookups.fetch_add(1, Ordering::SeqCst);
         self.gate().await;
         self.inner.artifact(key).await
     }
@@ -288,7 +286,7 @@ impl MetadataStore for HangingStore {
         self.inner.delete_artifacts_with_digest(digest).await
     }
     fn kind(&self) -> &'static str {
-        "hanging"
+        "instrumented"
     }
     async fn check(&self) -> Result<(), MetadataError> {
         self.gate().await;
@@ -364,14 +362,14 @@ async fn wait_for_row(store: &dyn MetadataStore, key: &str) {
 #[tokio::test]
 async fn a_hanging_metadata_store_does_not_stall_pages_held_in_memory() {
     let dir = tempfile::tempdir().expect("dir");
-    let hang = Arc::new(AtomicBool::new(false));
+    let instrumented = InstrumentedStore::new(
+        SqliteMetadataStore::open(&dir.path().join("granary.db"))
+            .await
+            .expect("sqlite"),
+    );
+    let hang = Arc::clone(&instrumented.hang);
     let store: Arc<dyn MetadataStore> = Arc::new(GuardedMetadataStore::new(
-        HangingStore {
-            inner: SqliteMetadataStore::open(&dir.path().join("granary.db"))
-                .await
-                .expect("sqlite"),
-            hang: Arc::clone(&hang),
-        },
+        instrumented,
         Duration::from_secs(5),
     ));
     let clock = Arc::new(ManualClock::new(
@@ -837,74 +835,6 @@ async fn every_stored_artifact_is_announced_once() {
     );
 }
 
-/// Counts artifact-row lookups (the query waiting replicas poll with).
-#[derive(Debug)]
-struct CountingStore {
-    inner: SqliteMetadataStore,
-    artifact_lookups: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl MetadataStore for CountingStore {
-    async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError> {
-        self.inner.index_entry(key).await
-    }
-    async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError> {
-        self.inner.put_index_entry(record).await
-    }
-    async fn renew_index_entry(
-        &self,
-        key: &str,
-        stored_at: SystemTime,
-        lifetimes: Lifetimes,
-        validators: &Validators,
-    ) -> Result<(), MetadataError> {
-        self.inner
-            .renew_index_entry(key, stored_at, lifetimes, validators)
-            .await
-    }
-    async fn artifact(&self, key: &str) -> Result<Option<ArtifactRecord>, MetadataError> {
-        self.artifact_lookups.fetch_add(1, Ordering::SeqCst);
-        self.inner.artifact(key).await
-    }
-    async fn put_artifact(&self, record: &ArtifactRecord) -> Result<(), MetadataError> {
-        self.inner.put_artifact(record).await
-    }
-    async fn delete_artifact(&self, key: &str) -> Result<(), MetadataError> {
-        self.inner.delete_artifact(key).await
-    }
-    async fn delete_index_entry(&self, key: &str) -> Result<u64, MetadataError> {
-        self.inner.delete_index_entry(key).await
-    }
-    async fn delete_index_entries(&self, prefix: &str) -> Result<u64, MetadataError> {
-        self.inner.delete_index_entries(prefix).await
-    }
-    async fn touch_artifacts(
-        &self,
-        accesses: &[(String, SystemTime)],
-    ) -> Result<(), MetadataError> {
-        self.inner.touch_artifacts(accesses).await
-    }
-    async fn stored_bytes(&self) -> Result<u64, MetadataError> {
-        self.inner.stored_bytes().await
-    }
-    async fn least_recently_used(&self, limit: u32) -> Result<Vec<BlobUsage>, MetadataError> {
-        self.inner.least_recently_used(limit).await
-    }
-    async fn referenced_digests(&self) -> Result<Vec<Digest>, MetadataError> {
-        self.inner.referenced_digests().await
-    }
-    async fn delete_artifacts_with_digest(&self, digest: &Digest) -> Result<u64, MetadataError> {
-        self.inner.delete_artifacts_with_digest(digest).await
-    }
-    fn kind(&self) -> &'static str {
-        "counting"
-    }
-    async fn check(&self) -> Result<(), MetadataError> {
-        self.inner.check().await
-    }
-}
-
 // Defect 4: every request waiting for another replica's download ran its own
 // back-off loop (a Redis call and a database query per step per request), so many
 // waiters drained the database pool. Now one waiter per key per replica, woken by
@@ -931,9 +861,9 @@ async fn requests_waiting_for_another_replica_share_one_waiter_woken_by_redis() 
     let rig = rig(
         &upstream.url(""),
         move |inner| {
-            Arc::new(CountingStore {
-                inner,
+            Arc::new(InstrumentedStore {
                 artifact_lookups: counter,
+                ..InstrumentedStore::new(inner)
             })
         },
         |s| Arc::new(s),

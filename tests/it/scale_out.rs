@@ -9,10 +9,9 @@ use object_store::ObjectStore;
 
 use crate::support::engines::{Garage, RedisServer};
 use crate::support::{
-    build_pypi_fixture, python, sha256_hex, Engines, FakeUpstream, GranaryProcess, Scripted,
+    build_pypi_fixture, one_file_page, python, sha256_hex, Engines, FakeUpstream, GranaryProcess,
+    Scripted,
 };
-
-const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
 
 /// One replica: its own `data_dir`, and `shared` (engines and repository) verbatim.
 fn replica(dir: &Path, name: &str, shared: &str) -> GranaryProcess {
@@ -55,17 +54,6 @@ async fn cluster(engines: &Engines, count: usize, upstream: &str, extra: &str) -
         garage,
         prefix,
     }
-}
-
-fn one_file_page(project: &str, filename: &str, body: &[u8]) -> Scripted {
-    Scripted::ok(
-        serde_json::json!({
-            "meta": {"api-version": "1.0"}, "name": project,
-            "files": [{"filename": filename, "url": format!("../../dl/{filename}"), "hashes": {"sha256": sha256_hex(body)}}]
-        })
-        .to_string(),
-    )
-    .header("content-type", JSON_TYPE)
 }
 
 async fn blob_objects(cluster: &Cluster) -> Vec<String> {

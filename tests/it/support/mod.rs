@@ -77,3 +77,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A PEP 691 project page listing one file, `filename`, at `../../dl/<filename>`, with
+/// the SHA-256 of `body`.
+pub fn one_file_page(project: &str, filename: &str, body: &[u8]) -> Scripted {
+    Scripted::ok(
+        serde_json::json!({
+            "meta": {"api-version": "1.0"}, "name": project,
+            "files": [{"filename": filename, "url": format!("../../dl/{filename}"), "hashes": {"sha256": sha256_hex(body)}}]
+        })
+        .to_string(),
+    )
+    .header("content-type", "application/vnd.pypi.simple.v1+json")
+}

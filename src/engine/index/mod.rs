@@ -105,9 +105,28 @@ pub struct IndexDocument {
     pub validators: Validators,
     pub stored_at: SystemTime,
     pub lifetimes: Lifetimes,
+    /// A form the protocol derives from `canonical` on demand (a parsed packument),
+    /// made once per stored document instead of once per request.
+    pub derived: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl IndexDocument {
+    /// The protocol's parsed form of this document, made by `make` on first use and
+    /// shared by every later request. One protocol reads a given document, so it is
+    /// always asked for with the same type.
+    ///
+    /// # Panics
+    /// When asked for with a type other than the one made first.
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        make: impl FnOnce(&Bytes) -> T,
+    ) -> Arc<T> {
+        let any = self.derived.get_or_init(|| Arc::new(make(&self.canonical)));
+        Arc::clone(any)
+            .downcast::<T>()
+            .unwrap_or_else(|_| panic!("a document's derived form is read with one type"))
+    }
+
     #[must_use]
     pub fn rendition(&self, name: &str) -> Option<&Rendition> {
         self.renditions.iter().find(|r| r.name == name)
@@ -443,6 +462,7 @@ impl IndexCache {
             validators: record.validators,
             stored_at: record.stored_at,
             lifetimes: record.lifetimes,
+            derived: std::sync::OnceLock::new(),
         });
         self.inner
             .memory
@@ -597,6 +617,7 @@ impl IndexCache {
                     validators,
                     stored_at: now,
                     lifetimes: request.policy.lifetimes(now),
+                    derived: std::sync::OnceLock::new(),
                 };
                 self.wait_for_shared_write(self.persist(request, &document))
                     .await;
@@ -637,6 +658,7 @@ impl IndexCache {
                     validators,
                     stored_at: now,
                     lifetimes,
+                    derived: std::sync::OnceLock::new(),
                 };
                 (document, CacheStatus::Revalidated)
             }
@@ -652,6 +674,7 @@ impl IndexCache {
                         fresh_until,
                         stale_until: fresh_until,
                     },
+                    derived: std::sync::OnceLock::new(),
                 };
                 self.wait_for_shared_write(self.persist(request, &document))
                     .await;
@@ -694,5 +717,37 @@ impl IndexCache {
         // Failures are logged by the tiers: the in-process tier still serves it.
         let shared = self.inner.shared.clone();
         tokio::spawn(async move { shared.store(&record, record.stored_at).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn a_derived_form_is_made_once_per_document() {
+        let document = IndexDocument {
+            found: true,
+            canonical: Bytes::from_static(b"{\"name\":\"x\"}"),
+            renditions: Vec::new(),
+            validators: Validators::default(),
+            stored_at: SystemTime::UNIX_EPOCH,
+            lifetimes: Lifetimes {
+                fresh_until: SystemTime::UNIX_EPOCH,
+                stale_until: SystemTime::UNIX_EPOCH,
+            },
+            derived: std::sync::OnceLock::new(),
+        };
+        let made = AtomicUsize::new(0);
+        for _ in 0..100 {
+            let parsed = document.derived(|canonical| {
+                made.fetch_add(1, Ordering::SeqCst);
+                serde_json::from_slice::<serde_json::Value>(canonical).expect("json")
+            });
+            assert_eq!(parsed["name"], "x");
+        }
+        assert_eq!(made.load(Ordering::SeqCst), 1, "parsed once for 100 reads");
     }
 }

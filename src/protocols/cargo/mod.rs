@@ -273,10 +273,15 @@ impl CargoRepo {
         if !lookup.document.found {
             return Err(not_found(name));
         }
-        index::parse_index_file(&lookup.document.canonical, name)
-            .expect("a stored index file was checked when it was fetched")
-            .into_iter()
+        lookup
+            .document
+            .derived(|canonical| {
+                index::parse_index_file(canonical, name)
+                    .expect("a stored index file was checked when it was fetched")
+            })
+            .iter()
             .find(|entry| entry.version == version)
+            .cloned()
             .ok_or_else(|| {
                 RequestError::NotFound(format!("crate `{name}` has no version `{version}`"))
             })

@@ -386,12 +386,15 @@ fn not_found(name: &str) -> RequestError {
     RequestError::NotFound(format!("package `{name}` does not exist upstream"))
 }
 
-fn found_packument(lookup: &IndexLookup, name: &str) -> Result<Value, RequestError> {
+/// The parsed packument: parsed once per stored document, not once per request (a
+/// packument reaches tens of MB).
+fn found_packument(lookup: &IndexLookup, name: &str) -> Result<Arc<Value>, RequestError> {
     if !lookup.document.found {
         return Err(not_found(name));
     }
-    Ok(source::parse(&lookup.document.canonical)
-        .expect("a stored packument was rendered, so it parses"))
+    Ok(lookup.document.derived(|canonical| {
+        source::parse(canonical).expect("a stored packument was rendered, so it parses")
+    }))
 }
 
 /// Whether the client prefers the abbreviated form (npm, pnpm and yarn send it first).

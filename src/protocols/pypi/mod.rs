@@ -230,8 +230,11 @@ impl PypiRepo {
                         "project `{project}` does not exist upstream"
                     )));
                 }
-                let page: ProjectPage = serde_json::from_slice(&index.document.canonical)
-                    .expect("a stored canonical page was rendered successfully, so it parses");
+                // Parsed once per stored page, not once per file (pages reach megabytes).
+                let page = index.document.derived(|canonical| {
+                    serde_json::from_slice::<ProjectPage>(canonical)
+                        .expect("a stored canonical page was rendered successfully, so it parses")
+                });
                 let (url, hashes, size) = if let Some(file) = page.file(filename) {
                     (file.url.clone(), &file.hashes, file.size)
                 } else {

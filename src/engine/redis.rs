@@ -411,6 +411,43 @@ pub fn new_token() -> String {
 mod tests {
     use super::*;
 
+    // Every operation used to queue behind a tokio mutex held while one task
+    // connected, so a Redis that accepted connections and did not answer held up
+    // every request for the whole connect timeout.
+    #[tokio::test]
+    async fn operations_fail_fast_while_another_task_connects() {
+        // A "Redis" that accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let tier = RedisTier::new(
+            &format!("redis://127.0.0.1:{port}"),
+            Duration::from_secs(2),
+            Metrics::new(),
+        )
+        .expect("client");
+        let connecting = tokio::spawn({
+            let tier = Arc::clone(&tier);
+            async move { tier.get("first").await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = tier.get("second").await;
+        assert!(second.is_err(), "no connection: the operation fails");
+        assert!(
+            !connecting.is_finished(),
+            "the second operation failed at once instead of waiting behind the connect"
+        );
+        assert!(connecting.await.expect("task").is_err());
+        held.abort();
+    }
+
     #[test]
     fn scan_patterns_escape_glob_characters() {
         assert_eq!(scan_pattern("granary:index:x:"), "granary:index:x:*");

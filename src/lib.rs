@@ -1,6 +1,7 @@
 //! granary: a caching proxy for package registries.
 //!
 //! Reading order (the direction of dependencies, top to bottom):
+//! - [`access`]: who is asking (credentials, users, tokens) and what they may read.
 //! - [`config`]: the TOML file, the `GRANARY_` environment overlay and validation.
 //! - [`server`]: axum router, state, the mapping of errors to responses, ops endpoints.
 //! - [`protocols`]: everything that knows an ecosystem (URLs, keys, index rewriting).
@@ -11,6 +12,7 @@
 //!
 //! Start at [`server::run`] and follow a request from [`server::router`].
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod engine;

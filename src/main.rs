@@ -32,6 +32,15 @@ enum Command {
         #[arg(long)]
         max_size: Option<bytesize::ByteSize>,
     },
+    /// Print an argon2id hash of a password read from standard input, for
+    /// `auth.users.NAME.password_hash`.
+    HashPassword,
+    /// API tokens for clients (`__token__` with pip and uv, `_authToken` with npm,
+    /// cargo's token, Maven's password).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Re-hash every stored blob and report corrupt ones. Safe beside a running
     /// server; with --repair, run it with the server stopped.
     Verify {
@@ -40,6 +49,21 @@ enum Command {
         /// Remove corrupt blobs and their rows (they are fetched again on demand).
         #[arg(long)]
         repair: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for a user and print it once; only its hash is stored.
+    Create {
+        #[command(flatten)]
+        args: ServeArgs,
+        /// The user the token authenticates as.
+        #[arg(long)]
+        user: String,
+        /// Lifetime, e.g. `90d`; absent: no expiry.
+        #[arg(long)]
+        expires: Option<humantime::Duration>,
     },
 }
 
@@ -134,6 +158,43 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "the password is empty");
+            let hash = granary::access::hash_password(password)?;
+            say(&format!("{hash}\n"))
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    args,
+                    user,
+                    expires,
+                },
+        } => {
+            let config = config::load(&args.sources())?;
+            init_tracing(&config.log)?;
+            let token = granary::access::new_token();
+            runtime()?.block_on(async {
+                let metadata = granary::server::state::open_metadata_store(&config).await?;
+                let now = std::time::SystemTime::now();
+                metadata
+                    .put_api_token(&granary::metadata::ApiTokenRecord {
+                        hash: granary::access::token_hash(&token),
+                        user: user.clone(),
+                        created_at: now,
+                        expires_at: expires.map(|lifetime| now + *lifetime),
+                    })
+                    .await
+                    .context("cannot store the token")?;
+                anyhow::Ok(())
+            })?;
+            say(&format!("{token}\n"))
         }
         Command::PrintConfig(args) => {
             let config = config::load(&args.sources())?;

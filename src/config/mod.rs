@@ -10,6 +10,6 @@ mod types;
 
 pub use load::{load, ConfigSources, RepoFlag};
 pub use types::{
-    CacheConfig, Config, Credentials, Format, HumanDuration, MetadataConfig, RedisConfig,
-    RepoConfig, Secret, StorageConfig, UpstreamAuth,
+    AccessConfig, AccessMode, AuthConfig, CacheConfig, Config, Credentials, Format, HumanDuration,
+    MetadataConfig, RedisConfig, RepoConfig, Secret, StorageConfig, UpstreamAuth, UserConfig,
 };

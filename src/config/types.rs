@@ -55,6 +55,9 @@ pub struct Config {
     /// The in-process cache tier.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Users, groups and the admin role, for private repositories.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// One table per repository, mounted at `/NAME/`.
     #[serde(default)]
     pub repos: BTreeMap<String, RepoConfig>,
@@ -166,6 +169,53 @@ pub struct RedisConfig {
     pub artifact_wait: HumanDuration,
 }
 
+/// Client authentication: who may read private repositories.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Users with an argon2id hash (`granary hash-password`) or a bcrypt one.
+    #[serde(default)]
+    pub users: BTreeMap<String, UserConfig>,
+    /// An htpasswd file of bcrypt entries (`htpasswd -B`); its users are added.
+    #[serde(default)]
+    pub htpasswd: Option<PathBuf>,
+    /// Group name → member user names.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Users (`name`) and groups (`group:name`) with the admin role.
+    #[serde(default)]
+    pub admins: Vec<String>,
+}
+
+/// One configured user.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub password_hash: String,
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{ password_hash: <redacted> }")
+    }
+}
+
+/// Who may read a repository: `"anonymous"`, `"authenticated"`, or a list of users
+/// and `group:NAME`s.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum AccessConfig {
+    Mode(AccessMode),
+    Only(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessMode {
+    Anonymous,
+    Authenticated,
+}
+
 /// A secret string: redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
@@ -238,6 +288,10 @@ pub struct RepoConfig {
     /// (`granary_fills_queued`). Downloads outlive the clients that started them.
     #[serde(default = "default_max_concurrent_fills")]
     pub max_concurrent_fills: usize,
+    /// Who may read this repository. Absent: anonymous, unless `auth` is set (an
+    /// upstream that needs credentials is private by default: authenticated).
+    #[serde(default)]
+    pub access: Option<AccessConfig>,
 }
 
 /// Credentials for an upstream. Never logged, never returned.

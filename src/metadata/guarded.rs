@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{ArtifactRecord, BlobUsage, IndexRecord, MetadataError, MetadataStore};
+use super::{ApiTokenRecord, ArtifactRecord, BlobUsage, IndexRecord, MetadataError, MetadataStore};
 use crate::http_cache::{Lifetimes, Validators};
 use crate::storage::Digest;
 
@@ -67,6 +67,13 @@ impl<S: MetadataStore> GuardedMetadataStore<S> {
 impl<S: MetadataStore> MetadataStore for GuardedMetadataStore<S> {
     async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError> {
         self.guarded("index_entry", self.inner.index_entry(key))
+            .await
+    }
+    async fn api_token(&self, hash: &str) -> Result<Option<ApiTokenRecord>, MetadataError> {
+        self.guarded("api_token", self.inner.api_token(hash)).await
+    }
+    async fn put_api_token(&self, record: &ApiTokenRecord) -> Result<(), MetadataError> {
+        self.guarded("put_api_token", self.inner.put_api_token(record))
             .await
     }
     async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError> {

@@ -60,6 +60,23 @@ pub struct ArtifactRecord {
     pub stored_at: SystemTime,
 }
 
+/// An API token: its hash (never the token), whose it is, and until when.
+#[derive(Debug, Clone)]
+pub struct ApiTokenRecord {
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    pub user: String,
+    pub created_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+}
+
+impl ApiTokenRecord {
+    #[must_use]
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
 /// A stored blob's size and last access, for eviction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobUsage {
@@ -72,6 +89,10 @@ pub struct BlobUsage {
 #[async_trait]
 pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError>;
+    /// The API token with this hash, if any.
+    async fn api_token(&self, hash: &str) -> Result<Option<ApiTokenRecord>, MetadataError>;
+    /// Records a new API token.
+    async fn put_api_token(&self, record: &ApiTokenRecord) -> Result<(), MetadataError>;
     /// Inserts or replaces the entry.
     async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError>;
     /// Moves an entry's lifetimes forward after a `304 Not Modified`.

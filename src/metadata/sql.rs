@@ -22,7 +22,7 @@ macro_rules! impl_sql_metadata_store {
             use $crate::clock::{from_unix_millis, to_unix_millis};
             use $crate::http_cache::{Lifetimes, Validators};
             use $crate::metadata::sql::non_negative;
-            use $crate::metadata::{ArtifactRecord, BlobUsage, IndexRecord, MetadataError, MetadataStore};
+            use $crate::metadata::{ApiTokenRecord, ArtifactRecord, BlobUsage, IndexRecord, MetadataError, MetadataStore};
             use $crate::storage::Digest;
 
             #[::async_trait::async_trait]
@@ -53,6 +53,35 @@ macro_rules! impl_sql_metadata_store {
                 stale_until: from_unix_millis(row.try_get("stale_until")?),
             },
         }))
+    }
+
+    async fn api_token(&self, hash: &str) -> Result<Option<ApiTokenRecord>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT user_name, created_at, expires_at FROM api_tokens WHERE token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(ApiTokenRecord {
+            hash: hash.to_owned(),
+            user: row.try_get("user_name")?,
+            created_at: from_unix_millis(row.try_get("created_at")?),
+            expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(from_unix_millis),
+        }))
+    }
+
+    async fn put_api_token(&self, record: &ApiTokenRecord) -> Result<(), MetadataError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, user_name, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&record.hash)
+        .bind(&record.user)
+        .bind(to_unix_millis(record.created_at))
+        .bind(record.expires_at.map(to_unix_millis))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError> {

@@ -46,6 +46,12 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
         path::segments(rest)
     }
 
+    /// The `WWW-Authenticate` value of a 401 from this repository, in the form its
+    /// clients act on (default: HTTP Basic, which pip, uv, npm and Maven answer).
+    fn challenge(&self, _context: &RequestContext<'_>) -> String {
+        format!("Basic realm=\"granary {}\"", self.settings().name)
+    }
+
     /// The largest request body accepted with `method`; `None` (the default): only
     /// `GET` and `HEAD` are served.
     fn max_body(&self, _method: &Method) -> Option<usize> {
@@ -85,13 +91,7 @@ pub fn build(format: Format, settings: RepoSettings) -> Arc<dyn Protocol> {
     }
 }
 
-/// Who is asking. Empty until access control lands; protocols and features get it
-/// so that they can be given it without changing the interface.
-#[derive(Debug, Clone, Default)]
-pub struct Identity {
-    /// The authenticated user, if any.
-    pub user: Option<String>,
-}
+pub use crate::access::Identity;
 
 /// What a protocol may use to answer a request besides the request itself.
 #[derive(Debug)]
@@ -150,6 +150,8 @@ pub struct RepoSettings {
     pub policy: FreshnessPolicy,
     /// Lifetime of a remembered upstream 404.
     pub negative_ttl: Duration,
+    /// Who may read this repository.
+    pub access: crate::access::Access,
 }
 
 impl RepoSettings {

@@ -41,7 +41,7 @@ async fn purge(
     repo_name: &str,
     project: Option<&str>,
 ) -> Result<Response, ApiError> {
-    authorize(state, headers)?;
+    authorize(state, headers).await?;
     let repo = state.repos.get(repo_name).ok_or_else(|| {
         ApiError::client(
             StatusCode::NOT_FOUND,
@@ -70,27 +70,26 @@ async fn purge(
     Ok(Json(json!({"repo": repo_name, "project": project, "removed": removed})).into_response())
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.admin_token else {
+async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if state.admin_token.is_none() && !state.auth.has_admins() {
         return Err(ApiError::client(
             StatusCode::NOT_FOUND,
-            "admin endpoints are disabled: set `admin_token`",
+            "admin endpoints are disabled: set `admin_token` or `auth.admins`",
         ));
-    };
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.0.as_bytes()) => Ok(()),
+    }
+    let identity = state
+        .auth
+        .authenticate(headers.get(AUTHORIZATION).map(http::HeaderValue::as_bytes))
+        .await;
+    match identity {
+        Ok(identity) if identity.admin => Ok(()),
+        Ok(identity) if identity.is_authenticated() => Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            "the admin role is required",
+        )),
         _ => Err(ApiError::client(
             StatusCode::UNAUTHORIZED,
-            "a valid `Authorization: Bearer` admin token is required",
+            "admin credentials are required (`Authorization: Bearer <admin_token>`, or a user with the admin role)",
         )),
     }
-}
-
-/// Compares without an early exit, so response time does not reveal a prefix match.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::access::{Access, AuthSettings, Authenticator, Principal, StoredPassword};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, RepoConfig, Secret, UpstreamAuth as ConfigAuth};
+use crate::config::{
+    AccessConfig, AccessMode, AuthConfig, Config, RepoConfig, Secret, UpstreamAuth as ConfigAuth,
+};
 use crate::engine::redis::RedisTier;
 use crate::engine::{
     ArtifactCache, ArtifactCacheOptions, CacheEngine, DownloadLocks, IndexCache, SharedIndex,
@@ -47,6 +50,8 @@ pub struct Inner {
     /// The shared tier, when configured.
     pub redis: Option<Arc<RedisTier>>,
     pub metrics: Metrics,
+    /// Checks client credentials.
+    pub auth: Arc<Authenticator>,
     /// Turns for requests in flight (`max_concurrent_requests`).
     pub request_permits: Arc<tokio::sync::Semaphore>,
     /// This process's claim on `data_dir` (its lock and temporary directory).
@@ -141,6 +146,10 @@ impl AppState {
                 .artifacts
                 .spawn_maintenance(engine.artifacts.max_stored_bytes());
         }
+        let auth = Arc::new(Authenticator::new(
+            auth_settings(&config.auth, config.admin_token.as_ref())?,
+            Arc::clone(&metadata),
+        ));
         let mut repos = BTreeMap::new();
         for (name, repo) in &config.repos {
             repos.insert(name.clone(), build_repository(name, repo, &metrics)?);
@@ -158,6 +167,7 @@ impl AppState {
                 metadata,
                 blobs,
                 metrics,
+                auth,
                 request_permits: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_requests,
                 )),
@@ -207,7 +217,10 @@ async fn open_blob_store(
 }
 
 /// `metadata.database_url` (PostgreSQL) or SQLite in `data_dir`.
-async fn open_metadata_store(config: &Config) -> anyhow::Result<Arc<dyn MetadataStore>> {
+///
+/// # Errors
+/// When the database cannot be opened or migrated; names it.
+pub async fn open_metadata_store(config: &Config) -> anyhow::Result<Arc<dyn MetadataStore>> {
     if let Some(url) = &config.metadata.database_url {
         let store = PostgresMetadataStore::open(&PostgresOptions {
             url: url.0.clone(),
@@ -266,6 +279,70 @@ fn build_repository(
         upstream,
         policy,
         negative_ttl: repo.negative_ttl.into(),
+        access: repo_access(name, repo),
     };
     Ok(protocols::build(repo.format, settings))
+}
+
+/// Users (configured and from the htpasswd file), groups, admins, the admin token.
+fn auth_settings(
+    config: &AuthConfig,
+    admin_token: Option<&Secret>,
+) -> anyhow::Result<AuthSettings> {
+    let mut users = std::collections::HashMap::new();
+    if let Some(path) = &config.htpasswd {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read `auth.htpasswd` `{}`", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (user, hash) = line.split_once(':').with_context(|| {
+                format!(
+                    "`auth.htpasswd` `{}` line {}: expected user:hash",
+                    path.display(),
+                    number + 1
+                )
+            })?;
+            let stored = StoredPassword::parse(hash).with_context(|| {
+                format!(
+                    "`auth.htpasswd` `{}` line {} (user `{user}`)",
+                    path.display(),
+                    number + 1
+                )
+            })?;
+            users.insert(user.to_owned(), stored);
+        }
+    }
+    for (user, settings) in &config.users {
+        let stored = StoredPassword::parse(&settings.password_hash)
+            .with_context(|| format!("`auth.users.{user}.password_hash`"))?;
+        users.insert(user.clone(), stored);
+    }
+    Ok(AuthSettings {
+        users,
+        groups: config.groups.clone(),
+        admins: config.admins.iter().map(|p| Principal::parse(p)).collect(),
+        admin_token: admin_token.map(|token| token.0.clone()),
+    })
+}
+
+/// A repository's access: as configured, else anonymous, or authenticated when its
+/// upstream needs credentials (its content is private: say so at start-up).
+fn repo_access(name: &str, repo: &RepoConfig) -> Access {
+    match &repo.access {
+        Some(AccessConfig::Mode(AccessMode::Authenticated)) => Access::Authenticated,
+        Some(AccessConfig::Only(principals)) => {
+            Access::Only(principals.iter().map(|p| Principal::parse(p)).collect())
+        }
+        None if repo.auth.is_some() => {
+            tracing::info!(
+                repo = name,
+                "upstream needs credentials: repository is private (access = \"authenticated\"); set `repos.{name}.access` to change it"
+            );
+            Access::Authenticated
+        }
+        Some(AccessConfig::Mode(AccessMode::Anonymous)) | None => Access::Anonymous,
+    }
 }

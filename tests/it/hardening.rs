@@ -18,8 +18,8 @@ use granary::engine::{
 };
 use granary::http_cache::{FreshnessPolicy, Lifetimes, Validators};
 use granary::metadata::{
-    ArtifactRecord, BlobUsage, GuardedMetadataStore, IndexRecord, MetadataError, MetadataStore,
-    SqliteMetadataStore,
+    ApiTokenRecord, ArtifactRecord, BlobUsage, GuardedMetadataStore, IndexRecord, MetadataError,
+    MetadataStore, SqliteMetadataStore,
 };
 use granary::metrics::Metrics;
 use granary::storage::{
@@ -224,6 +224,14 @@ impl MetadataStore for InstrumentedStore {
     async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError> {
         self.gate().await;
         self.inner.index_entry(key).await
+    }
+    async fn api_token(&self, hash: &str) -> Result<Option<ApiTokenRecord>, MetadataError> {
+        self.gate().await;
+        self.inner.api_token(hash).await
+    }
+    async fn put_api_token(&self, record: &ApiTokenRecord) -> Result<(), MetadataError> {
+        self.gate().await;
+        self.inner.put_api_token(record).await
     }
     async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError> {
         self.gate().await;

@@ -1,6 +1,7 @@
 #![allow(unreachable_pub)]
 //! granary's integration tests: one binary, one module per concern.
 
+mod access;
 mod artifacts;
 mod bad_input;
 mod bounded_store;

@@ -178,10 +178,15 @@ pub fn parse_config(body: &[u8]) -> Result<serde_json::Map<String, Value>, Strin
 
 /// `config.json` as granary serves it: downloads (and the API, if the upstream has
 /// one) point at granary's mount point `/<repo>`, through the base-URL marker each
-/// response fills in. `auth-required` is dropped: clients do not authenticate to
-/// granary; granary authenticates to the upstream.
+/// response fills in. `auth-required` is granary's own: `true` when the repository
+/// is private (cargo then sends its token with every request), else absent, whatever
+/// the upstream says (granary authenticates to the upstream with `repos.NAME.auth`).
 #[must_use]
-pub fn rewrite_config(config: &serde_json::Map<String, Value>, repo: &str) -> Vec<u8> {
+pub fn rewrite_config(
+    config: &serde_json::Map<String, Value>,
+    repo: &str,
+    auth_required: bool,
+) -> Vec<u8> {
     let mount = format!("{BASE_MARKER_TEXT}/{repo}");
     let mut served = config.clone();
     served.insert(
@@ -192,6 +197,9 @@ pub fn rewrite_config(config: &serde_json::Map<String, Value>, repo: &str) -> Ve
         served.insert("api".to_owned(), Value::String(mount));
     }
     served.remove("auth-required");
+    if auth_required {
+        served.insert("auth-required".to_owned(), Value::Bool(true));
+    }
     serde_json::to_vec(&Value::Object(served)).expect("serializing JSON cannot fail")
 }
 
@@ -298,7 +306,7 @@ mod tests {
             parse_config(br#"{"dl":"http://up/dl","api":"http://up","auth-required":true}"#)
                 .expect("valid");
         let served: Value =
-            serde_json::from_slice(&rewrite_config(&config, "crates")).expect("json");
+            serde_json::from_slice(&rewrite_config(&config, "crates", false)).expect("json");
         assert_eq!(
             served["dl"],
             format!("{BASE_MARKER_TEXT}/crates/api/v1/crates")

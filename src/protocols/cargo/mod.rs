@@ -67,6 +67,12 @@ impl Protocol for CargoRepo {
         index::FORMAT
     }
 
+    /// Cargo's own challenge (RFC 3139): with it, `cargo login` knows where to go,
+    /// and a private registry's 401 is understood as "send your token".
+    fn challenge(&self, context: &RequestContext<'_>) -> String {
+        format!("Cargo login_url=\"{}/{}/\"", context.base_url(), self.name)
+    }
+
     fn route_label(&self, rest: &str) -> &'static str {
         match rest.split('/').next() {
             Some("config.json") => "config",
@@ -156,6 +162,7 @@ impl CargoRepo {
                 ConfigSource {
                     upstream: Arc::clone(&self.upstream),
                     repo: self.name.clone(),
+                    auth_required: self.access.is_private(),
                 },
             )
             .await?;

@@ -21,6 +21,8 @@ const MAX_CONFIG_BYTES: usize = 64 * 1024;
 pub struct ConfigSource {
     pub upstream: Arc<UpstreamClient>,
     pub repo: String,
+    /// The repository is private: cargo must send its token.
+    pub auth_required: bool,
 }
 
 /// One crate's index file.
@@ -47,7 +49,7 @@ impl IndexSource for ConfigSource {
         let config = index::parse_config(canonical)?;
         Ok(vec![Rendition::new(
             verbatim::AS_SERVED,
-            index::rewrite_config(&config, &self.repo).into(),
+            index::rewrite_config(&config, &self.repo, self.auth_required).into(),
         )])
     }
 

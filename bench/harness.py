@@ -233,7 +233,8 @@ def start_varnish(procs: Processes, work: str, backend_port: int) -> int:
 
 
 class Granary:
-    def __init__(self, procs: Processes, binary: str, work: str, upstream: str, name: str, fmt: str = "pypi") -> None:
+    def __init__(self, procs: Processes, binary: str, work: str, upstream: str, name: str, fmt: str = "pypi",
+                 repo_extra: str = "") -> None:
         self.port = free_port()
         self.data = os.path.join(work, f"granary-{name}")
         shutil.rmtree(self.data, ignore_errors=True)
@@ -241,7 +242,7 @@ class Granary:
         with open(config, "w") as f:
             # Request logs off, as nginx's and Varnish's are for the load targets.
             f.write(f'listen = "127.0.0.1:{self.port}"\ndata_dir = "{self.data}"\nlog = "warn"\n'
-                    f'[repos.{fmt}]\nformat = "{fmt}"\nupstream = "{upstream}"\n')
+                    f'[repos.{fmt}]\nformat = "{fmt}"\nupstream = "{upstream}"\n{repo_extra}')
         self.process = procs.start([binary, "serve", "--config", config], stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/-/health")
         self.url = f"http://127.0.0.1:{self.port}"
@@ -504,6 +505,22 @@ def main() -> None:
         rows.append([name, "complete bodies", f"{len(complete)}/200", "", "", "", ""])
         memory.append(["stampede", "", fmt(cold.rss_kib()[0] / 1024, 1)])
         npm_scenarios(procs, args.binary, work, args.seconds, args.rounds, args.install_rounds, rows, memory)
+
+        # 6. Whole-response cache (`http` format): a page cached whole, hit by
+        # anonymous visitors, against static nginx serving the same bytes.
+        rule = '[[repos.http.rules]]\npath = "^/pypi/simple/"\nttl = "1h"\nvary = ["Accept"]\n'
+        web = Granary(procs, args.binary, work, static + "/", "web", fmt="http", repo_extra=rule)
+        page = f"/pypi/simple/{popular}/"
+        fetch(f"{web.url}/http{page}")
+        web.reset_peak_rss()
+        result = measure_alternating({"granary": f"{web.url}/http{page}", "nginx": static + page}, args.rounds,
+                                     connections=64, seconds=args.seconds, accept=HTML_ACCEPT)
+        g, n = result["granary"], result["nginx"]
+        rows.append(["whole-response hit (http format), 64 conn", "requests/s", fmt(g["rps"]), fmt(n["rps"]), "–",
+                     ratio(g["rps"], n["rps"]), ""])
+        rows.append(["whole-response hit (http format), 64 conn", "p50 / p99 ms", f'{g["p50"]:.2f} / {g["p99"]:.2f}',
+                     f'{n["p50"]:.2f} / {n["p99"]:.2f}', "–", "", ""])
+        memory.append(["whole-response hit", "", fmt(web.rss_kib()[0] / 1024, 1)])
         notes.append("nginx's timing log gives the upstream request's start; the upstream's first byte follows it by well under a millisecond on loopback.")
     finally:
         procs.stop_all()

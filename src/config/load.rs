@@ -48,9 +48,10 @@ impl FromStr for RepoFlag {
             "npm" => Format::Npm,
             "cargo" => Format::Cargo,
             "maven" => Format::Maven,
+            "http" => Format::Http,
             other => {
                 return Err(format!(
-                    "`{other}`: unknown repository format (known: pypi, npm, cargo, maven)"
+                    "`{other}`: unknown repository format (known: pypi, npm, cargo, maven, http)"
                 ))
             }
         };
@@ -206,6 +207,11 @@ fn validate_backends(config: &Config) -> anyhow::Result<()> {
         bail!("`max_concurrent_requests`: must be at least 1");
     }
     for (name, repo) in &config.repos {
+        if repo.format != super::types::Format::Http
+            && (!repo.rules.is_empty() || !repo.bypass_cookies.is_empty())
+        {
+            bail!("`repos.{name}.rules` and `bypass_cookies` are for `format = \"http\"` repositories");
+        }
         if repo.max_concurrent_fills == 0 {
             bail!("`repos.{name}.max_concurrent_fills`: must be at least 1");
         }

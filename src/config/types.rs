@@ -235,6 +235,8 @@ pub enum Format {
     Npm,
     Cargo,
     Maven,
+    /// A plain HTTP upstream (a web application), with route rules.
+    Http,
 }
 
 impl Format {
@@ -245,6 +247,7 @@ impl Format {
             Self::Npm => "npm",
             Self::Cargo => "cargo",
             Self::Maven => "maven",
+            Self::Http => "http",
         }
     }
 }
@@ -292,6 +295,38 @@ pub struct RepoConfig {
     /// upstream that needs credentials is private by default: authenticated).
     #[serde(default)]
     pub access: Option<AccessConfig>,
+    /// `http` format: cookies whose presence means "personal": never served from the
+    /// cache, never stored.
+    #[serde(default)]
+    pub bypass_cookies: Vec<String>,
+    /// `http` format: route rules, first match wins; no match: passed through.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// One route rule of an `http` repository.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// A regex matched against the path below the mount point (with its leading `/`).
+    pub path: String,
+    /// How long a stored response is served without asking the upstream.
+    pub ttl: HumanDuration,
+    /// How long past `ttl` a stale copy is served while one refresh runs.
+    #[serde(default = "default_rule_swr")]
+    pub stale_while_revalidate: HumanDuration,
+    /// Request headers whose values make separate entries (e.g. `Accept`).
+    #[serde(default)]
+    pub vary: Vec<String>,
+    /// Larger responses are passed through, not stored.
+    #[serde(default = "default_rule_max_body")]
+    pub max_body: ByteSize,
+    /// Also store `404`s, this long.
+    #[serde(default)]
+    pub not_found_ttl: Option<HumanDuration>,
+    /// The upstream's `s-maxage`/`max-age` bound `ttl`; `max-age=0` is not stored.
+    #[serde(default)]
+    pub respect_upstream: bool,
 }
 
 /// Credentials for an upstream. Never logged, never returned.
@@ -352,6 +387,12 @@ fn default_pool_overflow() -> u32 {
 }
 fn default_pool_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
+}
+fn default_rule_swr() -> HumanDuration {
+    HumanDuration(Duration::from_secs(0))
+}
+fn default_rule_max_body() -> ByteSize {
+    ByteSize::mib(2)
 }
 fn default_metadata_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))

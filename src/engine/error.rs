@@ -46,4 +46,6 @@ pub enum ProxyError {
     PublishedDigests { key: String, reason: String },
     #[error("`{key}`: the fill task stopped unexpectedly")]
     FillAborted { key: String },
+    #[error("`{key}`: the response another request fetched must not be shared")]
+    NotShareable { key: String },
 }

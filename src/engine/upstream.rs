@@ -16,6 +16,14 @@ use url::Url;
 use crate::http_cache::Validators;
 use crate::metrics::{Metrics, RepoLabels};
 
+/// What [`UpstreamClient::exchange`] received.
+#[derive(Debug)]
+pub struct Exchanged {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
 /// Credentials for the upstream's origin.
 #[derive(Clone)]
 pub enum UpstreamAuth {
@@ -360,6 +368,77 @@ impl UpstreamClient {
             content_type,
             final_url,
             validators,
+        })
+    }
+
+    /// One request as a client made it (a web application's page, form or API call):
+    /// `headers` are sent as given (never `repos.NAME.auth`: these are the client's
+    /// own), no retries, bounded by `timeout`, the body read whole up to `max_bytes`.
+    ///
+    /// # Errors
+    /// When the upstream cannot be reached in time, or its body is over `max_bytes`.
+    pub async fn exchange(
+        &self,
+        method: http::Method,
+        url: &Url,
+        headers: HeaderMap,
+        body: bytes::Bytes,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Exchanged, UpstreamError> {
+        let upstream = display_url(url);
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .headers(headers)
+            .timeout(timeout);
+        if !body.is_empty() {
+            request = request.body(body);
+        }
+        self.metrics
+            .upstream_requests
+            .get_or_create(&self.labels)
+            .inc();
+        let started = Instant::now();
+        let response = request.send().await.map_err(|error| {
+            self.metrics
+                .upstream_errors
+                .get_or_create(&self.labels)
+                .inc();
+            if error.is_timeout() {
+                UpstreamError::TimedOut {
+                    upstream: upstream.clone(),
+                    timeout,
+                }
+            } else {
+                UpstreamError::Unreachable {
+                    upstream: upstream.clone(),
+                    reason: error_chain(&error),
+                }
+            }
+        })?;
+        self.metrics
+            .upstream_latency
+            .get_or_create(&self.labels)
+            .observe(started.elapsed().as_secs_f64());
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = bytes::BytesMut::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| self.body_error(url, &e))?;
+            if body.len() + chunk.len() > max_bytes {
+                return Err(UpstreamError::Malformed {
+                    upstream,
+                    reason: format!("response larger than {max_bytes} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Exchanged {
+            status,
+            headers,
+            body: body.freeze(),
         })
     }
 

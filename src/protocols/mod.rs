@@ -10,6 +10,7 @@ pub mod npm;
 pub mod path;
 pub mod pypi;
 pub mod verbatim;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,14 +82,56 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
 }
 
 /// Builds the protocol of a configured repository.
-#[must_use]
-pub fn build(format: Format, settings: RepoSettings) -> Arc<dyn Protocol> {
-    match format {
+///
+/// # Errors
+/// A route rule whose `path` is not a valid regex (names the key).
+pub fn build(
+    name: &str,
+    config: &crate::config::RepoConfig,
+    settings: RepoSettings,
+) -> Result<Arc<dyn Protocol>, String> {
+    Ok(match config.format {
         Format::Pypi => Arc::new(pypi::PypiRepo { settings }),
         Format::Npm => Arc::new(npm::NpmRepo { settings }),
         Format::Cargo => Arc::new(cargo::CargoRepo::new(settings)),
         Format::Maven => Arc::new(maven::MavenRepo::new(settings)),
-    }
+        Format::Http => {
+            let rules = config
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(index, rule)| {
+                    Ok(web::Rule {
+                        path: regex::Regex::new(&rule.path)
+                            .map_err(|e| format!("`repos.{name}.rules[{index}].path`: {e}"))?,
+                        ttl: rule.ttl.into(),
+                        stale_while_revalidate: rule.stale_while_revalidate.into(),
+                        vary: rule
+                            .vary
+                            .iter()
+                            .map(|header| {
+                                http::header::HeaderName::from_bytes(header.as_bytes()).map_err(
+                                    |e| {
+                                        format!(
+                                            "`repos.{name}.rules[{index}].vary`: `{header}`: {e}"
+                                        )
+                                    },
+                                )
+                            })
+                            .collect::<Result<_, String>>()?,
+                        max_body: usize::try_from(rule.max_body.as_u64()).unwrap_or(usize::MAX),
+                        not_found_ttl: rule.not_found_ttl.map(Into::into),
+                        respect_upstream: rule.respect_upstream,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Arc::new(web::HttpRepo::new(
+                settings,
+                rules,
+                config.bypass_cookies.clone(),
+            ))
+        }
+    })
 }
 
 pub use crate::access::Identity;
@@ -224,6 +267,21 @@ pub enum Reply {
     Redirect { location: String },
     /// A small response built for this request (passed through or derived).
     Passthrough(PassthroughReply),
+    /// A whole response with its own status and headers (the `http` format), from
+    /// the cache or passed through.
+    Response(ResponseReply),
+}
+
+/// A whole response: status, end-to-end headers and body.
+#[derive(Debug)]
+pub struct ResponseReply {
+    pub status: http::StatusCode,
+    /// Shared with the cached entry: a hit copies no header.
+    pub headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
+    pub body: bytes::Bytes,
+    pub cache_status: CacheStatus,
+    /// Seconds since it was stored, for `Age`; `None` when it was not cached.
+    pub age: Option<u64>,
 }
 
 /// A response built for one request: not cached as such.

@@ -47,6 +47,7 @@ pub async fn fetch_checked(
             Ok(Fetched::Document {
                 canonical: body,
                 validators,
+                ttl: None,
             })
         }
         UpstreamDocument::NotModified(validators) => Ok(Fetched::NotModified { validators }),

@@ -69,7 +69,8 @@ fn from_proxy(error: &ProxyError) -> ApiError {
         ProxyError::Metadata(_)
         | ProxyError::Storage(_)
         | ProxyError::TempFile { .. }
-        | ProxyError::FillAborted { .. } => {
+        | ProxyError::FillAborted { .. }
+        | ProxyError::NotShareable { .. } => {
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorSource::Internal)
         }
     };

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::header::{
-    HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RANGE, VARY, WARNING,
+    HeaderValue, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RANGE,
+    VARY, WARNING,
 };
 use http::{HeaderMap, Method, StatusCode};
 use tower::ServiceExt;
@@ -20,7 +21,7 @@ use crate::engine::artifact::leases::BlobLease;
 use crate::engine::ArtifactBody;
 use crate::http_cache::if_none_match_hits;
 use crate::metrics::{Metrics, RepoLabels};
-use crate::protocols::{ArtifactReply, DocumentReply, Reply};
+use crate::protocols::{ArtifactReply, DocumentReply, Reply, ResponseReply};
 use crate::storage::BlobStore;
 
 /// Marks a response worth compressing per `Accept-Encoding` (documents and small
@@ -67,7 +68,37 @@ pub(super) async fn reply(
         Reply::Artifact(artifact) => {
             artifact_response(artifact, request, metrics, blobs, repo).await
         }
+        Reply::Response(reply) => whole_response(reply, request.method() == Method::HEAD),
     }
+}
+
+/// A whole response (cached or passed through): its own status and headers, with
+/// `Age` when it came from the cache; `HEAD` gets the headers and the length only.
+fn whole_response(reply: ResponseReply, is_head: bool) -> Response {
+    let length = reply.body.len();
+    let mut response = if is_head {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(reply.body))
+    };
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.reserve(reply.headers.len() + 3);
+    for (name, value) in reply.headers.iter() {
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(
+        X_CACHE,
+        HeaderValue::from_static(reply.cache_status.header_value()),
+    );
+    if let Some(age) = reply.age {
+        headers.insert(AGE, HeaderValue::from(age));
+    }
+    if !headers.contains_key(CONTENT_ENCODING) {
+        response.extensions_mut().insert(Compressible);
+    }
+    response
 }
 
 fn header_value(text: &str) -> HeaderValue {

@@ -99,15 +99,22 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
     if method != Method::GET && method != Method::HEAD && max_body.is_none() {
         return Err(RequestError::MethodNotAllowed.into());
     }
-    let identity = state
-        .auth
-        .authenticate(
-            request
-                .headers()
-                .get(AUTHORIZATION)
-                .map(HeaderValue::as_bytes),
-        )
-        .await;
+    // A public repository reads no credentials: an `Authorization` header there is
+    // the client's business with the upstream (an `http` repository's application),
+    // or a leftover from another index, and changes nothing.
+    let identity = if repo.settings().access.is_private() {
+        state
+            .auth
+            .authenticate(
+                request
+                    .headers()
+                    .get(AUTHORIZATION)
+                    .map(HeaderValue::as_bytes),
+            )
+            .await
+    } else {
+        Ok(crate::access::Identity::anonymous())
+    };
     let refusal = match &identity {
         Err(AuthError::Invalid) => Some((
             StatusCode::UNAUTHORIZED,

@@ -281,7 +281,7 @@ fn build_repository(
         negative_ttl: repo.negative_ttl.into(),
         access: repo_access(name, repo),
     };
-    Ok(protocols::build(repo.format, settings))
+    protocols::build(name, repo, settings).map_err(|message| anyhow::anyhow!(message))
 }
 
 /// Users (configured and from the htpasswd file), groups, admins, the admin token.

@@ -187,29 +187,49 @@ async fn downloads_are_verified_against_the_index_checksum_and_bad_names_are_ref
 /// `cargo` of this toolchain, with a private `CARGO_HOME` whose only source is
 /// `registry` (crates-io replaced, as users configure a mirror).
 fn cargo(project: &Path, cargo_home: &Path, registry: &str, args: &[&str]) {
-    std::fs::create_dir_all(cargo_home).expect("cargo home");
-    std::fs::write(
-        cargo_home.join("config.toml"),
-        format!(
-            "[source.crates-io]\nreplace-with = \"granary\"\n\n[source.granary]\nregistry = \"sparse+{registry}\"\n\n[net]\nretry = 0\n"
-        ),
-    )
-    .expect("cargo config");
-    let output = Command::new(env!("CARGO"))
-        .args(args)
-        .current_dir(project)
-        .env("CARGO_HOME", cargo_home)
-        .env("CARGO_TARGET_DIR", project.join("target"))
-        .env_remove("CARGO_BUILD_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("cargo runs");
+    let output = cargo_with(project, cargo_home, registry, None, args);
     assert!(
         output.status.success(),
         "cargo {args:?} failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// [`cargo`], returning its output; with `token`, the registry is a `[registries]`
+/// entry that cargo authenticates to with `CARGO_REGISTRIES_GRANARY_TOKEN` through
+/// its `cargo:token` credential provider.
+fn cargo_with(
+    project: &Path,
+    cargo_home: &Path,
+    registry: &str,
+    token: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    std::fs::create_dir_all(cargo_home).expect("cargo home");
+    let source = if token.is_some() {
+        format!("[registries.granary]\nindex = \"sparse+{registry}\"\ncredential-provider = [\"cargo:token\"]\n")
+    } else {
+        format!("[source.granary]\nregistry = \"sparse+{registry}\"\n")
+    };
+    std::fs::write(
+        cargo_home.join("config.toml"),
+        format!("[source.crates-io]\nreplace-with = \"granary\"\n\n{source}\n[net]\nretry = 0\n"),
+    )
+    .expect("cargo config");
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .args(args)
+        .current_dir(project)
+        .env("CARGO_HOME", cargo_home)
+        .env("CARGO_TARGET_DIR", project.join("target"))
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .env_remove("CARGO_REGISTRIES_GRANARY_TOKEN")
+        .env_remove("RUSTFLAGS");
+    if let Some(token) = token {
+        command.env("CARGO_REGISTRIES_GRANARY_TOKEN", token);
+    }
+    command.output().expect("cargo runs")
 }
 
 fn new_project(scratch: &Path, name: &str) -> PathBuf {
@@ -338,4 +358,89 @@ async fn expired_index_files_are_served_stale_while_the_upstream_is_down() {
     assert_eq!(offline.status(), 200);
     assert_eq!(offline.headers()["x-cache"], "STALE");
     assert_eq!(offline.text().await.expect("body"), body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cargo_authenticates_to_a_private_registry_with_its_token_and_is_refused_without() {
+    let dir = tempfile::tempdir().expect("dir");
+    let registry_dir = dir.path().join("registry");
+    let upstream = FakeUpstream::start(Some(registry_dir.clone())).await;
+    build_registry(&registry_dir, &upstream.url(""));
+    let granary = TestGranary::with_format_and_top_level(
+        "cargo",
+        &upstream.url(""),
+        &crate::support::one_user_auth("unused"),
+        "access = \"authenticated\"",
+    )
+    .await;
+    let token = granary.token_for("alice").await;
+    let registry = granary.url("cargo/");
+
+    // What cargo is told: authenticate, and where to log in.
+    let anonymous = granary.get("cargo/config.json").await;
+    assert_eq!(anonymous.status(), 401);
+    let challenge = anonymous.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(challenge.starts_with("Cargo login_url="), "{challenge}");
+    let config: serde_json::Value = TestGranary::client()
+        .get(granary.url("cargo/config.json"))
+        .header("authorization", &token)
+        .send()
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(config["auth-required"], true);
+
+    let scratch = dir.path().to_path_buf();
+    let (project, home, reg) = (
+        new_project(&scratch, "private"),
+        scratch.join("home-private"),
+        registry.clone(),
+    );
+    let refused = {
+        let (project, home, reg) = (project.clone(), scratch.join("home-none"), reg.clone());
+        tokio::task::spawn_blocking(move || {
+            cargo_with(
+                &project,
+                &home,
+                &reg,
+                Some("granary_not-a-valid-token"),
+                &["generate-lockfile"],
+            )
+        })
+        .await
+        .expect("cargo")
+    };
+    assert!(!refused.status.success(), "a wrong token is refused");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+
+    tokio::task::spawn_blocking(move || {
+        for args in [
+            &["generate-lockfile"][..],
+            &["fetch"],
+            &["build", "--offline"],
+        ] {
+            let output = cargo_with(&project, &home, &reg, Some(&token), args);
+            assert!(
+                output.status.success(),
+                "cargo {args:?} failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        check_program(&project);
+    })
+    .await
+    .expect("cargo with its token");
+    assert!(
+        upstream
+            .authorization("config.json")
+            .iter()
+            .all(Option::is_none),
+        "cargo's token never reaches the upstream"
+    );
 }

@@ -190,3 +190,158 @@ async fn pip_and_uv_install_through_granary_then_offline() {
         "no temporary files left behind"
     );
 }
+
+/// Runs `command`, returning its output (for runs expected to fail).
+fn output_of(command: &mut Command) -> std::process::Output {
+    command.output().expect("client runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_and_uv_authenticate_to_a_private_index_each_their_own_way() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let fixture = build_pypi_fixture(&scratch.path().join("upstream"));
+    let upstream = FakeUpstream::start(Some(fixture)).await;
+    let password = "pip-and-uv-secret";
+    let config = scratch.path().join("granary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nlog = \"debug\"\n\n{}\n\
+             [repos.pypi]\nformat = \"pypi\"\nupstream = \"{}\"\naccess = \"authenticated\"\n",
+            scratch.path().join("granary-data").display(),
+            crate::support::one_user_auth(password),
+            upstream.url("simple/")
+        ),
+    )
+    .expect("config");
+    let granary = GranaryProcess::spawn(&config);
+    let plain = granary.index_url();
+    let with_credentials = plain.replacen("http://", &format!("http://alice:{password}@"), 1);
+    let base = scratch.path().to_path_buf();
+
+    let pip_base = base.clone();
+    let pip = move |index: &str, home: &Path, round: &str| {
+        let base = &pip_base;
+        let mut command = Command::new(python());
+        command
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .args(["--index-url", index])
+            .arg("--cache-dir")
+            .arg(base.join(format!("pip-{round}-cache")))
+            .arg("--target")
+            .arg(base.join(format!("pip-{round}-target")))
+            .arg("alpha")
+            .env("PIP_CONFIG_FILE", "/dev/null")
+            .env("HOME", home)
+            .env_remove("NETRC");
+        command
+    };
+    let home_plain = base.join("home-plain");
+    let home_netrc = base.join("home-netrc");
+    std::fs::create_dir_all(&home_plain).expect("home");
+    std::fs::create_dir_all(&home_netrc).expect("home");
+    let netrc = home_netrc.join(".netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine 127.0.0.1 login alice password {password}\n"),
+    )
+    .expect(".netrc");
+    std::fs::set_permissions(
+        &netrc,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("netrc mode");
+    let (plain2, with2, home_plain2, home_netrc2, pip2) = (
+        plain.clone(),
+        with_credentials.clone(),
+        home_plain.clone(),
+        home_netrc.clone(),
+        pip,
+    );
+    tokio::task::spawn_blocking(move || {
+        // No credentials: refused.
+        let refused = output_of(&mut pip2(&plain2, &home_plain2, "refused"));
+        assert!(
+            !refused.status.success(),
+            "pip without credentials is refused"
+        );
+        // pip reports a 401 without credentials as "no versions"; granary's log shows
+        // what it answered (checked below).
+        // Credentials in the index URL.
+        run(
+            &mut pip2(&with2, &home_plain2, "url"),
+            "pip, credentials in the URL",
+        );
+        // Credentials in ~/.netrc.
+        run(
+            &mut pip2(&plain2, &home_netrc2, "netrc"),
+            "pip, credentials in .netrc",
+        );
+    })
+    .await
+    .expect("pip");
+
+    // uv: a named index, credentials from UV_INDEX_<NAME>_USERNAME/PASSWORD.
+    let (plain3, base3) = (plain.clone(), base.clone());
+    tokio::task::spawn_blocking(move || {
+        let uv_install = |round: &str, credentials: bool| {
+            let mut command = Command::new(uv());
+            command
+                .args(["pip", "install", "--no-config", "--python", &python()])
+                .args(["--default-index", &format!("private={plain3}")])
+                .arg("--cache-dir")
+                .arg(base3.join(format!("uv-{round}-cache")))
+                .arg("--target")
+                .arg(base3.join(format!("uv-{round}-target")))
+                .arg("alpha")
+                .env_remove("UV_INDEX_PRIVATE_USERNAME")
+                .env_remove("UV_INDEX_PRIVATE_PASSWORD");
+            if credentials {
+                command
+                    .env("UV_INDEX_PRIVATE_USERNAME", "alice")
+                    .env("UV_INDEX_PRIVATE_PASSWORD", password);
+            }
+            command
+        };
+        let refused = output_of(&mut uv_install("refused", false));
+        assert!(
+            !refused.status.success(),
+            "uv without credentials is refused"
+        );
+        run(
+            &mut uv_install("env", true),
+            "uv, credentials from the environment",
+        );
+        run(
+            Command::new(python())
+                .args(["-c", IMPORT_CHECK])
+                .env("PYTHONPATH", base3.join("uv-env-target")),
+            "import after uv install",
+        );
+    })
+    .await
+    .expect("uv");
+
+    // No secret in the logs: not the password, not its hash.
+    let log = granary.log_text();
+    assert!(
+        log.contains("status=401"),
+        "the clients without credentials were answered 401"
+    );
+    assert!(
+        log.contains("\"request\"") || log.contains("request"),
+        "the log is captured"
+    );
+    assert!(!log.contains(password), "the password was logged");
+    assert!(!log.contains("$argon2"), "the password hash was logged");
+    assert!(
+        !log.contains("YWxpY2"),
+        "a Basic credential (base64 of `alice:`) was logged"
+    );
+}

@@ -316,6 +316,7 @@ impl IndexSource for CountingSource {
         Ok(Fetched::Document {
             canonical: Bytes::from_static(b"the document"),
             validators: Validators::default(),
+            ttl: None,
         })
     }
     fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {

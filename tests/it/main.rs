@@ -18,3 +18,4 @@ mod pypi_index;
 mod scale_out;
 mod support;
 mod upstream_client;
+mod web_cache;

@@ -335,11 +335,22 @@ fn debian_dependency_plugin() -> String {
 }
 
 fn write_settings(scratch: &Path, granary: &TestGranary) -> PathBuf {
-    let settings = scratch.join("settings.xml");
+    write_settings_with(scratch, granary, "settings.xml", "")
+}
+
+/// `settings.xml` named `name`, with `servers` (Maven's `<servers>` credentials).
+fn write_settings_with(
+    scratch: &Path,
+    granary: &TestGranary,
+    name: &str,
+    servers: &str,
+) -> PathBuf {
+    let settings = scratch.join(name);
     std::fs::write(
         &settings,
         format!(
             r"<settings>
+  {servers}
   <mirrors>
     <mirror><id>granary-debian</id><mirrorOf>central</mirrorOf><url>{debian}</url></mirror>
   </mirrors>
@@ -390,9 +401,24 @@ fn write_project(scratch: &Path) -> PathBuf {
 
 /// `mvn dependency:resolve` with an empty local repository.
 fn mvn_resolve(project: &Path, settings: &Path, local: &Path, plugin_version: &str) {
+    let output = mvn_resolve_output(project, settings, local, plugin_version);
+    assert!(
+        output.status.success(),
+        "mvn failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn mvn_resolve_output(
+    project: &Path,
+    settings: &Path,
+    local: &Path,
+    plugin_version: &str,
+) -> std::process::Output {
     let home = local.with_extension("home");
     std::fs::create_dir_all(&home).expect("home");
-    let output = Command::new("mvn")
+    Command::new("mvn")
         .args(["-B", "-s"])
         .arg(settings)
         .arg(format!("-Dmaven.repo.local={}", local.display()))
@@ -402,13 +428,7 @@ fn mvn_resolve(project: &Path, settings: &Path, local: &Path, plugin_version: &s
         .current_dir(project)
         .env("HOME", &home)
         .output()
-        .expect("mvn runs (scripts/test installs Debian's maven)");
-    assert!(
-        output.status.success(),
-        "mvn failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .expect("mvn runs (scripts/test installs Debian's maven)")
 }
 
 /// Runs the resolved classes: "43 2" is fx-core 1.0 and the snapshot's second build.
@@ -541,4 +561,61 @@ async fn expired_metadata_is_served_stale_while_the_upstream_is_down() {
     assert_eq!(offline.status(), 200);
     assert_eq!(offline.headers()["x-cache"], "STALE");
     assert_eq!(offline.text().await.expect("body"), body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mvn_authenticates_to_a_private_repository_with_its_settings_server_and_is_refused_without()
+{
+    let plugin_version = debian_dependency_plugin();
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    build_repository(&scratch.join("repository"));
+    let fixture_upstream = FakeUpstream::start(Some(scratch.join("repository"))).await;
+    let debian_upstream = FakeUpstream::start(Some(PathBuf::from(DEBIAN_REPOSITORY))).await;
+    let granary = TestGranary::with_top_level_and_repos(
+        &crate::support::one_user_auth("maven-secret"),
+        &format!(
+            "[repos.fixture]\nformat = \"maven\"\nupstream = \"{}\"\naccess = [\"alice\"]\n\n\
+             [repos.debian]\nformat = \"maven\"\nupstream = \"{}\"\n",
+            fixture_upstream.url(""),
+            debian_upstream.url("")
+        ),
+    )
+    .await;
+    let project = write_project(&scratch);
+    let without = write_settings(&scratch, &granary);
+    let with = write_settings_with(
+        &scratch,
+        &granary,
+        "settings-alice.xml",
+        "<servers><server><id>fixture</id><username>alice</username><password>maven-secret</password></server></servers>",
+    );
+
+    let (p, s, local, v) = (
+        project.clone(),
+        without,
+        scratch.join("local-refused"),
+        plugin_version.clone(),
+    );
+    let refused = tokio::task::spawn_blocking(move || mvn_resolve_output(&p, &s, &local, &v))
+        .await
+        .expect("mvn");
+    assert!(!refused.status.success(), "no credentials: refused");
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(stdout.contains("401"), "{stdout}");
+
+    let local = scratch.join("local-alice");
+    tokio::task::spawn_blocking(move || {
+        mvn_resolve(&project, &with, &local, &plugin_version);
+        check_resolved(&local);
+    })
+    .await
+    .expect("mvn with credentials");
+    assert!(
+        fixture_upstream
+            .authorization(&format!("{CORE}/1.0/fx-core-1.0.jar"))
+            .iter()
+            .all(Option::is_none),
+        "Maven's credentials never reach the upstream"
+    );
 }

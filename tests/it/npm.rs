@@ -275,9 +275,30 @@ fn client_binary(variable: &str, name: &str) -> PathBuf {
 
 /// Runs a client in `project` with a private HOME and cache, pointed at `registry`.
 fn run_client(program: &Path, args: &[&str], project: &Path, registry: &str, scratch: &Path) {
+    let output = run_client_with(program, args, project, registry, scratch, "");
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed:\n{}\n{}",
+        program.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// [`run_client`] with `npmrc` as the user's `.npmrc` (credentials), returning the
+/// output.
+fn run_client_with(
+    program: &Path,
+    args: &[&str],
+    project: &Path,
+    registry: &str,
+    scratch: &Path,
+    npmrc: &str,
+) -> std::process::Output {
     let home = tempfile::tempdir_in(scratch).expect("home");
     let cache = tempfile::tempdir_in(scratch).expect("cache");
-    let output = Command::new(program)
+    std::fs::write(home.path().join(".npmrc"), npmrc).expect(".npmrc");
+    Command::new(program)
         .args(args)
         .current_dir(project)
         .env("HOME", home.path())
@@ -288,16 +309,10 @@ fn run_client(program: &Path, args: &[&str], project: &Path, registry: &str, scr
         .env("npm_config_cache_dir", cache.path().join("pnpm-cache"))
         .env("YARN_CACHE_FOLDER", cache.path().join("yarn"))
         .env("npm_config_fund", "false")
+        .env("npm_config_audit", "false")
         .env("npm_config_update_notifier", "false")
         .output()
-        .expect("client runs");
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed:\n{}\n{}",
-        program.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .expect("client runs")
 }
 
 fn check_require(project: &Path) {
@@ -447,4 +462,68 @@ async fn large_packuments_are_compressed_per_accept_encoding() {
         );
     }
     assert_eq!(upstream.hits("big"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_authenticates_to_a_private_registry_with_its_auth_token_and_is_refused_without() {
+    let dir = tempfile::tempdir().expect("dir");
+    let registry_dir = dir.path().join("registry");
+    let upstream = FakeUpstream::start(Some(registry_dir.clone())).await;
+    build_registry(&registry_dir, upstream.url("").trim_end_matches('/'));
+    let granary = TestGranary::with_format_and_top_level(
+        "npm",
+        &upstream.url(""),
+        &crate::support::one_user_auth("unused"),
+        "access = \"authenticated\"",
+    )
+    .await;
+    let token = granary.token_for("alice").await;
+    let registry = granary.url("npm/");
+    let scratch = dir.path().to_path_buf();
+    // npm's own form: the token scoped to the registry's host and path.
+    let scoped = registry.trim_start_matches("http:");
+    let npmrc = format!("{scoped}:_authToken={token}\n");
+
+    let refused_project = new_project(&scratch, "npm-refused");
+    let (reg, sc) = (registry.clone(), scratch.clone());
+    let refused = tokio::task::spawn_blocking(move || {
+        run_client_with(
+            Path::new("npm"),
+            &["install"],
+            &refused_project,
+            &reg,
+            &sc,
+            "",
+        )
+    })
+    .await
+    .expect("npm");
+    assert!(!refused.status.success(), "no token: refused");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("401") || stderr.contains("E401"),
+        "{stderr}"
+    );
+
+    let project = new_project(&scratch, "npm-private");
+    let (reg, sc, proj) = (registry.clone(), scratch.clone(), project.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        run_client_with(Path::new("npm"), &["install"], &proj, &reg, &sc, &npmrc)
+    })
+    .await
+    .expect("npm");
+    assert!(
+        output.status.success(),
+        "npm install with _authToken failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    check_require(&project);
+    assert!(
+        upstream
+            .authorization("@granary%2fcore")
+            .iter()
+            .chain(upstream.authorization("@granary/core").iter())
+            .all(Option::is_none),
+        "the client's token never reaches the upstream"
+    );
 }

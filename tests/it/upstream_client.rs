@@ -23,7 +23,9 @@ async fn credentials_go_to_the_upstream_origin_only_and_never_back_to_clients() 
     files.script("dl/auth-1.0.tar.gz", Scripted::ok(body.clone()));
     let granary = TestGranary::pypi(
         &index.url("simple/"),
-        "auth = { username = \"reader\", password = \"hunter2\" }",
+        // Explicitly public: a repository whose upstream needs credentials is
+        // private by default (tests/it/access.rs).
+        "auth = { username = \"reader\", password = \"hunter2\" }\naccess = \"anonymous\"",
     )
     .await;
     let client = TestGranary::client();

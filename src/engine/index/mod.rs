@@ -145,6 +145,15 @@ pub enum Fetched {
     Document {
         canonical: Bytes,
         validators: Validators,
+        /// This document's own time to live, when it has one shorter than the
+        /// repository's (a cached response's `max-age`); absent: the policy's TTL.
+        ttl: Option<Duration>,
+    },
+    /// A document that must not be stored or shared (a response with
+    /// `Set-Cookie`): handed to the request whose flight fetched it only; requests
+    /// that joined the flight get [`ProxyError::NotShareable`] and fetch their own.
+    Uncacheable {
+        canonical: Bytes,
     },
     NotModified {
         validators: Validators,
@@ -358,6 +367,17 @@ impl IndexCache {
         Ok(self.inner.shared.metadata.delete_index_entry(key).await?)
     }
 
+    /// How old `document` is, in whole seconds (the `Age` of a cached response).
+    #[must_use]
+    pub fn age_of(&self, document: &IndexDocument) -> u64 {
+        self.inner
+            .clock
+            .now()
+            .duration_since(document.stored_at)
+            .unwrap_or_default()
+            .as_secs()
+    }
+
     /// Bytes held by the in-process tier (approximate, by the weigher).
     #[must_use]
     pub fn memory_bytes(&self) -> u64 {
@@ -538,6 +558,12 @@ impl IndexCache {
                 key: key.to_owned(),
             }))
         });
+        // A response fetched for the flight's leader that must not be shared.
+        if role == Role::Joined && matches!(&result, Ok((_, CacheStatus::Bypass))) {
+            return Err(Arc::new(ProxyError::NotShareable {
+                key: key.to_owned(),
+            }));
+        }
         match result {
             Ok((document, status)) => Ok(IndexLookup {
                 document,
@@ -598,9 +624,34 @@ impl IndexCache {
             .map_err(|e| Arc::new(ProxyError::from(e)))?;
         let now = self.inner.clock.now();
         let (document, status) = match fetched {
+            Fetched::Uncacheable { canonical } => {
+                let renditions = render(&request.source, &canonical)
+                    .await
+                    .map_err(|reason| {
+                        Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
+                            upstream: key.to_owned(),
+                            reason,
+                        }))
+                    })?;
+                let document = IndexDocument {
+                    found: true,
+                    canonical,
+                    renditions,
+                    validators: Validators::default(),
+                    stored_at: now,
+                    lifetimes: Lifetimes {
+                        fresh_until: now,
+                        stale_until: now,
+                    },
+                    derived: std::sync::OnceLock::new(),
+                };
+                // Neither kept in memory nor written anywhere.
+                return Ok((Arc::new(document), CacheStatus::Bypass));
+            }
             Fetched::Document {
                 canonical,
                 validators,
+                ttl,
             } => {
                 let renditions = render(&request.source, &canonical)
                     .await
@@ -616,7 +667,14 @@ impl IndexCache {
                     renditions,
                     validators,
                     stored_at: now,
-                    lifetimes: request.policy.lifetimes(now),
+                    lifetimes: match ttl {
+                        Some(ttl) => FreshnessPolicy {
+                            ttl: ttl.min(request.policy.ttl),
+                            ..request.policy
+                        }
+                        .lifetimes(now),
+                        None => request.policy.lifetimes(now),
+                    },
                     derived: std::sync::OnceLock::new(),
                 };
                 self.wait_for_shared_write(self.persist(request, &document))

@@ -118,6 +118,7 @@ impl RawDocument {
                 Ok(Fetched::Document {
                     canonical: canonical.into(),
                     validators,
+                    ttl: None,
                 })
             }
             Self::NotModified(validators) => Ok(Fetched::NotModified { validators }),

@@ -54,6 +54,32 @@ impl TestGranary {
         Self::start_format(format, upstream, "", extra, Arc::new(SystemClock)).await
     }
 
+    /// [`TestGranary::with_format`] with top-level settings too (`[auth]`, ...).
+    pub async fn with_format_and_top_level(
+        format: &str,
+        upstream: &str,
+        top_level: &str,
+        extra: &str,
+    ) -> Self {
+        Self::start_format(format, upstream, top_level, extra, Arc::new(SystemClock)).await
+    }
+
+    /// Stores an API token for `user` and returns it.
+    pub async fn token_for(&self, user: &str) -> String {
+        let token = granary::access::new_token();
+        self.state
+            .metadata
+            .put_api_token(&granary::metadata::ApiTokenRecord {
+                hash: granary::access::token_hash(&token),
+                user: user.to_owned(),
+                created_at: std::time::SystemTime::now(),
+                expires_at: None,
+            })
+            .await
+            .expect("store token");
+        token
+    }
+
     async fn start_format(
         format: &str,
         upstream: &str,
@@ -70,6 +96,16 @@ impl TestGranary {
     /// A granary with the repositories of `repos` (TOML `[repos.NAME]` tables).
     pub async fn with_repos(repos: &str) -> Self {
         Self::start_config("", repos, Arc::new(SystemClock)).await
+    }
+
+    /// [`TestGranary::with_repos`] with an injected clock.
+    pub async fn with_repos_and_clock(repos: &str, clock: Arc<dyn Clock>) -> Self {
+        Self::start_config("", repos, clock).await
+    }
+
+    /// [`TestGranary::with_repos`] with top-level settings too (`[auth]`, ...).
+    pub async fn with_top_level_and_repos(top_level: &str, repos: &str) -> Self {
+        Self::start_config(top_level, repos, Arc::new(SystemClock)).await
     }
 
     async fn start_config(top_level: &str, repos: &str, clock: Arc<dyn Clock>) -> Self {

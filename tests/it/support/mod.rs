@@ -90,3 +90,11 @@ pub fn one_file_page(project: &str, filename: &str, body: &[u8]) -> Scripted {
     )
     .header("content-type", "application/vnd.pypi.simple.v1+json")
 }
+
+/// `[auth]` settings with one user, `alice`, whose password is `password`.
+pub fn one_user_auth(password: &str) -> String {
+    format!(
+        "[auth]\n[auth.users.alice]\npassword_hash = \"{}\"\n",
+        ::granary::access::hash_password(password).expect("hash")
+    )
+}

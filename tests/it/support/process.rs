@@ -11,6 +11,8 @@ use std::time::Duration;
 pub struct GranaryProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// Everything it logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl GranaryProcess {
@@ -24,8 +26,11 @@ impl GranaryProcess {
             .expect("granary binary starts");
         let stderr = child.stderr.take().expect("stderr piped");
         let (address_tx, address_rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().expect("log").push(line.clone());
                 if line.contains("granary listening") {
                     let address = line
                         .split_whitespace()
@@ -44,7 +49,12 @@ impl GranaryProcess {
             .expect("address field")
             .parse()
             .expect("socket address");
-        Self { child, addr }
+        Self { child, addr, log }
+    }
+
+    /// What it has logged so far (stderr), one line per entry.
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
     }
 
     pub fn index_url(&self) -> String {

@@ -430,6 +430,19 @@ mod tests {
     }
 
     #[test]
+    fn user_password_hashes_are_redacted_in_print_config() {
+        let config = load_file(
+            "admin_token = \"admin-secret\"\n[auth.users.alice]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g\"\n\
+             [repos.p]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/simple/\"\n",
+        )
+        .expect("config");
+        let printed = format!("{config:#?}");
+        assert!(printed.contains("alice"), "{printed}");
+        assert!(!printed.contains("argon2"), "{printed}");
+        assert!(!printed.contains("admin-secret"), "{printed}");
+    }
+
+    #[test]
     fn credentials_are_redacted_in_debug() {
         let config = load_file("[repos.p]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/\"\nauth = { username = \"u\", password = \"hunter2\" }\n")
             .expect("auth parses");

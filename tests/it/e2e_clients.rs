@@ -262,7 +262,7 @@ async fn pip_and_uv_authenticate_to_a_private_index_each_their_own_way() {
         with_credentials.clone(),
         home_plain.clone(),
         home_netrc.clone(),
-        pip,
+        pip.clone(),
     );
     tokio::task::spawn_blocking(move || {
         // No credentials: refused.
@@ -328,7 +328,35 @@ async fn pip_and_uv_authenticate_to_a_private_index_each_their_own_way() {
     .await
     .expect("uv");
 
-    // No secret in the logs: not the password, not its hash.
+    // A token made by `granary token create`, used as pip's `__token__` password.
+    let created = Command::new(env!("CARGO_BIN_EXE_granary"))
+        .args(["token", "create", "--config"])
+        .arg(&config)
+        .args(["--user", "alice", "--expires", "1h"])
+        .output()
+        .expect("granary token create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8(created.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("granary_"), "{token}");
+    let with_token = plain.replacen("http://", &format!("http://__token__:{token}@"), 1);
+    let (home, pip3) = (home_plain.clone(), pip);
+    tokio::task::spawn_blocking(move || {
+        run(
+            &mut pip3(&with_token, &home, "token"),
+            "pip, a token as __token__'s password",
+        );
+    })
+    .await
+    .expect("pip with a token");
+
+    // No secret in the logs: not the password, not its hash, not the token.
     let log = granary.log_text();
     assert!(
         log.contains("status=401"),
@@ -340,6 +368,11 @@ async fn pip_and_uv_authenticate_to_a_private_index_each_their_own_way() {
     );
     assert!(!log.contains(password), "the password was logged");
     assert!(!log.contains("$argon2"), "the password hash was logged");
+    assert!(!log.contains(&token), "the token was logged");
+    assert!(
+        !log.contains(&token["granary_".len()..]),
+        "the token was logged"
+    );
     assert!(
         !log.contains("YWxpY2"),
         "a Basic credential (base64 of `alice:`) was logged"

@@ -21,4 +21,5 @@ pub mod metadata;
 pub mod metrics;
 pub mod protocols;
 pub mod server;
+pub mod status;
 pub mod storage;

@@ -207,7 +207,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         // File reads run on the blocking pool; a bounded pool bounds the memory its
         // threads (and their allocator caches) hold. 64 keeps disks busy.
-        .max_blocking_threads(64)
+        .max_blocking_threads(granary::server::MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -10,6 +10,7 @@ mod types;
 
 pub use load::{load, ConfigSources, RepoFlag};
 pub use types::{
-    AccessConfig, AccessMode, AuthConfig, CacheConfig, Config, Credentials, Format, HumanDuration,
-    MetadataConfig, RedisConfig, RepoConfig, Secret, StorageConfig, UpstreamAuth, UserConfig,
+    AccessConfig, AccessMode, AnonymousStatus, AuthConfig, CacheConfig, Config, Credentials,
+    Format, HumanDuration, MetadataConfig, RedisConfig, RepoConfig, Secret, StorageConfig,
+    UpstreamAuth, UserConfig,
 };

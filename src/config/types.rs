@@ -55,6 +55,9 @@ pub struct Config {
     /// The in-process cache tier.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The status page.
+    #[serde(default)]
+    pub status: StatusConfig,
     /// Users, groups and the admin role, for private repositories.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -167,6 +170,24 @@ pub struct RedisConfig {
     /// How long a replica waits for another replica's download before failing.
     #[serde(default = "default_fill_wait")]
     pub artifact_wait: HumanDuration,
+}
+
+/// Settings of `/-/status`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// What callers without the admin role see: `"summary"` (everything but project
+    /// names, the default) or `"off"` (nothing: 401).
+    #[serde(default)]
+    pub anonymous: AnonymousStatus,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousStatus {
+    #[default]
+    Summary,
+    Off,
 }
 
 /// Client authentication: who may read private repositories.

@@ -106,6 +106,7 @@ impl ArtifactCache {
                 self.leases().end_eviction(&usage.digest);
                 result?;
                 stored = stored.saturating_sub(usage.size);
+                self.count_eviction(usage.size);
                 report.evicted_blobs += 1;
                 report.freed_bytes += usage.size;
                 progressed = true;

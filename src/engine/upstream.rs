@@ -16,6 +16,39 @@ use url::Url;
 use crate::http_cache::Validators;
 use crate::metrics::{Metrics, RepoLabels};
 
+/// Outcomes kept for the error rate.
+const HEALTH_WINDOW: Duration = Duration::from_secs(300);
+/// Latency samples kept for the percentiles.
+const LATENCY_SAMPLES: usize = 512;
+
+#[derive(Debug, Default)]
+struct Health {
+    last_success: Option<std::time::SystemTime>,
+    last_error: Option<(std::time::SystemTime, String)>,
+    /// `(when, succeeded)` within [`HEALTH_WINDOW`], bounded.
+    outcomes: std::collections::VecDeque<(Instant, bool)>,
+    latencies_ms: std::collections::VecDeque<f64>,
+}
+
+/// How an upstream has been doing: for the status page and `/-/ready`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthReport {
+    /// Seconds since the Unix epoch.
+    pub last_success: Option<u64>,
+    pub last_error: Option<(u64, String)>,
+    pub requests_5m: usize,
+    pub errors_5m: usize,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub bytes_fetched: u64,
+}
+
+fn epoch_seconds(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
 /// What [`UpstreamClient::exchange`] received.
 #[derive(Debug)]
 pub struct Exchanged {
@@ -110,6 +143,10 @@ pub struct UpstreamClient {
     labels: RepoLabels,
     in_flight: AtomicU64,
     consecutive_failures: AtomicU64,
+    /// Recent outcomes and latencies, for the status page.
+    health: std::sync::Mutex<Health>,
+    /// Body bytes received from this upstream (artifacts and documents).
+    bytes_fetched: AtomicU64,
     /// Bounds concurrent artifact downloads (fills outlive their clients, so without
     /// it one client asking for N cold files and leaving starts N downloads at once).
     fill_permits: Arc<tokio::sync::Semaphore>,
@@ -138,6 +175,8 @@ impl UpstreamClient {
             labels,
             in_flight: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
+            health: std::sync::Mutex::new(Health::default()),
+            bytes_fetched: AtomicU64::new(0),
             fill_permits: Arc::new(tokio::sync::Semaphore::new(
                 options.max_concurrent_fills.max(1),
             )),
@@ -171,6 +210,79 @@ impl UpstreamClient {
         let permit = Arc::clone(&self.fill_permits).acquire_owned().await;
         queued.dec();
         permit.expect("the fill semaphore is never closed")
+    }
+
+    /// Records the outcome of one upstream request (an error's message without
+    /// credentials: [`UpstreamError`]'s display never has them).
+    pub fn record_outcome(&self, error: Option<&str>) {
+        let mut health = self.health.lock().expect("health is never poisoned");
+        let now = Instant::now();
+        match error {
+            None => health.last_success = Some(std::time::SystemTime::now()),
+            Some(message) => {
+                health.last_error = Some((std::time::SystemTime::now(), message.to_owned()));
+            }
+        }
+        health.outcomes.push_back((now, error.is_none()));
+        while health
+            .outcomes
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > HEALTH_WINDOW)
+            || health.outcomes.len() > 100_000
+        {
+            health.outcomes.pop_front();
+        }
+    }
+
+    /// Counts body bytes received from the upstream.
+    pub fn record_bytes(&self, bytes: u64) {
+        self.bytes_fetched.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The upstream's recent health.
+    #[must_use]
+    pub fn health(&self) -> HealthReport {
+        let health = self.health.lock().expect("health is never poisoned");
+        let now = Instant::now();
+        let recent: Vec<bool> = health
+            .outcomes
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) <= HEALTH_WINDOW)
+            .map(|(_, ok)| *ok)
+            .collect();
+        let mut latencies: Vec<f64> = health.latencies_ms.iter().copied().collect();
+        latencies.sort_by(f64::total_cmp);
+        let percentile = |p: f64| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+            latencies.get(index).copied()
+        };
+        HealthReport {
+            last_success: health.last_success.map(epoch_seconds),
+            last_error: health
+                .last_error
+                .as_ref()
+                .map(|(at, message)| (epoch_seconds(*at), message.clone())),
+            requests_5m: recent.len(),
+            errors_5m: recent.iter().filter(|ok| !**ok).count(),
+            latency_p50_ms: percentile(0.5),
+            latency_p95_ms: percentile(0.95),
+            bytes_fetched: self.bytes_fetched.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record_latency(&self, elapsed: Duration) {
+        let mut health = self.health.lock().expect("health is never poisoned");
+        if health.latencies_ms.len() >= LATENCY_SAMPLES {
+            health.latencies_ms.pop_front();
+        }
+        health
+            .latencies_ms
+            .push_back(elapsed.as_secs_f64() * 1000.0);
     }
 
     /// Fills waiting for a turn; for `/-/ready`.
@@ -215,6 +327,17 @@ impl UpstreamClient {
                 Err(_) => false,
             };
             let failed = retryable || result.is_err();
+            match &result {
+                Ok(response) if failed || response.status().is_server_error() => {
+                    self.record_outcome(Some(&format!(
+                        "{} answered {}",
+                        display_url(url),
+                        response.status()
+                    )));
+                }
+                Err(error) => self.record_outcome(Some(&error.to_string())),
+                Ok(_) => self.record_outcome(None),
+            }
             if failed {
                 self.metrics
                     .upstream_errors
@@ -292,6 +415,7 @@ impl UpstreamClient {
             .upstream_latency
             .get_or_create(&self.labels)
             .observe(started.elapsed().as_secs_f64());
+        self.record_latency(started.elapsed());
         result.map_err(|error| {
             let upstream = display_url(url);
             if error.is_timeout() {
@@ -363,6 +487,7 @@ impl UpstreamClient {
             }
             body.extend_from_slice(&chunk);
         }
+        self.record_bytes(body.len() as u64);
         Ok(UpstreamDocument::Body {
             body: body.freeze(),
             content_type,
@@ -405,7 +530,7 @@ impl UpstreamClient {
                 .upstream_errors
                 .get_or_create(&self.labels)
                 .inc();
-            if error.is_timeout() {
+            let error = if error.is_timeout() {
                 UpstreamError::TimedOut {
                     upstream: upstream.clone(),
                     timeout,
@@ -415,12 +540,20 @@ impl UpstreamClient {
                     upstream: upstream.clone(),
                     reason: error_chain(&error),
                 }
-            }
+            };
+            self.record_outcome(Some(&error.to_string()));
+            error
         })?;
         self.metrics
             .upstream_latency
             .get_or_create(&self.labels)
             .observe(started.elapsed().as_secs_f64());
+        self.record_latency(started.elapsed());
+        if response.status().is_server_error() {
+            self.record_outcome(Some(&format!("{upstream} answered {}", response.status())));
+        } else {
+            self.record_outcome(None);
+        }
         let status = response.status();
         let headers = response.headers().clone();
         let mut body = bytes::BytesMut::new();
@@ -435,6 +568,7 @@ impl UpstreamClient {
             }
             body.extend_from_slice(&chunk);
         }
+        self.record_bytes(body.len() as u64);
         Ok(Exchanged {
             status,
             headers,

@@ -127,6 +127,10 @@ impl<S: MetadataStore> MetadataStore for GuardedMetadataStore<S> {
         self.guarded("stored_bytes", self.inner.stored_bytes())
             .await
     }
+    async fn stored_blobs(&self) -> Result<u64, MetadataError> {
+        self.guarded("stored_blobs", self.inner.stored_blobs())
+            .await
+    }
     async fn least_recently_used(&self, limit: u32) -> Result<Vec<BlobUsage>, MetadataError> {
         self.guarded("least_recently_used", self.inner.least_recently_used(limit))
             .await
@@ -144,6 +148,9 @@ impl<S: MetadataStore> MetadataStore for GuardedMetadataStore<S> {
     }
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+    fn pool_status(&self) -> Option<super::PoolStatus> {
+        self.inner.pool_status()
     }
     async fn check(&self) -> Result<(), MetadataError> {
         self.guarded("check", self.inner.check()).await

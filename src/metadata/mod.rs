@@ -77,6 +77,15 @@ impl ApiTokenRecord {
     }
 }
 
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PoolStatus {
+    pub open: u32,
+    pub idle: u32,
+    pub in_use: u32,
+    pub max: u32,
+}
+
 /// A stored blob's size and last access, for eviction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobUsage {
@@ -116,12 +125,18 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         -> Result<(), MetadataError>;
     /// Bytes of distinct stored blobs.
     async fn stored_bytes(&self) -> Result<u64, MetadataError>;
+    /// How many distinct blobs are stored.
+    async fn stored_blobs(&self) -> Result<u64, MetadataError>;
     /// Up to `limit` distinct blobs, least recently accessed first.
     async fn least_recently_used(&self, limit: u32) -> Result<Vec<BlobUsage>, MetadataError>;
     /// Every distinct digest referenced by an artifact row.
     async fn referenced_digests(&self) -> Result<Vec<Digest>, MetadataError>;
     /// Deletes every artifact row pointing at `digest`; returns how many.
     async fn delete_artifacts_with_digest(&self, digest: &Digest) -> Result<u64, MetadataError>;
+    /// The connection pool: open, idle, and the most it opens; for `/-/ready`.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
     /// `sqlite` or `postgres`, for `/-/ready`.
     fn kind(&self) -> &'static str;
     /// A trivial query; for `/-/ready`.

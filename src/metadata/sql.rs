@@ -28,6 +28,18 @@ macro_rules! impl_sql_metadata_store {
             #[::async_trait::async_trait]
             impl MetadataStore for $store {
 
+    fn pool_status(&self) -> Option<$crate::metadata::PoolStatus> {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Some($crate::metadata::PoolStatus {
+            open,
+            idle,
+            in_use: open.saturating_sub(idle),
+            max: self.pool.options().get_max_connections(),
+        })
+    }
+
+
     async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError> {
         let row = sqlx::query(
             "SELECT CAST(format_version AS BIGINT) AS format_version, CAST(found AS BIGINT) AS found, body, upstream_etag, upstream_last_modified, \
@@ -204,6 +216,13 @@ macro_rules! impl_sql_metadata_store {
         .fetch_one(&self.pool)
         .await?;
         Ok(non_negative(total))
+    }
+
+    async fn stored_blobs(&self) -> Result<u64, MetadataError> {
+        let count: i64 = sqlx::query_scalar("SELECT CAST(COUNT(DISTINCT digest) AS BIGINT) FROM artifacts")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(non_negative(count))
     }
 
     async fn least_recently_used(&self, limit: u32) -> Result<Vec<BlobUsage>, MetadataError> {

@@ -63,6 +63,12 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
     /// the mount point.
     fn route_label(&self, rest: &str) -> &'static str;
 
+    /// The project a path is about (for the status page's top projects), from the raw
+    /// path below the mount point; `None` when it is about no one project.
+    fn project_of(&self, _rest: &str) -> Option<String> {
+        None
+    }
+
     /// The index key of one project (a PyPI project, an npm package, a crate, a
     /// Maven `group:artifact`), for purging.
     ///

@@ -19,6 +19,7 @@ use super::request_id::{RequestId, REQUEST_ID};
 use super::respond::X_CACHE;
 use super::state::AppState;
 use crate::metrics::RequestLabels;
+use crate::status::Observed;
 
 /// The response header carrying the request id.
 pub(super) const X_REQUEST_ID: &str = "x-request-id";
@@ -31,6 +32,7 @@ pub(super) async fn observe(
     let started = Instant::now();
     let id = RequestId(rand::random());
     let (repo, route) = classify(&state, request.uri().path());
+    let project = project_of(&state, request.uri().path());
     // The log line is the only user of these; skip the copies when it is off.
     let logged = tracing::enabled!(tracing::Level::INFO).then(|| {
         (
@@ -66,6 +68,32 @@ pub(super) async fn observe(
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     let status = response.status().as_u16();
+    if repo != "-" && repo != "unknown" {
+        // A whole body knows its size; a streamed one announces it.
+        let bytes = axum::body::HttpBody::size_hint(response.body())
+            .exact()
+            .or_else(|| {
+                response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0);
+        state.traffic.record(
+            repo,
+            std::time::SystemTime::now(),
+            Observed {
+                cache_status: response
+                    .headers()
+                    .get(X_CACHE)
+                    .and_then(|v| v.to_str().ok()),
+                status,
+                bytes,
+                project: project.as_deref(),
+            },
+        );
+    }
     state
         .metrics
         .requests
@@ -109,6 +137,13 @@ fn classify(state: &AppState, path: &str) -> (&'static str, &'static str) {
         Some(repo) => (repo.settings().label, repo.route_label(rest)),
         None => ("unknown", "other"),
     }
+}
+
+/// The project a path is about, as the repository's protocol reads it.
+fn project_of(state: &AppState, path: &str) -> Option<String> {
+    let trimmed = path.trim_start_matches('/');
+    let (first, rest) = trimmed.split_once('/')?;
+    state.repos.get(first)?.project_of(rest)
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -23,6 +23,10 @@ use crate::config::Config;
 pub use router::router;
 pub use state::AppState;
 
+/// Threads the runtime may start for blocking work (file reads, large renders): a
+/// bound on the memory their stacks and allocator caches hold.
+pub const MAX_BLOCKING_THREADS: usize = 64;
+
 /// Binds `config.listen` and serves until `shutdown` completes, then drains
 /// in-flight responses for at most `config.shutdown_grace`.
 ///

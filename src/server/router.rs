@@ -26,9 +26,14 @@ pub fn router(state: AppState) -> Router {
         .route("/-/health", get(ops::health))
         .route("/-/ready", get(ops::ready))
         .route("/-/metrics", get(ops::metrics))
+        .route("/-/status", get(ops::status_page))
+        .route("/-/status.json", get(ops::status_json))
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
         .fallback(dispatch)
+        // A request id, a span, one log line, one metrics sample and the traffic
+        // counters per request (errors and panics included), sized before compression.
+        .layer(from_fn_with_state(state.clone(), middleware::observe))
         // Index documents (some reach megabytes) are compressed per
         // `Accept-Encoding`; artifacts are already compressed and keep their
         // Content-Length and Range support.
@@ -38,9 +43,7 @@ pub fn router(state: AppState) -> Router {
                 .br(true)
                 .compress_when(compressible),
         )
-        // Outermost: a request id, a span, one log line and one metrics sample per
-        // request (errors and panics included), and a bound on requests in flight.
-        .layer(from_fn_with_state(state.clone(), middleware::observe))
+        // Outermost: a bound on requests in flight.
         .layer(GlobalConcurrencyLimitLayer::with_semaphore(Arc::clone(
             &state.request_permits,
         )))

@@ -52,6 +52,14 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Checks client credentials.
     pub auth: Arc<Authenticator>,
+    /// Requests per repository per minute, for the status page.
+    pub traffic: crate::status::Traffic,
+    /// What the status page shows callers without the admin role.
+    pub anonymous_status: crate::config::AnonymousStatus,
+    /// `storage.max_size`.
+    pub max_stored_bytes: Option<u64>,
+    /// `max_concurrent_requests`.
+    pub max_concurrent_requests: usize,
     /// Turns for requests in flight (`max_concurrent_requests`).
     pub request_permits: Arc<tokio::sync::Semaphore>,
     /// This process's claim on `data_dir` (its lock and temporary directory).
@@ -168,6 +176,10 @@ impl AppState {
                 blobs,
                 metrics,
                 auth,
+                traffic: crate::status::Traffic::default(),
+                anonymous_status: config.status.anonymous,
+                max_stored_bytes: config.storage.max_size.map(|size| size.as_u64()),
+                max_concurrent_requests: config.max_concurrent_requests,
                 request_permits: Arc::new(tokio::sync::Semaphore::new(
                     config.max_concurrent_requests,
                 )),

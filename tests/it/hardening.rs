@@ -281,6 +281,10 @@ impl MetadataStore for InstrumentedStore {
         self.gate().await;
         self.inner.stored_bytes().await
     }
+    async fn stored_blobs(&self) -> Result<u64, MetadataError> {
+        self.gate().await;
+        self.inner.stored_blobs().await
+    }
     async fn least_recently_used(&self, limit: u32) -> Result<Vec<BlobUsage>, MetadataError> {
         self.gate().await;
         self.inner.least_recently_used(limit).await

@@ -16,6 +16,7 @@ mod npm;
 mod ops;
 mod pypi_index;
 mod scale_out;
+mod status;
 mod support;
 mod upstream_client;
 mod web_cache;

@@ -211,8 +211,9 @@ async fn fifty_stale_requests_are_served_at_once_while_one_refresh_runs() {
     upstream.script(
         "projects",
         Scripted {
-            // The refresh takes about 1.5 s: every stale request is answered before.
-            pace: Some((4, Duration::from_millis(500))),
+            // The refresh takes about 3 s: every stale request is answered before,
+            // even on a loaded machine.
+            pace: Some((4, Duration::from_millis(1500))),
             ..page("<ul>v2</ul>")
         },
     );
@@ -226,7 +227,7 @@ async fn fifty_stale_requests_are_served_at_once_while_one_refresh_runs() {
     }
     // Once the refresh has landed, the new copy is a hit.
     let mut refreshed = false;
-    for _ in 0..200 {
+    for _ in 0..500 {
         let (_, cache, body, _) = fetch(&granary, reqwest::Method::GET, "site/projects", &[]).await;
         if (cache.as_str(), body.as_str()) == ("HIT", "<ul>v2</ul>") {
             refreshed = true;
@@ -235,7 +236,7 @@ async fn fifty_stale_requests_are_served_at_once_while_one_refresh_runs() {
         assert_eq!(body, "<ul>v1</ul>", "stale until the refresh lands");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(refreshed, "the refresh landed within 4 s");
+    assert!(refreshed, "the refresh landed within 10 s");
     assert_eq!(
         upstream.hits("projects"),
         2,

@@ -70,6 +70,49 @@ pub(crate) struct Fill {
     /// The newest bytes, shared zero-copy with readers that keep up.
     pub(super) recent: Arc<RecentChunks>,
     pub(super) state: watch::Receiver<FillState>,
+    pub(super) started: Instant,
+    /// Clients following the fill right now.
+    pub(super) readers: std::sync::atomic::AtomicUsize,
+}
+
+/// A fill in progress, for the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FillProgress {
+    pub key: String,
+    pub written: u64,
+    /// The announced (or listed) length, when known.
+    pub total: Option<u64>,
+    pub seconds: f64,
+    pub bytes_per_second: f64,
+    pub readers: usize,
+}
+
+impl Fill {
+    pub(super) fn progress(&self) -> FillProgress {
+        let (written, total) = match &*self.state.borrow() {
+            FillState::Connecting | FillState::Failed(_) => (0, None),
+            FillState::Streaming {
+                written,
+                content_length,
+            } => (*written, *content_length),
+            FillState::Verified { size } | FillState::Done { size } => (*size, Some(*size)),
+        };
+        let seconds = self.started.elapsed().as_secs_f64();
+        #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
+        let bytes_per_second = if seconds > 0.0 {
+            written as f64 / seconds
+        } else {
+            0.0
+        };
+        FillProgress {
+            key: self.key.clone(),
+            written,
+            total,
+            seconds,
+            bytes_per_second,
+            readers: self.readers.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl ArtifactCache {
@@ -114,6 +157,8 @@ impl ArtifactCache {
             file: Arc::new(read_file),
             recent: Arc::clone(&recent),
             state: state_rx,
+            started: Instant::now(),
+            readers: std::sync::atomic::AtomicUsize::new(0),
         });
         {
             let mut fills = self.inner.fills.lock().expect("fill map is never poisoned");
@@ -268,6 +313,7 @@ impl ArtifactCache {
             }
             hasher.update(&chunk);
             temp_bytes.add(chunk.len() as u64);
+            request.upstream.record_bytes(chunk.len() as u64);
             recent.push(written - chunk.len() as u64, chunk.clone());
             file.write_all(&chunk).await.map_err(temp_error)?;
             if written - published >= PUBLISH_BYTES || last_publish.elapsed() >= PUBLISH_INTERVAL {

@@ -34,6 +34,7 @@ use url::Url;
 
 pub(crate) use access::AccessLog;
 use fill::Fill;
+pub use fill::FillProgress;
 use hot::{HotArtifact, HotArtifacts, MAX_HOT_ARTIFACT_BYTES};
 use leases::{BlobLease, BlobLeases};
 pub use reader::FillReader;
@@ -134,6 +135,8 @@ struct Inner {
     fills: Mutex<HashMap<String, Arc<Fill>>>,
     /// Bytes written to temporary files by fills in progress.
     temp_bytes: AtomicU64,
+    /// Blobs and bytes evicted since start.
+    evicted: (AtomicU64, AtomicU64),
     leases: Arc<BlobLeases>,
     /// Small hot artifacts, whole, bounded in bytes.
     hot: HotArtifacts,
@@ -170,6 +173,7 @@ impl ArtifactCache {
                 blobs,
                 fills: Mutex::new(HashMap::new()),
                 temp_bytes: AtomicU64::new(0),
+                evicted: (AtomicU64::new(0), AtomicU64::new(0)),
                 leases: Arc::new(BlobLeases::default()),
                 hot: HotArtifacts::new(options.hot_capacity_bytes),
                 access_log: AccessLog::default(),
@@ -233,6 +237,32 @@ impl ArtifactCache {
         self.inner
             .temp_bytes
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Blobs and bytes evicted since start.
+    #[must_use]
+    pub fn evicted(&self) -> (u64, u64) {
+        (
+            self.inner
+                .evicted
+                .0
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.inner
+                .evicted
+                .1
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn count_eviction(&self, bytes: u64) {
+        self.inner
+            .evicted
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .evicted
+            .1
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every artifact published from now on (key, digest, where the bytes are), for
@@ -397,6 +427,20 @@ impl ArtifactCache {
             .metrics
             .record_coalesced("artifact", key.format());
         Some(fill)
+    }
+
+    /// Every fill in progress, with its progress.
+    #[must_use]
+    pub fn fills_progress(&self) -> Vec<fill::FillProgress> {
+        let fills: Vec<Arc<Fill>> = self
+            .inner
+            .fills
+            .lock()
+            .expect("fill map is never poisoned")
+            .values()
+            .cloned()
+            .collect();
+        fills.iter().map(|fill| fill.progress()).collect()
     }
 
     /// Fills in flight; for `/-/ready` and tests.

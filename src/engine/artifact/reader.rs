@@ -29,6 +29,8 @@ pub struct FillReader {
 
 impl FillReader {
     pub(super) fn new(fill: Arc<Fill>) -> Self {
+        fill.readers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             fill,
             offset: 0,
@@ -154,5 +156,13 @@ impl FillReader {
                 )));
             }
         }
+    }
+}
+
+impl Drop for FillReader {
+    fn drop(&mut self) {
+        self.fill
+            .readers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -367,6 +367,26 @@ impl IndexCache {
         Ok(self.inner.shared.metadata.delete_index_entry(key).await?)
     }
 
+    /// Refreshes (upstream fetches of index documents) in progress.
+    #[must_use]
+    pub fn refreshes_in_flight(&self) -> usize {
+        self.inner.flights.in_flight()
+    }
+
+    /// Keys under `prefix` whose upstream failed at their last refresh and that are
+    /// served stale meanwhile (offline mode).
+    #[must_use]
+    pub fn failing_keys(&self, prefix: &str) -> usize {
+        let now = self.inner.clock.now();
+        self.inner
+            .failing_until
+            .lock()
+            .expect("backoff map is never poisoned")
+            .iter()
+            .filter(|(key, until)| key.starts_with(prefix) && now < **until)
+            .count()
+    }
+
     /// How old `document` is, in whole seconds (the `Age` of a cached response).
     #[must_use]
     pub fn age_of(&self, document: &IndexDocument) -> u64 {
@@ -601,8 +621,13 @@ impl IndexCache {
                 return Ok((current, CacheStatus::Hit));
             }
         }
+        // Only a key with a copy to serve goes into the failure back-off (offline
+        // mode); one that never had a copy just fails again next time.
+        let had_copy = cached.as_ref().is_some_and(|document| document.found);
         let result = self.refresh_once(&request, cached).await;
-        self.record_refresh_outcome(&request, result.is_ok());
+        if result.is_ok() || had_copy {
+            self.record_refresh_outcome(&request, result.is_ok());
+        }
         result
     }
 

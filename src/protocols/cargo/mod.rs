@@ -82,6 +82,16 @@ impl Protocol for CargoRepo {
         }
     }
 
+    fn project_of(&self, rest: &str) -> Option<String> {
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["config.json"] | ["api", "v1", "crates"] => None,
+            ["api", "v1", "crates", name, ..] => Some((*name).to_owned()),
+            [.., name] if index::is_valid_crate_name(name) => Some(name.to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+
     fn project_index_key(&self, name: &str) -> Result<CacheKey, RequestError> {
         if index::is_valid_crate_name(name) {
             Ok(index::index_key(&self.name, name))

@@ -83,6 +83,20 @@ impl Protocol for MavenRepo {
         }
     }
 
+    /// `group:artifact` of a file path (`…/group/artifact/version/file`), or of a
+    /// metadata path (`…/group/artifact/maven-metadata.xml`).
+    fn project_of(&self, rest: &str) -> Option<String> {
+        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        let file = parts.last()?;
+        let artifact_at = if file.starts_with("maven-metadata.xml") {
+            parts.len().checked_sub(2)?
+        } else {
+            parts.len().checked_sub(3)?
+        };
+        let group = parts.get(..artifact_at)?.join(".");
+        (!group.is_empty()).then(|| format!("{group}:{}", parts[artifact_at]))
+    }
+
     /// The artifact-level metadata key of `group:artifact`.
     fn project_index_key(&self, coordinates: &str) -> Result<CacheKey, RequestError> {
         let path = layout::metadata_path_of(coordinates).map_err(RequestError::BadRequest)?;

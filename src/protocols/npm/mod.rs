@@ -90,6 +90,17 @@ impl Protocol for NpmRepo {
         }
     }
 
+    fn project_of(&self, rest: &str) -> Option<String> {
+        let decoded = path::decode_scope_slash(rest);
+        let parts: Vec<&str> = decoded.split('/').collect();
+        match parts.as_slice() {
+            ["-", ..] | [] => None,
+            [scope, name, ..] if scope.starts_with('@') => Some(format!("{scope}/{name}")),
+            [name, ..] if !name.is_empty() => Some((*name).to_owned()),
+            _ => None,
+        }
+    }
+
     fn project_index_key(&self, project: &str) -> Result<crate::engine::CacheKey, RequestError> {
         if is_valid_package_name(project) {
             Ok(keys::packument_key(&self.name, project))

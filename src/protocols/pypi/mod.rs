@@ -63,6 +63,16 @@ impl Protocol for PypiRepo {
         }
     }
 
+    fn project_of(&self, rest: &str) -> Option<String> {
+        let mut segments = rest.split('/');
+        match (segments.next(), segments.next()) {
+            (Some("simple" | "files"), Some(project)) if is_valid_project_name(project) => {
+                Some(normalize(project))
+            }
+            _ => None,
+        }
+    }
+
     fn project_index_key(&self, project: &str) -> Result<crate::engine::CacheKey, RequestError> {
         Ok(keys::project_key(
             &self.name,

@@ -32,6 +32,15 @@ enum Command {
         #[arg(long)]
         max_size: Option<bytesize::ByteSize>,
     },
+    /// Print a running granary's status (`/-/status.json`) as a table.
+    Status {
+        /// Where granary listens, e.g. `http://127.0.0.1:8080`.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// `admin_token` or a token of a user with the admin role: the full view.
+        #[arg(long, env = "GRANARY_ADMIN_TOKEN")]
+        token: Option<String>,
+    },
     /// Print an argon2id hash of a password read from standard input, for
     /// `auth.users.NAME.password_hash`.
     HashPassword,
@@ -158,6 +167,31 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Status { url, token } => {
+            let report = runtime()?.block_on(async {
+                let client = reqwest::Client::new();
+                let mut request =
+                    client.get(format!("{}/-/status.json", url.trim_end_matches('/')));
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach granary at `{url}`"))?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "granary at `{url}` answered {}: {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default().trim()
+                );
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .context("granary's status is not JSON")
+            })?;
+            say(&granary::status::table::render(&report))
         }
         Command::HashPassword => {
             let mut password = String::new();

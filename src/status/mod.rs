@@ -4,6 +4,7 @@
 //! `/-/status.json` serializes and [`page`] renders as HTML.
 
 pub mod page;
+pub mod table;
 pub mod traffic;
 
 use std::sync::Arc;

@@ -301,3 +301,43 @@ async fn the_page_renders_the_numbers_in_a_real_browser_on_a_laptop_and_a_phone(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granary_status_prints_the_same_numbers_in_a_terminal() {
+    let upstream = FakeUpstream::start(None).await;
+    let granary = TestGranary::start_with_top_level(
+        &upstream.url("simple/"),
+        "admin_token = \"status-admin-token\"",
+        "retries = 0",
+    )
+    .await;
+    traffic(&upstream, &granary).await;
+    let url = granary.url("");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(["status", "--url", url.trim_end_matches('/')])
+            .env("GRANARY_ADMIN_TOKEN", "status-admin-token")
+            .output()
+            .expect("granary status runs")
+    })
+    .await
+    .expect("status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("pypi "))
+        .unwrap_or_else(|| panic!("no pypi line:\n{text}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[1], "27", "{line}");
+    assert!(
+        line.contains("answered 500"),
+        "the last upstream error: {line}"
+    );
+    assert!(text.contains("2 blobs"), "{text}");
+    assert!(text.contains("database up (sqlite)"), "{text}");
+}

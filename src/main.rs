@@ -126,7 +126,13 @@ fn main() -> anyhow::Result<()> {
                 .map(|size| size.as_u64());
             let report = runtime()?.block_on(async {
                 let state = granary::server::AppState::build(&config).await?;
-                let report = state.engine.artifacts.collect_garbage(max_bytes).await?;
+                let mut shown = progress_display("gc");
+                let report = state
+                    .engine
+                    .artifacts
+                    .collect_garbage_with(max_bytes, |step| shown.update(step))
+                    .await?;
+                shown.finish();
                 anyhow::Ok(report)
             })?;
             say(&format!(
@@ -151,7 +157,14 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     granary::server::AppState::build_read_only(&config).await?
                 };
-                anyhow::Ok(state.engine.artifacts.verify(repair).await?)
+                let mut shown = progress_display("verify");
+                let report = state
+                    .engine
+                    .artifacts
+                    .verify_with(repair, |step| shown.update(step))
+                    .await?;
+                shown.finish();
+                anyhow::Ok(report)
             })?;
             let mut text = format!(
                 "verify: checked {} blobs, {} corrupt, {} removed\n",
@@ -263,4 +276,82 @@ fn init_tracing(filter: &str) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     Ok(())
+}
+
+/// Progress of a pass over every blob: a bar (blobs, bytes, ETA) on a terminal, plain
+/// lines (every 5 seconds, and at the end) otherwise.
+enum ProgressDisplay {
+    Bar(indicatif::ProgressBar),
+    Lines {
+        what: &'static str,
+        last: std::time::Instant,
+        step: granary::engine::Progress,
+    },
+}
+
+fn progress_display(what: &'static str) -> ProgressDisplay {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} blobs, {prefix} ({eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(what);
+        ProgressDisplay::Bar(bar)
+    } else {
+        ProgressDisplay::Lines {
+            what,
+            last: std::time::Instant::now(),
+            step: granary::engine::Progress::default(),
+        }
+    }
+}
+
+impl ProgressDisplay {
+    fn update(&mut self, step: granary::engine::Progress) {
+        match self {
+            Self::Bar(bar) => {
+                bar.set_length(step.blobs_total);
+                bar.set_position(step.blobs_done);
+                bar.set_prefix(format!(
+                    "{} of {}",
+                    granary::status::page::bytes(step.bytes_done),
+                    granary::status::page::bytes(step.bytes_total)
+                ));
+            }
+            Self::Lines {
+                what,
+                last,
+                step: current,
+            } => {
+                *current = step;
+                if last.elapsed() >= std::time::Duration::from_secs(5) {
+                    *last = std::time::Instant::now();
+                    let _ = say(&progress_line(what, step));
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Self::Bar(bar) => bar.finish_and_clear(),
+            Self::Lines { what, step, .. } => {
+                let _ = say(&progress_line(what, step));
+            }
+        }
+    }
+}
+
+fn progress_line(what: &str, step: granary::engine::Progress) -> String {
+    format!(
+        "{what}: {}/{} blobs, {} of {}\n",
+        step.blobs_done,
+        step.blobs_total,
+        granary::status::page::bytes(step.bytes_done),
+        granary::status::page::bytes(step.bytes_total)
+    )
 }

@@ -41,6 +41,15 @@ pub struct GcReport {
     pub eviction: EvictionReport,
 }
 
+/// How far a pass over every blob has come (`granary gc` and `granary verify`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub blobs_done: u64,
+    pub blobs_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
 /// What verification found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -133,6 +142,18 @@ impl ArtifactCache {
     /// # Errors
     /// When the metadata or blob store fails.
     pub async fn collect_garbage(&self, max_bytes: Option<u64>) -> Result<GcReport, ProxyError> {
+        self.collect_garbage_with(max_bytes, |_| {}).await
+    }
+
+    /// [`ArtifactCache::collect_garbage`], telling `progress` after each blob looked at.
+    ///
+    /// # Errors
+    /// When the metadata or blob store fails.
+    pub async fn collect_garbage_with(
+        &self,
+        max_bytes: Option<u64>,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<GcReport, ProxyError> {
         let mut report = GcReport::default();
         let referenced: HashSet<Digest> = self
             .metadata()
@@ -142,7 +163,15 @@ impl ArtifactCache {
             .collect();
         let stored = self.blobs().list().await?;
         let present: HashSet<Digest> = stored.iter().map(|(d, _)| d.clone()).collect();
+        let mut step = Progress {
+            blobs_total: stored.len() as u64,
+            bytes_total: stored.iter().map(|(_, size)| size).sum(),
+            ..Progress::default()
+        };
         for (digest, size) in &stored {
+            step.blobs_done += 1;
+            step.bytes_done += size;
+            progress(step);
             if !referenced.contains(digest) {
                 self.blobs().delete(digest).await?;
                 report.orphan_blobs += 1;
@@ -163,8 +192,28 @@ impl ArtifactCache {
     /// # Errors
     /// When a store fails (a corrupt blob is a finding, not an error).
     pub async fn verify(&self, repair: bool) -> Result<VerifyReport, ProxyError> {
+        self.verify_with(repair, |_| {}).await
+    }
+
+    /// [`ArtifactCache::verify`], telling `progress` after each blob re-hashed.
+    ///
+    /// # Errors
+    /// When a store fails (a corrupt blob is a finding, not an error).
+    pub async fn verify_with(
+        &self,
+        repair: bool,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<VerifyReport, ProxyError> {
         let mut report = VerifyReport::default();
-        for (digest, _) in self.blobs().list().await? {
+        let blobs = self.blobs().list().await?;
+        let mut step = Progress {
+            blobs_total: blobs.len() as u64,
+            bytes_total: blobs.iter().map(|(_, size)| size).sum(),
+            ..Progress::default()
+        };
+        for (digest, size) in blobs {
+            step.blobs_done += 1;
+            step.bytes_done += size;
             let mut stream = self.blobs().read(&digest, None).await?;
             let mut hasher = Sha256::new();
             while let Some(chunk) = stream.next().await {
@@ -188,6 +237,7 @@ impl ArtifactCache {
                 }
                 report.corrupt.push(digest);
             }
+            progress(step);
         }
         Ok(report)
     }

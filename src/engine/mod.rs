@@ -40,7 +40,7 @@ pub use index::{
     Fetched, IndexCache, IndexDocument, IndexLookup, IndexRequest, IndexSource, Rendition,
 };
 pub use keys::{CacheKey, CacheStatus, Category};
-pub use maintenance::{EvictionReport, GcReport, VerifyReport};
+pub use maintenance::{EvictionReport, GcReport, Progress, VerifyReport};
 pub use upstream::{
     UpstreamAuth, UpstreamClient, UpstreamDocument, UpstreamError, UpstreamOptions,
 };

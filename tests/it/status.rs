@@ -341,3 +341,35 @@ async fn granary_status_prints_the_same_numbers_in_a_terminal() {
     assert!(text.contains("2 blobs"), "{text}");
     assert!(text.contains("database up (sqlite)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_its_progress_in_plain_lines_when_not_on_a_terminal() {
+    let upstream = FakeUpstream::start(None).await;
+    let granary = TestGranary::pypi(&upstream.url("simple/"), "retries = 0").await;
+    traffic(&upstream, &granary).await;
+    let config = granary
+        .data()
+        .parent()
+        .expect("scratch")
+        .join("granary.toml");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(["verify", "--config"])
+            .arg(&config)
+            .output()
+            .expect("granary verify runs")
+    })
+    .await
+    .expect("verify");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("verify: 2/2 blobs, 534.3 KB of 534.3 KB"),
+        "{text}"
+    );
+    assert!(text.contains("checked 2 blobs, 0 corrupt"), "{text}");
+}

@@ -199,9 +199,11 @@ fn main() -> anyhow::Result<()> {
                     response.status(),
                     response.text().await.unwrap_or_default().trim()
                 );
-                response
-                    .json::<serde_json::Value>()
+                let body = response
+                    .bytes()
                     .await
+                    .context("granary's status was cut off")?;
+                serde_json::from_slice::<serde_json::Value>(&body)
                     .context("granary's status is not JSON")
             })?;
             say(&granary::status::table::render(&report))

@@ -361,6 +361,54 @@ impl RedisTier {
             .boxed())
     }
 
+    /// Adds `increments` to the fields of the hashes at their keys, and sets each
+    /// key's lifetime to `ttl`, in one pipeline.
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn increment_hashes(
+        &self,
+        increments: &[(String, Vec<(&'static str, u64)>)],
+        ttl: Duration,
+    ) -> Result<(), RedisUnavailable> {
+        if increments.is_empty() {
+            return Ok(());
+        }
+        let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        self.run(|mut c| async move {
+            let mut pipe = redis::pipe();
+            for (key, fields) in increments {
+                for (field, by) in fields {
+                    pipe.hincr(key, *field, *by).ignore();
+                }
+                pipe.expire(key, seconds).ignore();
+            }
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await
+    }
+
+    /// The hashes at `keys` (absent ones empty), in one pipeline.
+    ///
+    /// # Errors
+    /// When Redis is unavailable.
+    pub async fn hashes(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<std::collections::HashMap<String, u64>>, RedisUnavailable> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|mut c| async move {
+            let mut pipe = redis::pipe();
+            for key in keys {
+                pipe.hgetall(key);
+            }
+            pipe.query_async(&mut c).await
+        })
+        .await
+    }
+
     /// A round trip; for `/-/ready`.
     ///
     /// # Errors

@@ -164,6 +164,7 @@ async fn status_report(state: &AppState, view: crate::status::View) -> crate::st
             redis: state.redis.as_ref(),
             repos,
             traffic: &state.traffic,
+            shared_traffic: state.redis.as_ref(),
             max_stored_bytes: state.max_stored_bytes,
             now: std::time::SystemTime::now(),
         },

@@ -53,7 +53,7 @@ pub struct Inner {
     /// Checks client credentials.
     pub auth: Arc<Authenticator>,
     /// Requests per repository per minute, for the status page.
-    pub traffic: crate::status::Traffic,
+    pub traffic: Arc<crate::status::Traffic>,
     /// What the status page shows callers without the admin role.
     pub anonymous_status: crate::config::AnonymousStatus,
     /// `storage.max_size`.
@@ -154,6 +154,14 @@ impl AppState {
                 .artifacts
                 .spawn_maintenance(engine.artifacts.max_stored_bytes());
         }
+        let traffic = Arc::new(crate::status::Traffic::default());
+        if let (Some(redis), DataDirAccess::Exclusive) = (&redis, access) {
+            crate::status::traffic::share_periodically(
+                &traffic,
+                Arc::clone(redis),
+                std::time::Duration::from_secs(5),
+            );
+        }
         let auth = Arc::new(Authenticator::new(
             auth_settings(&config.auth, config.admin_token.as_ref())?,
             Arc::clone(&metadata),
@@ -176,7 +184,7 @@ impl AppState {
                 blobs,
                 metrics,
                 auth,
-                traffic: crate::status::Traffic::default(),
+                traffic,
                 anonymous_status: config.status.anonymous,
                 max_stored_bytes: config.storage.max_size.map(|size| size.as_u64()),
                 max_concurrent_requests: config.max_concurrent_requests,

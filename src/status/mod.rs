@@ -40,6 +40,8 @@ pub struct Sources<'a> {
     /// Each repository: its settings and format.
     pub repos: Vec<(&'a RepoSettings, &'static str)>,
     pub traffic: &'a Traffic,
+    /// Where every replica's counts are summed (Redis), when configured.
+    pub shared_traffic: Option<&'a Arc<RedisTier>>,
     pub max_stored_bytes: Option<u64>,
     pub now: SystemTime,
 }
@@ -60,6 +62,8 @@ pub struct StatusReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct RepoStatus {
     pub name: String,
+    /// `cluster` (every replica's traffic, summed in Redis) or `replica` (this one's).
+    pub scope: &'static str,
     pub format: &'static str,
     pub upstream: String,
     pub last_minute: Counts,
@@ -135,6 +139,40 @@ async fn probe<E: std::fmt::Display>(
     }
 }
 
+/// Every replica's counts of `repo` per minute over the last day, oldest first: the
+/// shared totals plus this replica's not yet shared. `None` when Redis fails.
+async fn cluster_minutes(
+    traffic: &Traffic,
+    redis: &RedisTier,
+    repo: &str,
+    now: SystemTime,
+) -> Option<Vec<Counts>> {
+    let current = traffic::minute_of(now);
+    let minutes: Vec<u64> = (0..traffic::MINUTES as u64)
+        .rev()
+        .map(|back| current.saturating_sub(back))
+        .collect();
+    let keys: Vec<String> = minutes
+        .iter()
+        .map(|minute| traffic::shared_key(repo, *minute))
+        .collect();
+    let shared = redis.hashes(&keys).await.ok()?;
+    let unshared = traffic.unshared_of(repo);
+    Some(
+        minutes
+            .iter()
+            .zip(shared)
+            .map(|(minute, fields)| {
+                let mut counts = Counts::from_fields(&fields);
+                if let Some(local) = unshared.get(minute) {
+                    counts.add(local);
+                }
+                counts
+            })
+            .collect(),
+    )
+}
+
 /// Builds the report for `view`.
 pub async fn report(sources: Sources<'_>, view: View) -> StatusReport {
     let now = sources.now;
@@ -144,15 +182,35 @@ pub async fn report(sources: Sources<'_>, view: View) -> StatusReport {
     for (settings, format) in &sources.repos {
         let traffic = sources.traffic;
         let name = settings.name.as_str();
-        let per_minute = traffic.per_minute(name, now, 60);
-        let hour = traffic.window(name, now, 60);
-        let day = traffic.window(name, now, traffic::MINUTES as u64);
+        let (scope, day_per_minute) = match sources.shared_traffic {
+            Some(redis) => match cluster_minutes(traffic, redis, name, now).await {
+                Some(minutes) => ("cluster", minutes),
+                None => (
+                    "replica",
+                    traffic.per_minute(name, now, traffic::MINUTES as u64),
+                ),
+            },
+            None => (
+                "replica",
+                traffic.per_minute(name, now, traffic::MINUTES as u64),
+            ),
+        };
+        let sum = |minutes: &[Counts]| {
+            minutes.iter().fold(Counts::default(), |mut total, counts| {
+                total.add(counts);
+                total
+            })
+        };
+        let per_minute = &day_per_minute[day_per_minute.len().saturating_sub(60)..];
+        let hour = sum(per_minute);
+        let day = sum(&day_per_minute);
         fills_queued += settings.upstream.fills_queued();
         repos.push(RepoStatus {
             name: settings.name.clone(),
             format,
             upstream: settings.upstream.display_root(),
-            last_minute: traffic.window(name, now, 1),
+            scope,
+            last_minute: day_per_minute.last().cloned().unwrap_or_default(),
             hit_ratio_hour: hour.hit_ratio(),
             hit_ratio_day: day.hit_ratio(),
             last_hour: hour,

@@ -72,8 +72,13 @@ fn repo_section(html: &mut String, repo: &RepoStatus) {
     let id = text(&repo.name);
     let _ = write!(
         html,
-        "<section id=\"repo-{id}\"><h2>{id} <small>{} · {}</small></h2>",
+        "<section id=\"repo-{id}\"><h2>{id} <small>{} · {} · {}</small></h2>",
         text(repo.format),
+        if repo.scope == "cluster" {
+            "all replicas"
+        } else {
+            "this replica"
+        },
         text(&repo.upstream)
     );
     let _ = write!(

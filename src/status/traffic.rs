@@ -32,7 +32,8 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, other: &Self) {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: &Self) {
         self.requests += other.requests;
         self.hits += other.hits;
         self.misses += other.misses;
@@ -98,6 +99,42 @@ pub struct Observed<'a> {
 #[derive(Debug, Default)]
 pub struct Traffic {
     repos: Mutex<BTreeMap<&'static str, Ring>>,
+    /// Counts not yet added to the shared (Redis) totals, by repository and minute.
+    unshared: Mutex<HashMap<(&'static str, u64), Counts>>,
+}
+
+impl Counts {
+    /// The fields as `(name, value)`, for the shared totals.
+    #[must_use]
+    pub fn fields(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("requests", self.requests),
+            ("hits", self.hits),
+            ("misses", self.misses),
+            ("bypassed", self.bypassed),
+            ("errors", self.errors),
+            ("bytes_from_cache", self.bytes_from_cache),
+            ("bytes_served", self.bytes_served),
+        ]
+        .into_iter()
+        .filter(|(_, value)| *value > 0)
+        .collect()
+    }
+
+    /// Counts from the shared totals' fields.
+    #[must_use]
+    pub fn from_fields(fields: &HashMap<String, u64>) -> Self {
+        let get = |name: &str| fields.get(name).copied().unwrap_or(0);
+        Self {
+            requests: get("requests"),
+            hits: get("hits"),
+            misses: get("misses"),
+            bypassed: get("bypassed"),
+            errors: get("errors"),
+            bytes_from_cache: get("bytes_from_cache"),
+            bytes_served: get("bytes_served"),
+        }
+    }
 }
 
 /// The minute `at` falls in.
@@ -109,26 +146,33 @@ pub fn minute_of(at: SystemTime) -> u64 {
 impl Traffic {
     /// Records one request to `repo` at `now`.
     pub fn record(&self, repo: &'static str, now: SystemTime, observed: Observed<'_>) {
-        let mut repos = self.repos.lock().expect("traffic is never poisoned");
-        let bucket = repos
-            .entry(repo)
-            .or_insert_with(Ring::new)
-            .bucket(minute_of(now));
-        let counts = &mut bucket.counts;
-        counts.requests += 1;
-        counts.bytes_served += observed.bytes;
+        let minute = minute_of(now);
+        let mut one = Counts {
+            requests: 1,
+            bytes_served: observed.bytes,
+            ..Counts::default()
+        };
         match observed.cache_status {
             Some("HIT" | "STALE" | "REVALIDATED") => {
-                counts.hits += 1;
-                counts.bytes_from_cache += observed.bytes;
+                one.hits = 1;
+                one.bytes_from_cache = observed.bytes;
             }
-            Some("MISS") => counts.misses += 1,
-            Some("BYPASS") => counts.bypassed += 1,
+            Some("MISS") => one.misses = 1,
+            Some("BYPASS") => one.bypassed = 1,
             _ => {}
         }
         if observed.status >= 400 {
-            counts.errors += 1;
+            one.errors = 1;
         }
+        self.unshared
+            .lock()
+            .expect("traffic is never poisoned")
+            .entry((repo, minute))
+            .or_default()
+            .add(&one);
+        let mut repos = self.repos.lock().expect("traffic is never poisoned");
+        let bucket = repos.entry(repo).or_insert_with(Ring::new).bucket(minute);
+        bucket.counts.add(&one);
         if let Some(project) = observed.project {
             if let Some(count) = bucket.projects.get_mut(project) {
                 *count += 1;
@@ -136,6 +180,35 @@ impl Traffic {
                 bucket.projects.insert(project.to_owned(), 1);
             }
         }
+    }
+
+    /// Takes the counts not yet shared with other replicas.
+    pub fn take_unshared(&self) -> Vec<((&'static str, u64), Counts)> {
+        self.unshared
+            .lock()
+            .expect("traffic is never poisoned")
+            .drain()
+            .collect()
+    }
+
+    /// Puts back counts that could not be shared (Redis down), to try again later.
+    pub fn restore_unshared(&self, counts: Vec<((&'static str, u64), Counts)>) {
+        let mut unshared = self.unshared.lock().expect("traffic is never poisoned");
+        for (key, value) in counts {
+            unshared.entry(key).or_default().add(&value);
+        }
+    }
+
+    /// This replica's counts of `repo` not yet shared, per minute.
+    #[must_use]
+    pub fn unshared_of(&self, repo: &str) -> HashMap<u64, Counts> {
+        self.unshared
+            .lock()
+            .expect("traffic is never poisoned")
+            .iter()
+            .filter(|((name, _), _)| *name == repo)
+            .map(|((_, minute), counts)| (*minute, counts.clone()))
+            .collect()
     }
 
     /// The repositories seen so far.
@@ -213,6 +286,56 @@ impl Traffic {
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(limit);
         top
+    }
+}
+
+/// The Redis key of one repository's shared counts for one minute.
+#[must_use]
+pub fn shared_key(repo: &str, minute: u64) -> String {
+    format!("granary:traffic:{repo}:{minute}")
+}
+
+/// How long shared counts are kept: a day and an hour.
+pub const SHARED_RETENTION: std::time::Duration = std::time::Duration::from_secs(25 * 3600);
+
+/// Adds this replica's new counts to the shared totals in Redis every `interval`,
+/// so every replica's status page shows the whole cluster's traffic. Counts that
+/// cannot be written (Redis down) are kept and written later.
+pub fn share_periodically(
+    traffic: &std::sync::Arc<Traffic>,
+    redis: std::sync::Arc<crate::engine::redis::RedisTier>,
+    interval: std::time::Duration,
+) {
+    let traffic = std::sync::Arc::downgrade(traffic);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(traffic) = traffic.upgrade() else {
+                return;
+            };
+            share_now(&traffic, &redis).await;
+        }
+    });
+}
+
+/// Writes this replica's unshared counts to Redis now.
+pub async fn share_now(traffic: &Traffic, redis: &crate::engine::redis::RedisTier) {
+    let pending = traffic.take_unshared();
+    if pending.is_empty() {
+        return;
+    }
+    let increments: Vec<(String, Vec<(&'static str, u64)>)> = pending
+        .iter()
+        .map(|((repo, minute), counts)| (shared_key(repo, *minute), counts.fields()))
+        .collect();
+    if redis
+        .increment_hashes(&increments, SHARED_RETENTION)
+        .await
+        .is_err()
+    {
+        traffic.restore_unshared(pending);
     }
 }
 

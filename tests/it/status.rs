@@ -373,3 +373,39 @@ async fn verify_reports_its_progress_in_plain_lines_when_not_on_a_terminal() {
     );
     assert!(text.contains("checked 2 blobs, 0 corrupt"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_every_replica_shows_the_traffic_of_all() {
+    let Some(engines) =
+        crate::support::Engines::from_env("with_redis_every_replica_shows_the_traffic_of_all")
+    else {
+        return;
+    };
+    let redis = engines.redis();
+    let upstream = FakeUpstream::start(None).await;
+    upstream.script(
+        "simple/shared/",
+        one_file_page("shared", "shared-1.0.tar.gz", b"x"),
+    );
+    let top_level = format!("[redis]\nurl = \"{}\"\n", redis.url());
+    let a = TestGranary::start_with_top_level(&upstream.url("simple/"), &top_level, "").await;
+    let b = TestGranary::start_with_top_level(&upstream.url("simple/"), &top_level, "").await;
+    for _ in 0..3 {
+        assert_eq!(a.get("pypi/simple/shared/").await.status(), 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(b.get("pypi/simple/shared/").await.status(), 200);
+    }
+    // B writes its counts to Redis (every 5 s on its own; now, for the test).
+    granary::status::traffic::share_now(
+        &b.state.traffic,
+        b.state.redis.as_ref().expect("redis configured"),
+    )
+    .await;
+    let report: serde_json::Value = status(&a, None).await.json().await.expect("json");
+    let repo = &report["repos"][0];
+    assert_eq!(repo["scope"], "cluster");
+    assert_eq!(repo["last_hour"]["requests"], 8, "3 on A and 5 on B");
+    assert_eq!(repo["last_day"]["requests"], 8);
+    assert_eq!(repo["last_minute"]["requests"], 8);
+}

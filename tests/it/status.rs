@@ -199,6 +199,27 @@ async fn without_the_admin_role_no_project_name_is_shown_or_nothing_at_all() {
     assert_eq!(status(&closed, Some(ADMIN)).await.status(), 200);
 }
 
+/// Runs the real `granary` with `args` (off the async workers) and returns its
+/// standard output; fails the test with its standard error if it fails.
+async fn run_granary(args: Vec<String>, envs: &[(&'static str, &'static str)]) -> String {
+    let envs = envs.to_vec();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_granary"))
+            .args(&args)
+            .envs(envs)
+            .output()
+            .expect("granary runs")
+    })
+    .await
+    .expect("granary task");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn chromium() -> PathBuf {
     for candidate in ["chromium", "chromium-browser"] {
         if Command::new(candidate)
@@ -312,22 +333,12 @@ async fn granary_status_prints_the_same_numbers_in_a_terminal() {
     )
     .await;
     traffic(&upstream, &granary).await;
-    let url = granary.url("");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_granary"))
-            .args(["status", "--url", url.trim_end_matches('/')])
-            .env("GRANARY_ADMIN_TOKEN", "status-admin-token")
-            .output()
-            .expect("granary status runs")
-    })
-    .await
-    .expect("status");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8_lossy(&output.stdout);
+    let url = granary.url("").trim_end_matches('/').to_owned();
+    let text = run_granary(
+        vec!["status".into(), "--url".into(), url],
+        &[("GRANARY_ADMIN_TOKEN", "status-admin-token")],
+    )
+    .await;
     let line = text
         .lines()
         .find(|l| l.starts_with("pypi "))
@@ -352,21 +363,15 @@ async fn verify_reports_its_progress_in_plain_lines_when_not_on_a_terminal() {
         .parent()
         .expect("scratch")
         .join("granary.toml");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_granary"))
-            .args(["verify", "--config"])
-            .arg(&config)
-            .output()
-            .expect("granary verify runs")
-    })
-    .await
-    .expect("verify");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = run_granary(
+        vec![
+            "verify".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+        &[],
+    )
+    .await;
     assert!(
         text.contains("verify: 2/2 blobs, 534.3 KB of 534.3 KB"),
         "{text}"

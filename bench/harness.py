@@ -131,6 +131,34 @@ def npm_install(registry: str, scratch: str) -> float:
     return time.monotonic() - started
 
 
+BIG_VERSIONS = 700
+
+
+def big_packument(fixture: str, upstream: str) -> None:
+    """A packument the size of a popular package's (about 600 KB, 700 versions, each
+    with its tarball link and the fields real ones carry), next to the fixture's."""
+    versions, times = {}, {}
+    for index in range(BIG_VERSIONS):
+        version = f"1.{index // 100}.{index % 100}"
+        versions[version] = {
+            "name": "big-pkg", "version": version, "description": "A package with a long history " * 2,
+            "main": "index.js", "license": "MIT", "scripts": {"test": "node test.js"},
+            "dependencies": {"dep-a": "^1.0.0", "dep-b": "^2.0.0-beta.1"},
+            "engines": {"node": ">=14"}, "keywords": ["bench", "granary", "large"],
+            "repository": {"type": "git", "url": "git+https://git.invalid/big-pkg.git"},
+            "maintainers": [{"name": "someone", "email": "someone@example.invalid"}],
+            "dist": {"tarball": f"{upstream}/big-pkg/-/big-pkg-{version}.tgz",
+                     "shasum": "0" * 40, "integrity": "sha512-" + "A" * 86 + "==",
+                     "fileCount": 12, "unpackedSize": 48213},
+        }
+        times[version] = "2024-01-01T00:00:00.000Z"
+    document = {"name": "big-pkg", "dist-tags": {"latest": version}, "versions": versions, "time": times,
+                "readme": "# big-pkg\n" + "Documentation. " * 2000}
+    os.makedirs(os.path.join(fixture, "big-pkg"), exist_ok=True)
+    with open(os.path.join(fixture, "big-pkg", "index.json"), "w") as f:
+        json.dump(document, f)
+
+
 def npm_scenarios(procs: "Processes", binary: str, work: str, seconds: int, rounds: int, install_rounds: int,
                   rows: list, memory: list) -> None:
     """npm: cold `npm install` through an empty granary vs direct, and hot packument and
@@ -140,6 +168,7 @@ def npm_scenarios(procs: "Processes", binary: str, work: str, seconds: int, roun
     upstream = f"http://127.0.0.1:{upstream_port}"
     subprocess.run(["node", os.path.join(ROOT, "tests", "fixtures", "npm", "make_registry.js"), fixture, upstream],
                    check=True, capture_output=True, env=dict(os.environ, HOME=work))
+    big_packument(fixture, upstream)
     start_npm_nginx(procs, work, "npm-upstream", fixture, upstream_port, "/dep-a")
     scratch = os.path.join(work, "npm-installs")
     os.makedirs(scratch, exist_ok=True)
@@ -157,8 +186,10 @@ def npm_scenarios(procs: "Processes", binary: str, work: str, seconds: int, roun
     mirror = os.path.join(work, "npm-mirror")
     packument = fetch(f"{warm.url}/npm/@granary/core", NPM_ACCEPT)
     tarball = fetch(f"{warm.url}/npm/@granary/core/-/core-1.1.0.tgz")
+    big = fetch(f"{warm.url}/npm/big-pkg", "application/json")
     for relative, body in ((os.path.join("npm", "@granary", "core", "index.json"), packument),
-                           (os.path.join("npm", "@granary", "core", "-", "core-1.1.0.tgz"), tarball)):
+                           (os.path.join("npm", "@granary", "core", "-", "core-1.1.0.tgz"), tarball),
+                           (os.path.join("npm", "big-pkg", "index.json"), big)):
         path = os.path.join(mirror, relative)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
@@ -167,6 +198,8 @@ def npm_scenarios(procs: "Processes", binary: str, work: str, seconds: int, roun
     start_npm_nginx(procs, work, "npm-static", mirror, static_port, "/npm/@granary/core")
     static = f"http://127.0.0.1:{static_port}"
     for label, path, accept in (("npm packument (abbreviated), 64 conn", "/npm/@granary/core", NPM_ACCEPT),
+                                (f"npm full packument, {BIG_VERSIONS} versions ({len(big) // 1024} KB), 64 conn",
+                                 "/npm/big-pkg", "application/json"),
                                 ("npm tarball, 64 conn", "/npm/@granary/core/-/core-1.1.0.tgz", None)):
         warm.reset_peak_rss()
         result = measure_alternating({"granary": warm.url + path, "nginx": static + path}, rounds,

@@ -38,17 +38,56 @@ const INDEX_CACHE_CONTROL: &str = "max-age=0, must-revalidate";
 /// Artifacts never change once stored.
 const ARTIFACT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
+/// Templated documents assembled for one base URL, by their validator (which covers
+/// the document and the base): a large packument is put together once per client
+/// address, not once per response. Bounded in bytes.
+#[derive(Debug, Clone)]
+pub struct AssembledDocuments(moka::sync::Cache<String, Bytes>);
+
+impl AssembledDocuments {
+    #[must_use]
+    pub fn new(capacity_bytes: u64) -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(capacity_bytes)
+                .weigher(|key: &String, body: &Bytes| {
+                    u32::try_from(key.len() + body.len()).unwrap_or(u32::MAX)
+                })
+                .build(),
+        )
+    }
+
+    /// The parts with `base` between them, made once per `validator`.
+    fn assemble(&self, validator: &str, parts: &[Bytes], base: &[u8]) -> Bytes {
+        if let Some(body) = self.0.get(validator) {
+            return body;
+        }
+        let length = parts.iter().map(Bytes::len).sum::<usize>() + base.len() * (parts.len() - 1);
+        let mut body = Vec::with_capacity(length);
+        for (index, part) in parts.iter().enumerate() {
+            if index > 0 {
+                body.extend_from_slice(base);
+            }
+            body.extend_from_slice(part);
+        }
+        let body = Bytes::from(body);
+        self.0.insert(validator.to_owned(), body.clone());
+        body
+    }
+}
+
 pub(super) async fn reply(
     reply: Reply,
     request: Request,
     metrics: &Metrics,
     blobs: &Arc<dyn BlobStore>,
+    assembled: &AssembledDocuments,
     repo: &str,
 ) -> Response {
     match reply {
         Reply::Redirect { location } => Redirect::permanent(&location).into_response(),
         Reply::Document(document) => {
-            let mut response = document_response(document, request.headers());
+            let mut response = document_response(document, request.headers(), assembled);
             response.extensions_mut().insert(Compressible);
             response
         }
@@ -112,7 +151,11 @@ fn not_modified(request_headers: &HeaderMap, etag: &str) -> bool {
         .is_some_and(|v| if_none_match_hits(v, etag))
 }
 
-fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Response {
+fn document_response(
+    document: DocumentReply,
+    request_headers: &HeaderMap,
+    assembled: &AssembledDocuments,
+) -> Response {
     // A templated document (one with base-URL markers) is the same bytes for every client but the
     // base URL between its parts: its validator covers the base too.
     let templated = document.rendition.parts.clone().zip(
@@ -142,21 +185,7 @@ fn document_response(document: DocumentReply, request_headers: &HeaderMap) -> Re
             let mut response = match templated {
                 None => Response::new(Body::from(document.rendition.body)),
                 Some((parts, base)) => {
-                    let length: usize = parts.iter().map(Bytes::len).sum::<usize>()
-                        + base.len() * (parts.len() - 1);
-                    let mut chunks = Vec::with_capacity(parts.len() * 2);
-                    for (index, part) in parts.iter().enumerate() {
-                        if index > 0 {
-                            chunks.push(Ok::<_, std::io::Error>(base.clone()));
-                        }
-                        chunks.push(Ok(part.clone()));
-                    }
-                    let mut response =
-                        Response::new(Body::from_stream(futures::stream::iter(chunks)));
-                    response
-                        .headers_mut()
-                        .insert(CONTENT_LENGTH, HeaderValue::from(length));
-                    response
+                    Response::new(Body::from(assembled.assemble(&etag_text, &parts, &base)))
                 }
             };
             response.headers_mut().insert(

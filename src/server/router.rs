@@ -201,6 +201,7 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
         request,
         &state.metrics,
         &state.blobs,
+        &state.assembled,
         repo.settings().label,
     )
     .await)

@@ -527,3 +527,37 @@ async fn npm_authenticates_to_a_private_registry_with_its_auth_token_and_is_refu
         "the client's token never reaches the upstream"
     );
 }
+
+// Assembled packuments are kept per base URL: a client reaching granary under another
+// name never gets tarball links with the first client's host, and a repeat is
+// byte-identical.
+#[tokio::test]
+async fn each_host_gets_its_own_tarball_links_and_repeats_are_identical() {
+    let (_dir, _upstream, granary) = fixture().await;
+    let client = TestGranary::client();
+    let mut bodies = Vec::new();
+    for host in ["first.test:4873", "second.test:4873", "first.test:4873"] {
+        let body = client
+            .get(granary.url("npm/@granary/core"))
+            .header("host", host)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("packument")
+            .text()
+            .await
+            .expect("body");
+        let other = if host.starts_with("first") {
+            "second.test"
+        } else {
+            "first.test"
+        };
+        assert!(
+            body.contains(&format!("\"http://{host}/npm/@granary/core/-/")),
+            "{host}"
+        );
+        assert!(!body.contains(other), "{host} got {other}'s links");
+        bodies.push(body);
+    }
+    assert_eq!(bodies[0], bodies[2], "the same host gets the same bytes");
+}

@@ -943,3 +943,46 @@ async fn requests_waiting_for_another_replica_share_one_waiter_woken_by_redis() 
         "this replica never downloaded it"
     );
 }
+
+// Issue #16: a cold index page requested on several replicas at once was fetched
+// once per replica (the shared lock covered background refreshes only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_index_page_is_fetched_once_across_replicas() {
+    let Some(engines) = Engines::from_env("a_cold_index_page_is_fetched_once_across_replicas")
+    else {
+        return;
+    };
+    let redis = engines.redis();
+    let upstream = FakeUpstream::start(None).await;
+    let page = one_file_page("cold", "cold-1.0.tar.gz", b"cold");
+    upstream.script(
+        "simple/cold/",
+        Scripted {
+            pace: Some((64, Duration::from_millis(100))),
+            ..page
+        },
+    );
+    let top_level = format!("[redis]\nurl = \"{}\"\n", redis.url());
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(
+            TestGranary::start_with_top_level(&upstream.url("simple/"), &top_level, "").await,
+        );
+    }
+    let requests = replicas.iter().flat_map(|replica| {
+        (0..10).map(move |_| async move {
+            let response = replica.get("pypi/simple/cold/").await;
+            assert_eq!(response.status(), 200);
+            response.headers()["x-cache"]
+                .to_str()
+                .expect("x-cache")
+                .to_owned()
+        })
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert_eq!(
+        upstream.hits("simple/cold/"),
+        1,
+        "30 requests on 3 replicas: one upstream fetch ({statuses:?})"
+    );
+}

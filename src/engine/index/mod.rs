@@ -537,7 +537,10 @@ impl IndexCache {
             let (result, _) = this
                 .inner
                 .flights
-                .run(&key, || this.clone().refresh(request, Some(cached)))
+                .run(&key, || {
+                    // The shared lock was taken above.
+                    this.clone().refresh(request, Some(cached), false)
+                })
                 .await;
             if let Some(redis) = &redis {
                 if matches!(result, Some(Ok(_))) {
@@ -565,7 +568,7 @@ impl IndexCache {
             .inner
             .flights
             .run(key, || {
-                self.clone().refresh(request.clone(), cached.clone())
+                self.clone().refresh(request.clone(), cached.clone(), true)
             })
             .await;
         if role == Role::Joined {
@@ -604,11 +607,15 @@ impl IndexCache {
         }
     }
 
-    /// The flight body: one conditional fetch, stored in both tiers.
+    /// The flight body: one conditional fetch, stored in both tiers. With
+    /// `across_replicas` and Redis, the fetch is also one per key across replicas:
+    /// the replica that takes the key's lock fetches, and the others wait for its
+    /// copy in the shared tiers.
     async fn refresh(
         self,
         request: IndexRequest,
         cached: Option<Arc<IndexDocument>>,
+        across_replicas: bool,
     ) -> RefreshResult {
         // A request that missed memory just before the previous flight for this key
         // stored its document, and started this flight just after that one ended,
@@ -621,14 +628,87 @@ impl IndexCache {
                 return Ok((current, CacheStatus::Hit));
             }
         }
+        let mut shared_lock = None;
+        if let (true, Some(redis)) = (across_replicas, self.inner.shared.redis.clone()) {
+            let token = new_token();
+            let key = request.key.as_str();
+            match redis
+                .try_lock(key, &token, request.policy.update_time)
+                .await
+            {
+                Ok(true) => shared_lock = Some((redis, token)),
+                // Another replica is fetching it: take its copy when it lands.
+                Ok(false) => {
+                    if let Some(document) = self.wait_for_other_replica(&request, &redis).await {
+                        return Ok((document, CacheStatus::Hit));
+                    }
+                }
+                // Redis down: this replica fetches on its own.
+                Err(_) => {}
+            }
+        }
         // Only a key with a copy to serve goes into the failure back-off (offline
         // mode); one that never had a copy just fails again next time.
         let had_copy = cached.as_ref().is_some_and(|document| document.found);
         let result = self.refresh_once(&request, cached).await;
+        if let Some((redis, token)) = shared_lock {
+            // Stored in the shared tiers by now (or given up on): let others look.
+            let _ = redis.unlock(request.key.as_str(), &token).await;
+        }
         if result.is_ok() || had_copy {
             self.record_refresh_outcome(&request, result.is_ok());
         }
         result
+    }
+
+    /// Waits, polling the shared tiers with a bounded back-off for at most
+    /// `update_time`, for the copy another replica is fetching; `None` when it does
+    /// not come (that replica died or failed), and this one fetches itself.
+    async fn wait_for_other_replica(
+        &self,
+        request: &IndexRequest,
+        redis: &super::redis::RedisTier,
+    ) -> Option<Arc<IndexDocument>> {
+        let deadline = tokio::time::Instant::now() + request.policy.update_time;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            tokio::time::sleep(pause).await;
+            let now = self.inner.clock.now();
+            if let Some(record) = self.inner.shared.load(request.key.as_str()).await {
+                if record.lifetimes.freshness(now) == Freshness::Fresh
+                    && record.format_version == request.source.format_version()
+                {
+                    let renditions = if record.found {
+                        render(&request.source, &record.body).await.ok()?
+                    } else {
+                        Vec::new()
+                    };
+                    let document = Arc::new(IndexDocument {
+                        found: record.found,
+                        canonical: record.body,
+                        renditions,
+                        validators: record.validators,
+                        stored_at: record.stored_at,
+                        lifetimes: record.lifetimes,
+                        derived: std::sync::OnceLock::new(),
+                    });
+                    self.inner
+                        .memory
+                        .insert(request.key.as_str().to_owned(), Arc::clone(&document))
+                        .await;
+                    return Some(document);
+                }
+            }
+            // The other replica is done (it failed, or stored nothing fresh) or gone.
+            let lock = super::redis::lock_key(request.key.as_str());
+            if !matches!(redis.get(&lock).await, Ok(Some(_))) {
+                return None;
+            }
+            if tokio::time::Instant::now() + pause >= deadline {
+                return None;
+            }
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
     }
 
     async fn refresh_once(

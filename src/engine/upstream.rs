@@ -526,21 +526,7 @@ impl UpstreamClient {
             .inc();
         let started = Instant::now();
         let response = request.send().await.map_err(|error| {
-            self.metrics
-                .upstream_errors
-                .get_or_create(&self.labels)
-                .inc();
-            let error = if error.is_timeout() {
-                UpstreamError::TimedOut {
-                    upstream: upstream.clone(),
-                    timeout,
-                }
-            } else {
-                UpstreamError::Unreachable {
-                    upstream: upstream.clone(),
-                    reason: error_chain(&error),
-                }
-            };
+            let error = self.send_error(&upstream, timeout, &error);
             self.record_outcome(Some(&error.to_string()));
             error
         })?;
@@ -576,6 +562,30 @@ impl UpstreamClient {
         })
     }
 
+    /// A failed send (one that got no response), counted, as the error callers see.
+    fn send_error(
+        &self,
+        upstream: &str,
+        timeout: Duration,
+        error: &reqwest::Error,
+    ) -> UpstreamError {
+        self.metrics
+            .upstream_errors
+            .get_or_create(&self.labels)
+            .inc();
+        if error.is_timeout() {
+            UpstreamError::TimedOut {
+                upstream: upstream.to_owned(),
+                timeout,
+            }
+        } else {
+            UpstreamError::Unreachable {
+                upstream: upstream.to_owned(),
+                reason: error_chain(error),
+            }
+        }
+    }
+
     /// Forwards one request that must not be cached (npm's ping, search, audit): no
     /// retries, a short `timeout`, the body read whole (bounded).
     ///
@@ -604,23 +614,10 @@ impl UpstreamClient {
             .get_or_create(&self.labels)
             .inc();
         let upstream = display_url(url);
-        let response = request.send().await.map_err(|error| {
-            self.metrics
-                .upstream_errors
-                .get_or_create(&self.labels)
-                .inc();
-            if error.is_timeout() {
-                UpstreamError::TimedOut {
-                    upstream: upstream.clone(),
-                    timeout,
-                }
-            } else {
-                UpstreamError::Unreachable {
-                    upstream: upstream.clone(),
-                    reason: error_chain(&error),
-                }
-            }
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.send_error(&upstream, timeout, &error))?;
         let status = response.status();
         let content_type = response
             .headers()

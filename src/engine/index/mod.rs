@@ -484,14 +484,24 @@ impl IndexCache {
             debug!(%key, "stored index entry has an older format; refetching");
             return memory;
         }
-        let renditions = if record.found {
-            match render(&request.source, &record.body).await {
-                Ok(renditions) => renditions,
-                Err(reason) => {
-                    warn!(%key, %reason, "stored index entry cannot be rendered; refetching");
-                    return memory;
-                }
+        match self.remember(request, record).await {
+            Ok(document) => Some(document),
+            Err(reason) => {
+                warn!(%key, %reason, "stored index entry cannot be rendered; refetching");
+                memory
             }
+        }
+    }
+
+    /// A record from the shared tiers as a served document, rendered and kept in
+    /// memory.
+    async fn remember(
+        &self,
+        request: &IndexRequest,
+        record: IndexRecord,
+    ) -> Result<Arc<IndexDocument>, String> {
+        let renditions = if record.found {
+            render(&request.source, &record.body).await?
         } else {
             Vec::new()
         };
@@ -506,9 +516,9 @@ impl IndexCache {
         });
         self.inner
             .memory
-            .insert(key.to_owned(), Arc::clone(&document))
+            .insert(request.key.as_str().to_owned(), Arc::clone(&document))
             .await;
-        Some(document)
+        Ok(document)
     }
 
     fn refresh_in_background(
@@ -678,25 +688,7 @@ impl IndexCache {
                 if record.lifetimes.freshness(now) == Freshness::Fresh
                     && record.format_version == request.source.format_version()
                 {
-                    let renditions = if record.found {
-                        render(&request.source, &record.body).await.ok()?
-                    } else {
-                        Vec::new()
-                    };
-                    let document = Arc::new(IndexDocument {
-                        found: record.found,
-                        canonical: record.body,
-                        renditions,
-                        validators: record.validators,
-                        stored_at: record.stored_at,
-                        lifetimes: record.lifetimes,
-                        derived: std::sync::OnceLock::new(),
-                    });
-                    self.inner
-                        .memory
-                        .insert(request.key.as_str().to_owned(), Arc::clone(&document))
-                        .await;
-                    return Some(document);
+                    return self.remember(request, record).await.ok();
                 }
             }
             // The other replica is done (it failed, or stored nothing fresh) or gone.

@@ -316,6 +316,13 @@ pub struct RepoConfig {
     /// upstream that needs credentials is private by default: authenticated).
     #[serde(default)]
     pub access: Option<AccessConfig>,
+    /// Hosts besides the upstream's own that granary may fetch from although they
+    /// are not public addresses (file links on an internal mirror, say).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Fetch only from the upstream's host and `allowed_hosts`.
+    #[serde(default)]
+    pub only_allowed_hosts: bool,
     /// `http` format: cookies whose presence means "personal": never served from the
     /// cache, never stored.
     #[serde(default)]

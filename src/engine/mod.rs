@@ -21,6 +21,7 @@ pub mod coordination;
 pub mod digest;
 mod error;
 pub mod events;
+pub mod host_policy;
 pub mod index;
 mod keys;
 pub mod maintenance;

@@ -16,6 +16,9 @@ use url::Url;
 use crate::http_cache::Validators;
 use crate::metrics::{Metrics, RepoLabels};
 
+/// Redirects followed for one request, at most.
+const MAX_REDIRECTS: usize = 10;
+
 /// Outcomes kept for the error rate.
 const HEALTH_WINDOW: Duration = Duration::from_secs(300);
 /// Latency samples kept for the percentiles.
@@ -88,6 +91,11 @@ pub struct UpstreamOptions {
     pub auth: Option<UpstreamAuth>,
     /// Artifact downloads running at once from this upstream; more wait their turn.
     pub max_concurrent_fills: usize,
+    /// Hosts besides the upstream's own that may be fetched from even though they
+    /// are not public.
+    pub allowed_hosts: Vec<String>,
+    /// Fetch from the upstream's host and `allowed_hosts` only.
+    pub only_allowed_hosts: bool,
 }
 
 /// Why an upstream request failed.
@@ -103,6 +111,8 @@ pub enum UpstreamError {
     Malformed { upstream: String, reason: String },
     #[error("upstream `{upstream}` broke off the body: {reason}")]
     Body { upstream: String, reason: String },
+    #[error("not fetching `{upstream}`: {reason}")]
+    Refused { upstream: String, reason: String },
 }
 
 impl UpstreamError {
@@ -143,6 +153,8 @@ pub struct UpstreamClient {
     labels: RepoLabels,
     in_flight: AtomicU64,
     consecutive_failures: AtomicU64,
+    /// Where this client may fetch from.
+    policy: Arc<crate::engine::host_policy::HostPolicy>,
     /// Recent outcomes and latencies, for the status page.
     health: std::sync::Mutex<Health>,
     /// Body bytes received from this upstream (artifacts and documents).
@@ -158,8 +170,27 @@ impl UpstreamClient {
     /// # Errors
     /// When the TLS backend cannot be initialised.
     pub fn new(options: UpstreamOptions, metrics: Metrics) -> Result<Arc<Self>, reqwest::Error> {
+        let policy = Arc::new(crate::engine::host_policy::HostPolicy::new(
+            &options.root,
+            &options.allowed_hosts,
+            options.only_allowed_hosts,
+        ));
+        let redirect_policy = Arc::clone(&policy);
         let http = reqwest::Client::builder()
             .user_agent(concat!("granary/", env!("CARGO_PKG_VERSION")))
+            // Every address a name resolves to, and every redirect hop, is checked.
+            .dns_resolver(Arc::new(crate::engine::host_policy::PolicyResolver(
+                Arc::clone(&policy),
+            )))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+                } else if let Err(reason) = redirect_policy.check(attempt.url()) {
+                    attempt.error(format!("redirect refused: {reason}"))
+                } else {
+                    attempt.follow()
+                }
+            }))
             .connect_timeout(options.connect_timeout)
             .read_timeout(options.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -175,6 +206,7 @@ impl UpstreamClient {
             labels,
             in_flight: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
+            policy,
             health: std::sync::Mutex::new(Health::default()),
             bytes_fetched: AtomicU64::new(0),
             fill_permits: Arc::new(tokio::sync::Semaphore::new(
@@ -379,12 +411,23 @@ impl UpstreamClient {
         headers
     }
 
+    /// Refuses URLs the host policy does not allow, before any connection.
+    fn check_allowed(&self, url: &Url) -> Result<(), UpstreamError> {
+        self.policy
+            .check(url)
+            .map_err(|reason| UpstreamError::Refused {
+                upstream: display_url(url),
+                reason,
+            })
+    }
+
     async fn send_once(
         &self,
         url: &Url,
         kind: RequestKind,
         headers: HeaderMap,
     ) -> Result<reqwest::Response, UpstreamError> {
+        self.check_allowed(url)?;
         let mut request = self.http.get(url.clone()).headers(headers);
         // Credentials go to the configured origin only: file links may point at other
         // hosts, which must never see them.
@@ -511,6 +554,7 @@ impl UpstreamClient {
         timeout: Duration,
         max_bytes: usize,
     ) -> Result<Exchanged, UpstreamError> {
+        self.check_allowed(url)?;
         let upstream = display_url(url);
         let mut request = self
             .http
@@ -598,6 +642,7 @@ impl UpstreamClient {
         body: bytes::Bytes,
         timeout: Duration,
     ) -> Result<(StatusCode, Option<String>, bytes::Bytes), UpstreamError> {
+        self.check_allowed(url)?;
         let mut request = self.http.request(method, url.clone()).timeout(timeout);
         if !body.is_empty() {
             request = request

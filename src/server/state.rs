@@ -284,6 +284,8 @@ fn build_repository(
             timeout: repo.timeout.into(),
             retries: repo.retries,
             max_concurrent_fills: repo.max_concurrent_fills,
+            allowed_hosts: repo.allowed_hosts.clone(),
+            only_allowed_hosts: repo.only_allowed_hosts,
             auth: repo.auth.clone().map(|auth| match auth {
                 ConfigAuth::Basic { username, password } => {
                     UpstreamAuth::Basic { username, password }

@@ -101,6 +101,8 @@ async fn rig(
             retries: 0,
             auth: None,
             max_concurrent_fills: 32,
+            allowed_hosts: Vec::new(),
+            only_allowed_hosts: false,
         },
         metrics.clone(),
     )

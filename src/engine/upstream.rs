@@ -307,7 +307,12 @@ impl UpstreamClient {
         }
     }
 
+    /// One request's latency, in the metrics histogram and the status page's samples.
     fn record_latency(&self, elapsed: Duration) {
+        self.metrics
+            .upstream_latency
+            .get_or_create(&self.labels)
+            .observe(elapsed.as_secs_f64());
         let mut health = self.health.lock().expect("health is never poisoned");
         if health.latencies_ms.len() >= LATENCY_SAMPLES {
             health.latencies_ms.pop_front();
@@ -454,10 +459,6 @@ impl UpstreamClient {
         let result = request.send().await;
         self.metrics.upstream_in_flight.dec();
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.metrics
-            .upstream_latency
-            .get_or_create(&self.labels)
-            .observe(started.elapsed().as_secs_f64());
         self.record_latency(started.elapsed());
         result.map_err(|error| {
             let upstream = display_url(url);
@@ -574,10 +575,6 @@ impl UpstreamClient {
             self.record_outcome(Some(&error.to_string()));
             error
         })?;
-        self.metrics
-            .upstream_latency
-            .get_or_create(&self.labels)
-            .observe(started.elapsed().as_secs_f64());
         self.record_latency(started.elapsed());
         if response.status().is_server_error() {
             self.record_outcome(Some(&format!("{upstream} answered {}", response.status())));

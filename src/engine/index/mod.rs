@@ -209,6 +209,20 @@ const SHARED_PERSIST_WAIT: Duration = Duration::from_millis(250);
 /// an async worker (an npm packument reaches tens of MB).
 const OFFLOAD_RENDER_BYTES: usize = 256 * 1024;
 
+/// Renders a just-fetched body; a body that cannot be rendered is the upstream's
+/// malformed document.
+async fn render_fetched(
+    request: &IndexRequest,
+    canonical: &Bytes,
+) -> Result<Vec<Rendition>, Arc<ProxyError>> {
+    render(&request.source, canonical).await.map_err(|reason| {
+        Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
+            upstream: request.key.as_str().to_owned(),
+            reason,
+        }))
+    })
+}
+
 /// Renders `canonical`, off the async workers when it is large.
 async fn render(
     source: &Arc<dyn IndexSource>,
@@ -722,14 +736,7 @@ impl IndexCache {
         let now = self.inner.clock.now();
         let (document, status) = match fetched {
             Fetched::Uncacheable { canonical } => {
-                let renditions = render(&request.source, &canonical)
-                    .await
-                    .map_err(|reason| {
-                        Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
-                            upstream: key.to_owned(),
-                            reason,
-                        }))
-                    })?;
+                let renditions = render_fetched(request, &canonical).await?;
                 let document = IndexDocument {
                     found: true,
                     canonical,
@@ -750,14 +757,7 @@ impl IndexCache {
                 validators,
                 ttl,
             } => {
-                let renditions = render(&request.source, &canonical)
-                    .await
-                    .map_err(|reason| {
-                        Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
-                            upstream: key.to_owned(),
-                            reason,
-                        }))
-                    })?;
+                let renditions = render_fetched(request, &canonical).await?;
                 let document = IndexDocument {
                     found: true,
                     canonical,

@@ -4,6 +4,7 @@
 //! - [`access`]: who is asking (credentials, users, tokens) and what they may read.
 //! - [`config`]: the TOML file, the `GRANARY_` environment overlay and validation.
 //! - [`server`]: axum router, state, the mapping of errors to responses, ops endpoints.
+//! - [`badges`] and [`status`]: pages of granary's own, drawn from what it caches.
 //! - [`protocols`]: everything that knows an ecosystem (URLs, keys, index rewriting).
 //! - [`engine`]: the protocol-agnostic cache engine (index documents, artifacts,
 //!   coordination, maintenance, the upstream client).
@@ -13,6 +14,7 @@
 //! Start at [`server::run`] and follow a request from [`server::router`].
 
 pub mod access;
+pub mod badges;
 pub mod clock;
 pub mod config;
 pub mod engine;

@@ -65,6 +65,15 @@ pub struct Metrics {
     pub fills_queued: Family<RepoLabels, Gauge>,
     /// Requests that panicked (answered 500).
     pub panics: Counter,
+    /// Badge fact lookups (each reads index documents and metadata), per stage.
+    pub badge_fact_lookups: Family<StageLabels, Counter>,
+    /// Badge images rendered (a content-keyed cache miss).
+    pub badge_renders: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
 }
 
 impl Default for Metrics {
@@ -162,8 +171,22 @@ impl Metrics {
             "Requests whose handler panicked (answered 500)",
             panics.clone(),
         );
+        let badge_fact_lookups = Family::<StageLabels, Counter>::default();
+        registry.register(
+            "badge_fact_lookups",
+            "Lookups of the facts behind badges (one serves every badge of a project's stage)",
+            badge_fact_lookups.clone(),
+        );
+        let badge_renders = Counter::default();
+        registry.register(
+            "badge_renders",
+            "Badge images rendered (misses of the content-keyed image cache)",
+            badge_renders.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            badge_fact_lookups,
+            badge_renders,
             fills_queued,
             panics,
             redis_errors,

@@ -4,7 +4,9 @@
 //! A protocol turns a parsed request into a [`Reply`]; only [`crate::server`] turns a
 //! reply into an HTTP response. Code below this module sees keys and bytes only.
 
+pub mod badges;
 pub mod cargo;
+pub mod contents;
 pub mod maven;
 pub mod npm;
 pub mod path;
@@ -85,6 +87,30 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
         context: &RequestContext<'_>,
         request: ProtocolRequest,
     ) -> Result<Reply, RequestError>;
+
+    /// The badges this format draws (none by default).
+    fn badge_kinds(&self) -> &'static [badges::BadgeKind] {
+        &[]
+    }
+
+    /// The facts behind every badge of `stage` for `project`, looked up through the
+    /// engine (cache first, single flight, offline mode), in one lookup.
+    ///
+    /// # Errors
+    /// An unknown project (`NotFound`), a bad name, or no usable copy and a failing
+    /// upstream.
+    async fn badge_facts(
+        &self,
+        _engine: &CacheEngine,
+        _blobs: &Arc<dyn BlobStore>,
+        _project: &str,
+        _stage: badges::Stage,
+    ) -> Result<badges::Facts, RequestError> {
+        Err(RequestError::NotFound(format!(
+            "repository `{}` draws no badges",
+            self.settings().name
+        )))
+    }
 }
 
 /// Builds the protocol of a configured repository.

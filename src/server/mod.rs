@@ -4,6 +4,8 @@
 
 mod accept;
 mod admin;
+mod authorize;
+mod badge;
 pub mod error;
 mod middleware;
 mod ops;

@@ -7,7 +7,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get};
 use axum::Router;
-use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::header::ACCEPT;
 use http::{Method, StatusCode};
 use std::sync::Arc;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -15,8 +15,7 @@ use tower_http::compression::CompressionLayer;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{admin, middleware, ops, respond};
-use crate::access::{AuthError, Decision};
+use super::{admin, authorize, badge, middleware, ops, respond};
 use crate::protocols::path::MAX_PATH_BYTES;
 use crate::protocols::{ProtocolRequest, RequestContext, RequestError};
 
@@ -28,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/metrics", get(ops::metrics))
         .route("/-/status", get(ops::status_page))
         .route("/-/status.json", get(ops::status_json))
+        .route("/-/badge/{*path}", get(badge::badge))
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
         .fallback(dispatch)
@@ -102,65 +102,10 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
     if method != Method::GET && method != Method::HEAD && max_body.is_none() {
         return Err(RequestError::MethodNotAllowed.into());
     }
-    // A public repository reads no credentials: an `Authorization` header there is
-    // the client's business with the upstream (an `http` repository's application),
-    // or a leftover from another index, and changes nothing.
-    let identity = if repo.settings().access.is_private() {
-        state
-            .auth
-            .authenticate(
-                request
-                    .headers()
-                    .get(AUTHORIZATION)
-                    .map(HeaderValue::as_bytes),
-            )
-            .await
-    } else {
-        Ok(crate::access::Identity::anonymous())
+    let identity = match authorize::authorize(state, repo_name, repo, request.headers()).await {
+        Ok(identity) => identity,
+        Err(refusal) => return Ok(refusal),
     };
-    let refusal = match &identity {
-        Err(AuthError::Invalid) => Some((
-            StatusCode::UNAUTHORIZED,
-            format!("the credentials are not valid for repository `{repo_name}`"),
-        )),
-        Err(AuthError::Unavailable(reason)) => {
-            return Err(ApiError::client(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("credentials cannot be checked right now: {reason}"),
-            ));
-        }
-        Ok(identity) => match repo.settings().access.decide(identity) {
-            Decision::Allow => None,
-            Decision::NeedCredentials => Some((
-                StatusCode::UNAUTHORIZED,
-                format!("repository `{repo_name}` needs credentials"),
-            )),
-            Decision::Forbidden => Some((
-                StatusCode::FORBIDDEN,
-                format!(
-                    "user `{}` may not read repository `{repo_name}`",
-                    identity.user.as_deref().unwrap_or("admin")
-                ),
-            )),
-        },
-    };
-    let identity = identity.unwrap_or_default();
-    if let Some((status, message)) = refusal {
-        let mut response = ApiError::client(status, message).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            let context = RequestContext {
-                engine: &state.engine,
-                blobs: &state.blobs,
-                identity: &identity,
-                public_url: state.public_url.as_deref(),
-                headers: request.headers(),
-            };
-            if let Ok(challenge) = HeaderValue::from_str(&repo.challenge(&context)) {
-                response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
-            }
-        }
-        return Ok(response);
-    }
     let segments = repo.segments(rest)?;
     let (parts, body) = request.into_parts();
     let body = match max_body {

@@ -66,6 +66,8 @@ pub struct Inner {
     pub request_permits: Arc<tokio::sync::Semaphore>,
     /// This process's claim on `data_dir` (its lock and temporary directory).
     pub data_dir: DataDirClaim,
+    /// Badges drawn from cached metadata.
+    pub badges: crate::badges::BadgeService,
 }
 
 impl std::ops::Deref for AppState {
@@ -132,6 +134,8 @@ impl AppState {
             )),
             _ => None,
         };
+        let badges =
+            crate::badges::BadgeService::new(redis.clone(), Arc::clone(&clock), metrics.clone());
         let engine = CacheEngine {
             index: IndexCache::new(
                 config.cache.memory_capacity.as_u64(),
@@ -198,6 +202,7 @@ impl AppState {
                     config.max_concurrent_requests,
                 )),
                 data_dir,
+                badges,
             }),
         })
     }

@@ -4,6 +4,7 @@
 mod access;
 mod artifacts;
 mod bad_input;
+mod badges;
 mod bounded_store;
 mod cache_engine;
 mod cargo;

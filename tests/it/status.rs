@@ -220,7 +220,7 @@ async fn run_granary(args: Vec<String>, envs: &[(&'static str, &'static str)]) -
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     for candidate in ["chromium", "chromium-browser"] {
         if Command::new(candidate)
             .arg("--version")

@@ -119,6 +119,9 @@ pub struct IndexEntry {
     pub version: String,
     /// SHA-256 of the `.crate` file, lowercase hex.
     pub checksum: String,
+    pub yanked: bool,
+    /// The `rust_version` (MSRV) the crate declares, when the index carries it.
+    pub rust_version: Option<String>,
 }
 
 /// Parses an index file: one JSON object per line, each for the crate `name` with a
@@ -156,6 +159,14 @@ pub fn parse_index_file(body: &[u8], name: &str) -> Result<Vec<IndexEntry>, Stri
             name: entry_name.to_owned(),
             version: field("vers")?.to_owned(),
             checksum,
+            yanked: value
+                .get("yanked")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            rust_version: value
+                .get("rust_version")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         });
     }
     Ok(entries)
@@ -282,6 +293,8 @@ mod tests {
             name: "Serde".to_owned(),
             version: "1.0.1".to_owned(),
             checksum: "00ff".to_owned(),
+            yanked: false,
+            rust_version: None,
         };
         assert_eq!(
             download_url("http://up/api/v1/crates/", &entry),

@@ -12,6 +12,7 @@
 //! upstream URL comes from the upstream's own `dl` template, and the bytes are
 //! verified against the entry's `cksum` before anything is stored.
 
+pub mod badges;
 pub mod index;
 pub mod source;
 
@@ -98,6 +99,20 @@ impl Protocol for CargoRepo {
         } else {
             Err(invalid_name(name))
         }
+    }
+
+    fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {
+        badges::KINDS
+    }
+
+    async fn badge_facts(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn crate::storage::BlobStore>,
+        project: &str,
+        stage: super::badges::Stage,
+    ) -> Result<super::badges::Facts, RequestError> {
+        self.facts(engine, blobs, project, stage).await
     }
 
     async fn handle(
@@ -279,6 +294,25 @@ impl CargoRepo {
         }))
     }
 
+    /// Every entry of the index file of `name` (parsed once per stored file).
+    async fn entries(
+        &self,
+        engine: &CacheEngine,
+        name: &str,
+    ) -> Result<Arc<Vec<IndexEntry>>, RequestError> {
+        if !index::is_valid_crate_name(name) {
+            return Err(invalid_name(name));
+        }
+        let lookup = self.index_lookup(engine, name).await?;
+        if !lookup.document.found {
+            return Err(not_found(name));
+        }
+        Ok(lookup.document.derived(|canonical| {
+            index::parse_index_file(canonical, name)
+                .expect("a stored index file was checked when it was fetched")
+        }))
+    }
+
     /// The index entry of `name` at exactly `version`.
     async fn entry(
         &self,
@@ -286,16 +320,8 @@ impl CargoRepo {
         name: &str,
         version: &str,
     ) -> Result<IndexEntry, RequestError> {
-        let lookup = self.index_lookup(engine, name).await?;
-        if !lookup.document.found {
-            return Err(not_found(name));
-        }
-        lookup
-            .document
-            .derived(|canonical| {
-                index::parse_index_file(canonical, name)
-                    .expect("a stored index file was checked when it was fetched")
-            })
+        self.entries(engine, name)
+            .await?
             .iter()
             .find(|entry| entry.version == version)
             .cloned()

@@ -15,9 +15,11 @@
 //! remembered for the repository's `negative_ttl`: Maven asks every repository in
 //! turn, so most of its requests to a proxy are misses.
 
+pub mod badges;
 pub mod check;
 pub mod layout;
 pub mod source;
+pub mod xml_texts;
 
 use std::sync::Arc;
 
@@ -101,6 +103,20 @@ impl Protocol for MavenRepo {
     fn project_index_key(&self, coordinates: &str) -> Result<CacheKey, RequestError> {
         let path = layout::metadata_path_of(coordinates).map_err(RequestError::BadRequest)?;
         Ok(layout::document_key(&self.name, &path))
+    }
+
+    fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {
+        badges::KINDS
+    }
+
+    async fn badge_facts(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn BlobStore>,
+        project: &str,
+        stage: super::badges::Stage,
+    ) -> Result<super::badges::Facts, RequestError> {
+        self.facts(engine, blobs, project, stage).await
     }
 
     async fn handle(

@@ -11,6 +11,7 @@
 //!
 //! Tarball URLs name an entry of a cached packument, never an upstream URL.
 
+pub mod badges;
 pub mod keys;
 pub mod rewrite;
 pub mod source;
@@ -109,6 +110,27 @@ impl Protocol for NpmRepo {
                 "`{project}` is not a valid npm package name"
             )))
         }
+    }
+
+    fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {
+        badges::KINDS
+    }
+
+    async fn badge_facts(
+        &self,
+        engine: &CacheEngine,
+        _blobs: &Arc<dyn crate::storage::BlobStore>,
+        project: &str,
+        _stage: super::badges::Stage,
+    ) -> Result<super::badges::Facts, RequestError> {
+        if !is_valid_package_name(project) {
+            return Err(RequestError::BadRequest(format!(
+                "`{project}` is not a valid npm package name"
+            )));
+        }
+        let lookup = self.lookup(engine, project).await?;
+        let packument = found_packument(&lookup, project)?;
+        Ok(badges::facts(&packument))
     }
 
     async fn handle(

@@ -10,6 +10,8 @@
 //! A file URL names an entry of a cached project page, never an upstream URL: the
 //! upstream URL comes from the stored page (DESIGN-NOTES §4).
 
+pub mod badges;
+pub mod core_metadata;
 pub mod keys;
 pub mod model;
 pub mod negotiate;
@@ -87,6 +89,20 @@ impl Protocol for PypiRepo {
     ) -> Result<Reply, RequestError> {
         self.answer(context.engine, &request.segments, request.accept.as_deref())
             .await
+    }
+
+    fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {
+        badges::KINDS
+    }
+
+    async fn badge_facts(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn crate::storage::BlobStore>,
+        project: &str,
+        stage: super::badges::Stage,
+    ) -> Result<super::badges::Facts, RequestError> {
+        self.facts(engine, blobs, project, stage).await
     }
 }
 

@@ -108,6 +108,15 @@ impl TestGranary {
         Self::start_config(top_level, repos, Arc::new(SystemClock)).await
     }
 
+    /// [`TestGranary::with_top_level_and_repos`] with an injected clock.
+    pub async fn with_top_level_and_repos_and_clock(
+        top_level: &str,
+        repos: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::start_config(top_level, repos, clock).await
+    }
+
     async fn start_config(top_level: &str, repos: &str, clock: Arc<dyn Clock>) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config_path = data_dir.path().join("granary.toml");

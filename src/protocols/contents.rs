@@ -1,0 +1,63 @@
+//! Reading what is inside an artifact (a core metadata file, a POM, a `.crate`'s
+//! manifest): its verified bytes, whole, in memory, up to a bound.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use super::RequestError;
+use crate::engine::{ArtifactBody, ArtifactLookup, ProxyError};
+use crate::storage::{BlobStore, StorageError};
+
+/// The artifact's bytes, when it is at most `limit` bytes long. A fill in progress is
+/// followed to its end, and its verification failing fails this too.
+///
+/// # Errors
+/// Larger than `limit`, or the store or the fill failed.
+pub async fn artifact_bytes(
+    lookup: ArtifactLookup,
+    blobs: &Arc<dyn BlobStore>,
+    limit: u64,
+    what: &str,
+) -> Result<Bytes, RequestError> {
+    let too_large = || {
+        RequestError::BadRequest(format!(
+            "`{what}` is larger than the {limit} bytes granary reads to look inside"
+        ))
+    };
+    let io_error = |source: std::io::Error| {
+        RequestError::Proxy(Arc::new(ProxyError::Storage(StorageError::Io {
+            path: what.into(),
+            source,
+        })))
+    };
+    let mut stream = match lookup.body {
+        ArtifactBody::Memory(hot) => {
+            return if hot.bytes.len() as u64 > limit {
+                Err(too_large())
+            } else {
+                Ok(hot.bytes.clone())
+            };
+        }
+        ArtifactBody::Stored { record, blob, .. } => {
+            if blob.size > limit {
+                return Err(too_large());
+            }
+            blobs
+                .read(&record.digest, None)
+                .await
+                .map_err(|e| RequestError::Proxy(Arc::new(ProxyError::Storage(e))))?
+        }
+        ArtifactBody::Filling(reader) => reader.into_stream().boxed(),
+    };
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(io_error)?;
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

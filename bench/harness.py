@@ -390,7 +390,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario")
     parser.add_argument("--install-rounds", type=int, default=3)
+    parser.add_argument("--only", default="", help="comma-separated scenarios to run (index, artifacts, installs, "
+                        "stampede, npm, web, badges); default: all, and only then is results/latest.md written")
     args = parser.parse_args()
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+
+    def want(name: str) -> bool:
+        return not only or name in only
 
     work = tempfile.mkdtemp(prefix="granary-bench-")
     # nginx and Varnish workers drop root privileges; they must be able to read it.
@@ -437,123 +443,147 @@ def main() -> None:
         static = f"http://127.0.0.1:{static_port}"
         varnish = f"http://127.0.0.1:{varnish_port}"
 
-        # 1. Hot index hit.
         popular = manifest["popular"]
-        for label, accept in (("HTML", HTML_ACCEPT), ("JSON", JSON_ACCEPT)):
-            granary.reset_peak_rss()
-            targets = {"granary": f"{granary.url}/pypi/simple/{popular}/", "nginx": f"{static}/pypi/simple/{popular}/",
-                       "varnish": f"{varnish}/simple/{popular}/"}
-            if accept == JSON_ACCEPT:
-                del targets["varnish"]  # the upstream has no JSON form for Varnish to cache
-            result = measure_alternating(targets, args.rounds, connections=64, seconds=args.seconds, accept=accept)
-            g, n, v = result["granary"], result["nginx"], result.get("varnish")
-            rows.append([f"hot index hit, {label}, 64 conn", "requests/s", fmt(g["rps"]), fmt(n["rps"]), fmt(v and v["rps"]),
-                         ratio(g["rps"], n["rps"]), ratio(g["rps"], v and v["rps"])])
-            rows.append([f"hot index hit, {label}, 64 conn", "p50 / p99 ms", f'{g["p50"]:.2f} / {g["p99"]:.2f}',
-                         f'{n["p50"]:.2f} / {n["p99"]:.2f}', v and f'{v["p50"]:.2f} / {v["p99"]:.2f}' or "–", "", ""])
-            peak, _ = granary.rss_kib()
-            memory.append([f"hot index hit, {label}", "", fmt(peak / 1024, 1)])
+        if want("index"):
+            # 1. Hot index hit.
+            for label, accept in (("HTML", HTML_ACCEPT), ("JSON", JSON_ACCEPT)):
+                granary.reset_peak_rss()
+                targets = {"granary": f"{granary.url}/pypi/simple/{popular}/", "nginx": f"{static}/pypi/simple/{popular}/",
+                           "varnish": f"{varnish}/simple/{popular}/"}
+                if accept == JSON_ACCEPT:
+                    del targets["varnish"]  # the upstream has no JSON form for Varnish to cache
+                result = measure_alternating(targets, args.rounds, connections=64, seconds=args.seconds, accept=accept)
+                g, n, v = result["granary"], result["nginx"], result.get("varnish")
+                rows.append([f"hot index hit, {label}, 64 conn", "requests/s", fmt(g["rps"]), fmt(n["rps"]), fmt(v and v["rps"]),
+                             ratio(g["rps"], n["rps"]), ratio(g["rps"], v and v["rps"])])
+                rows.append([f"hot index hit, {label}, 64 conn", "p50 / p99 ms", f'{g["p50"]:.2f} / {g["p99"]:.2f}',
+                             f'{n["p50"]:.2f} / {n["p99"]:.2f}', v and f'{v["p50"]:.2f} / {v["p99"]:.2f}' or "–", "", ""])
+                peak, _ = granary.rss_kib()
+                memory.append([f"hot index hit, {label}", "", fmt(peak / 1024, 1)])
 
-        # 2. Hot index, many keys.
-        granary.reset_peak_rss()
-        scripts = {}
-        for name, prefix in (("granary", "/pypi/simple/"), ("nginx", "/pypi/simple/"), ("varnish", "/simple/")):
-            script = os.path.join(work, f"random-{name}.lua")
-            paths = ",".join(f'"{prefix}{p}/"' for p in projects)
-            with open(script, "w") as f:
-                f.write(f"math.randomseed(42)\nlocal paths = {{{paths}}}\n"
-                        "request = function() return wrk.format('GET', paths[math.random(#paths)]) end\n")
-            scripts[name] = script
-        results = {}
-        for _ in range(args.rounds):
-            for name, base in (("granary", granary.url), ("nginx", static), ("varnish", varnish)):
-                results.setdefault(name, []).append(wrk(base, 64, args.seconds, HTML_ACCEPT, scripts[name]))
-        result = {name: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2] for name, runs in results.items()}
-        g, n, v = result["granary"], result["nginx"], result["varnish"]
-        rows.append([f"hot index, {len(projects)} keys random, HTML", "requests/s", fmt(g["rps"]), fmt(n["rps"]), fmt(v["rps"]),
-                     ratio(g["rps"], n["rps"]), ratio(g["rps"], v["rps"])])
-        rows.append([f"hot index, {len(projects)} keys random, HTML", "MB/s", fmt(g["mbps"]), fmt(n["mbps"]), fmt(v["mbps"]),
-                     ratio(g["mbps"], n["mbps"]), ratio(g["mbps"], v["mbps"])])
-        peak, _ = granary.rss_kib()
-        memory.append(["hot index, many keys", "", fmt(peak / 1024, 1)])
-
-        # 3. Hot artifacts.
-        for label in ("10m", "50m"):
+            # 2. Hot index, many keys.
             granary.reset_peak_rss()
-            artifact = manifest["artifacts"][label]
-            targets = {"granary": granary.url + artifact, "nginx": static + artifact,
-                       "varnish": f"{varnish}/packages/{os.path.basename(artifact)}"}
-            result = measure_alternating(targets, args.rounds, connections=8, seconds=args.seconds)
+            scripts = {}
+            for name, prefix in (("granary", "/pypi/simple/"), ("nginx", "/pypi/simple/"), ("varnish", "/simple/")):
+                script = os.path.join(work, f"random-{name}.lua")
+                paths = ",".join(f'"{prefix}{p}/"' for p in projects)
+                with open(script, "w") as f:
+                    f.write(f"math.randomseed(42)\nlocal paths = {{{paths}}}\n"
+                            "request = function() return wrk.format('GET', paths[math.random(#paths)]) end\n")
+                scripts[name] = script
+            results = {}
+            for _ in range(args.rounds):
+                for name, base in (("granary", granary.url), ("nginx", static), ("varnish", varnish)):
+                    results.setdefault(name, []).append(wrk(base, 64, args.seconds, HTML_ACCEPT, scripts[name]))
+            result = {name: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2] for name, runs in results.items()}
             g, n, v = result["granary"], result["nginx"], result["varnish"]
-            rows.append([f"hot artifact {label.upper()}B, 8 conn", "MB/s", fmt(g["mbps"]), fmt(n["mbps"]), fmt(v["mbps"]),
+            rows.append([f"hot index, {len(projects)} keys random, HTML", "requests/s", fmt(g["rps"]), fmt(n["rps"]), fmt(v["rps"]),
+                         ratio(g["rps"], n["rps"]), ratio(g["rps"], v["rps"])])
+            rows.append([f"hot index, {len(projects)} keys random, HTML", "MB/s", fmt(g["mbps"]), fmt(n["mbps"]), fmt(v["mbps"]),
                          ratio(g["mbps"], n["mbps"]), ratio(g["mbps"], v["mbps"])])
             peak, _ = granary.rss_kib()
-            memory.append([f"hot artifact {label.upper()}B", "", fmt(peak / 1024, 1)])
+            memory.append(["hot index, many keys", "", fmt(peak / 1024, 1)])
 
-        # 4. Cold miss: pip / uv install of the 20-package tree, empty granary vs direct.
-        scratch = os.path.join(work, "installs")
-        os.makedirs(scratch)
-        for tool in (["pip"], ["uv", args.uv]):
-            through, direct = [], []
-            peak_cold = 0
-            for round_index in range(args.install_rounds):
-                cold = Granary(procs, args.binary, work, upstream, f"cold-{tool[0]}-{round_index}")
-                through.append(run_install(tool, f"{cold.url}/pypi/simple/", scratch, manifest["tree_root"]))
-                peak_cold = max(peak_cold, cold.rss_kib()[0])
-                cold.stop()
-                direct.append(run_install(tool, upstream, scratch, manifest["tree_root"]))
-            t, d = statistics.median(through), statistics.median(direct)
-            rows.append([f"cold miss: {tool[0]} install, 20 packages", "seconds (median)", f"{t:.2f}", f"{d:.2f} (direct)", "",
-                         ratio(t, d), ""])
-            memory.append([f"cold miss, {tool[0]} install", "", fmt(peak_cold / 1024, 1)])
+        if want("artifacts"):
+            # 3. Hot artifacts.
+            for label in ("10m", "50m"):
+                granary.reset_peak_rss()
+                artifact = manifest["artifacts"][label]
+                targets = {"granary": granary.url + artifact, "nginx": static + artifact,
+                           "varnish": f"{varnish}/packages/{os.path.basename(artifact)}"}
+                result = measure_alternating(targets, args.rounds, connections=8, seconds=args.seconds)
+                g, n, v = result["granary"], result["nginx"], result["varnish"]
+                rows.append([f"hot artifact {label.upper()}B, 8 conn", "MB/s", fmt(g["mbps"]), fmt(n["mbps"]), fmt(v["mbps"]),
+                             ratio(g["mbps"], n["mbps"]), ratio(g["mbps"], v["mbps"])])
+                peak, _ = granary.rss_kib()
+                memory.append([f"hot artifact {label.upper()}B", "", fmt(peak / 1024, 1)])
 
-        # 5. Stampede: 200 concurrent requests for one cold 50 MB artifact.
-        cold = Granary(procs, args.binary, work, upstream, "stampede")
-        artifact = manifest["artifacts"]["stampede"]
-        fetch(f"{cold.url}/pypi/simple/bigfiles/")  # the index page is not what is measured
-        before = len(upstream_requests(upstream_log, "bigfiles-stampede"))
-        outcome = stampede(args.stampede_client, cold.url + artifact, 200)
-        fetched = upstream_requests(upstream_log, "bigfiles-stampede")[before:]
-        first_bytes = sorted(r[0] for r in outcome["results"])
-        complete = [r for r in outcome["results"] if r[2] == 50 * 1024 * 1024]
-        upstream_start = fetched[0][0] if fetched else None
-        ttfb = [(t - outcome["started"]) * 1000 for t in first_bytes]
-        behind_upstream = [(t - upstream_start) * 1000 for t in first_bytes] if upstream_start else []
-        total = max(r[1] for r in outcome["results"]) - outcome["started"]
-        # Baseline: the same 200 clients fetching the same bytes from static nginx, at
-        # the same 100 MB/s per connection: what this machine does for 200 first bytes.
-        baseline = stampede(args.stampede_client, static + artifact, 200)
-        base_ttfb = sorted((r[0] - baseline["started"]) * 1000 for r in baseline["results"])
-        base_total = max(r[1] for r in baseline["results"]) - baseline["started"]
-        name = "stampede: 200 clients, cold 50 MB"
-        rows.append([name, "upstream requests", str(len(fetched)), "–", "", "", ""])
-        rows.append([name, "TTFB median / max ms", f"{statistics.median(ttfb):.1f} / {max(ttfb):.1f}",
-                     f"{statistics.median(base_ttfb):.1f} / {max(base_ttfb):.1f}", "", ratio(statistics.median(ttfb), statistics.median(base_ttfb)), ""])
-        if behind_upstream:
-            within = sum(1 for t in behind_upstream if t <= 50)
-            rows.append([name, "first byte after upstream's, median / max ms",
-                         f"{statistics.median(behind_upstream):.1f} / {max(behind_upstream):.1f}", "", "", "", ""])
-            rows.append([name, "clients within 50 ms of upstream's first byte", f"{within}/200", "", "", "", ""])
-        rows.append([name, "total s (100 MB/s per upstream connection)", f"{total:.2f}", f"{base_total:.2f}", "", ratio(total, base_total), ""])
-        rows.append([name, "complete bodies", f"{len(complete)}/200", "", "", "", ""])
-        memory.append(["stampede", "", fmt(cold.rss_kib()[0] / 1024, 1)])
-        npm_scenarios(procs, args.binary, work, args.seconds, args.rounds, args.install_rounds, rows, memory)
+        if want("installs"):
+            # 4. Cold miss: pip / uv install of the 20-package tree, empty granary vs direct.
+            scratch = os.path.join(work, "installs")
+            os.makedirs(scratch)
+            for tool in (["pip"], ["uv", args.uv]):
+                through, direct = [], []
+                peak_cold = 0
+                for round_index in range(args.install_rounds):
+                    cold = Granary(procs, args.binary, work, upstream, f"cold-{tool[0]}-{round_index}")
+                    through.append(run_install(tool, f"{cold.url}/pypi/simple/", scratch, manifest["tree_root"]))
+                    peak_cold = max(peak_cold, cold.rss_kib()[0])
+                    cold.stop()
+                    direct.append(run_install(tool, upstream, scratch, manifest["tree_root"]))
+                t, d = statistics.median(through), statistics.median(direct)
+                rows.append([f"cold miss: {tool[0]} install, 20 packages", "seconds (median)", f"{t:.2f}", f"{d:.2f} (direct)", "",
+                             ratio(t, d), ""])
+                memory.append([f"cold miss, {tool[0]} install", "", fmt(peak_cold / 1024, 1)])
 
-        # 6. Whole-response cache (`http` format): a page cached whole, hit by
-        # anonymous visitors, against static nginx serving the same bytes.
-        rule = '[[repos.http.rules]]\npath = "^/pypi/simple/"\nttl = "1h"\nvary = ["Accept"]\n'
-        web = Granary(procs, args.binary, work, static + "/", "web", fmt="http", repo_extra=rule)
-        page = f"/pypi/simple/{popular}/"
-        fetch(f"{web.url}/http{page}")
-        web.reset_peak_rss()
-        result = measure_alternating({"granary": f"{web.url}/http{page}", "nginx": static + page}, args.rounds,
-                                     connections=64, seconds=args.seconds, accept=HTML_ACCEPT)
-        g, n = result["granary"], result["nginx"]
-        rows.append(["whole-response hit (http format), 64 conn", "requests/s", fmt(g["rps"]), fmt(n["rps"]), "–",
-                     ratio(g["rps"], n["rps"]), ""])
-        rows.append(["whole-response hit (http format), 64 conn", "p50 / p99 ms", f'{g["p50"]:.2f} / {g["p99"]:.2f}',
-                     f'{n["p50"]:.2f} / {n["p99"]:.2f}', "–", "", ""])
-        memory.append(["whole-response hit", "", fmt(web.rss_kib()[0] / 1024, 1)])
+        if want("stampede"):
+            # 5. Stampede: 200 concurrent requests for one cold 50 MB artifact.
+            cold = Granary(procs, args.binary, work, upstream, "stampede")
+            artifact = manifest["artifacts"]["stampede"]
+            fetch(f"{cold.url}/pypi/simple/bigfiles/")  # the index page is not what is measured
+            before = len(upstream_requests(upstream_log, "bigfiles-stampede"))
+            outcome = stampede(args.stampede_client, cold.url + artifact, 200)
+            fetched = upstream_requests(upstream_log, "bigfiles-stampede")[before:]
+            first_bytes = sorted(r[0] for r in outcome["results"])
+            complete = [r for r in outcome["results"] if r[2] == 50 * 1024 * 1024]
+            upstream_start = fetched[0][0] if fetched else None
+            ttfb = [(t - outcome["started"]) * 1000 for t in first_bytes]
+            behind_upstream = [(t - upstream_start) * 1000 for t in first_bytes] if upstream_start else []
+            total = max(r[1] for r in outcome["results"]) - outcome["started"]
+            # Baseline: the same 200 clients fetching the same bytes from static nginx, at
+            # the same 100 MB/s per connection: what this machine does for 200 first bytes.
+            baseline = stampede(args.stampede_client, static + artifact, 200)
+            base_ttfb = sorted((r[0] - baseline["started"]) * 1000 for r in baseline["results"])
+            base_total = max(r[1] for r in baseline["results"]) - baseline["started"]
+            name = "stampede: 200 clients, cold 50 MB"
+            rows.append([name, "upstream requests", str(len(fetched)), "–", "", "", ""])
+            rows.append([name, "TTFB median / max ms", f"{statistics.median(ttfb):.1f} / {max(ttfb):.1f}",
+                         f"{statistics.median(base_ttfb):.1f} / {max(base_ttfb):.1f}", "", ratio(statistics.median(ttfb), statistics.median(base_ttfb)), ""])
+            if behind_upstream:
+                within = sum(1 for t in behind_upstream if t <= 50)
+                rows.append([name, "first byte after upstream's, median / max ms",
+                             f"{statistics.median(behind_upstream):.1f} / {max(behind_upstream):.1f}", "", "", "", ""])
+                rows.append([name, "clients within 50 ms of upstream's first byte", f"{within}/200", "", "", "", ""])
+            rows.append([name, "total s (100 MB/s per upstream connection)", f"{total:.2f}", f"{base_total:.2f}", "", ratio(total, base_total), ""])
+            rows.append([name, "complete bodies", f"{len(complete)}/200", "", "", "", ""])
+            memory.append(["stampede", "", fmt(cold.rss_kib()[0] / 1024, 1)])
+        if want("npm"):
+            npm_scenarios(procs, args.binary, work, args.seconds, args.rounds, args.install_rounds, rows, memory)
+
+        if want("web"):
+            # 6. Whole-response cache (`http` format): a page cached whole, hit by
+            # anonymous visitors, against static nginx serving the same bytes.
+            rule = '[[repos.http.rules]]\npath = "^/pypi/simple/"\nttl = "1h"\nvary = ["Accept"]\n'
+            web = Granary(procs, args.binary, work, static + "/", "web", fmt="http", repo_extra=rule)
+            page = f"/pypi/simple/{popular}/"
+            fetch(f"{web.url}/http{page}")
+            web.reset_peak_rss()
+            result = measure_alternating({"granary": f"{web.url}/http{page}", "nginx": static + page}, args.rounds,
+                                         connections=64, seconds=args.seconds, accept=HTML_ACCEPT)
+            g, n = result["granary"], result["nginx"]
+            rows.append(["whole-response hit (http format), 64 conn", "requests/s", fmt(g["rps"]), fmt(n["rps"]), "–",
+                         ratio(g["rps"], n["rps"]), ""])
+            rows.append(["whole-response hit (http format), 64 conn", "p50 / p99 ms", f'{g["p50"]:.2f} / {g["p99"]:.2f}',
+                         f'{n["p50"]:.2f} / {n["p99"]:.2f}', "–", "", ""])
+            memory.append(["whole-response hit", "", fmt(web.rss_kib()[0] / 1024, 1)])
+        # 7. Hot badge: the version badge of the popular project (facts and image
+        # cached), against static nginx serving the same SVG bytes.
+        if want("badges"):
+            badge = f"/-/badge/pypi/{popular}/version.svg"
+            body = fetch(granary.url + badge)
+            path = os.path.join(mirror, badge.lstrip("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(body)
+            granary.reset_peak_rss()
+            result = measure_alternating({"granary": granary.url + badge, "nginx": static + badge}, args.rounds,
+                                         connections=64, seconds=args.seconds)
+            g, n = result["granary"], result["nginx"]
+            rows.append(["hot badge (SVG), 64 conn", "requests/s", fmt(g["rps"]), fmt(n["rps"]), "–",
+                         ratio(g["rps"], n["rps"]), ""])
+            rows.append(["hot badge (SVG), 64 conn", "p50 / p99 ms", f'{g["p50"]:.2f} / {g["p99"]:.2f}',
+                         f'{n["p50"]:.2f} / {n["p99"]:.2f}', "–", "", ""])
+            memory.append(["hot badge", "", fmt(granary.rss_kib()[0] / 1024, 1)])
         notes.append("nginx's timing log gives the upstream request's start; the upstream's first byte follows it by well under a millisecond on loopback.")
     finally:
         procs.stop_all()
@@ -576,7 +606,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "latest.md"), "w") as f:
+    name = "latest.md" if not only else f"only-{'-'.join(sorted(only))}.md"
+    with open(os.path.join(HERE, "results", name), "w") as f:
         f.write(text)
 
 

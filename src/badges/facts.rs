@@ -22,6 +22,9 @@ use crate::storage::BlobStore;
 
 /// How long "this project does not exist" is believed.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(60);
+/// How long a failed lookup of a project granary knows nothing of is remembered, so
+/// that a popular badge of an unreachable project does not send every view upstream.
+pub const UNAVAILABLE_TTL: Duration = Duration::from_secs(10);
 /// How long an entry is kept at all (stale entries answer while a refresh runs, and
 /// when the upstream is down).
 const KEPT_FOR: Duration = Duration::from_secs(24 * 60 * 60);
@@ -41,6 +44,8 @@ pub enum Outcome {
     Found(Facts),
     /// The project does not exist upstream (the reason, for the log and JSON).
     NotFound(String),
+    /// Nothing was known and the lookup failed; kept in memory only, briefly.
+    Unavailable(String),
 }
 
 /// Why there are no facts to show.
@@ -72,9 +77,6 @@ pub struct Lookup {
     pub blobs: Arc<dyn BlobStore>,
     /// The project as the caller named it.
     pub project: String,
-    /// A key naming the project unambiguously (its index key: normalized names
-    /// share one entry).
-    pub project_key: String,
 }
 
 type FlightResult = Result<Arc<StoredFacts>, Failure>;
@@ -104,17 +106,20 @@ impl FactCache {
         }
     }
 
-    /// The fact behind the badge `kind` of the project.
+    /// The fact behind the badge `kind` of the project `project_key` (a key naming
+    /// it unambiguously: normalized names share one entry) in repository `repo`;
+    /// `lookup` is called only when the facts must be looked up.
     ///
     /// # Errors
     /// A bad request (the protocol refused the project name).
-    pub async fn fact(&self, lookup: &Lookup, kind: &BadgeKind) -> Result<Answer, String> {
-        let key = format!(
-            "{}/{}/{}",
-            lookup.protocol.settings().name,
-            kind.stage.as_str(),
-            lookup.project_key
-        );
+    pub async fn fact(
+        &self,
+        repo: &str,
+        project_key: &str,
+        kind: &BadgeKind,
+        lookup: impl FnOnce() -> Lookup,
+    ) -> Result<Answer, String> {
+        let key = format!("{repo}/{}/{project_key}", kind.stage.as_str());
         let known = match self.memory.get(&key) {
             Some(entry) => Some(entry),
             None => self.shared_copy(&key).await,
@@ -123,24 +128,33 @@ impl FactCache {
             let ttl = match entry.outcome {
                 Outcome::Found(_) => kind.ttl,
                 Outcome::NotFound(_) => NOT_FOUND_TTL,
+                Outcome::Unavailable(_) => UNAVAILABLE_TTL,
             };
             if self.age(entry) <= ttl {
                 return Ok(answer(entry, kind, false));
             }
             if let Outcome::Found(_) = entry.outcome {
                 // Stale: answered now; one refresh runs behind it.
-                let (cache, lookup, key, stage) =
-                    (self.clone(), lookup.clone(), key.clone(), kind.stage);
+                let (cache, lookup, key, stage) = (self.clone(), lookup(), key.clone(), kind.stage);
                 tokio::spawn(async move { cache.load(&lookup, &key, stage).await });
                 return Ok(answer(entry, kind, true));
             }
         }
-        match self.load(lookup, &key, kind.stage).await {
+        match self.load(&lookup(), &key, kind.stage).await {
             Ok(entry) => Ok(answer(&entry, kind, false)),
             Err(Failure::Unavailable(reason)) => match known {
                 // A stale "not found" is better than nothing while the upstream is down.
-                Some(entry) => Ok(answer(&entry, kind, true)),
-                None => Ok(Answer::Unavailable(reason)),
+                Some(entry) if !matches!(entry.outcome, Outcome::Unavailable(_)) => {
+                    Ok(answer(&entry, kind, true))
+                }
+                _ => {
+                    let entry = Arc::new(StoredFacts {
+                        fetched_at: to_unix_millis(self.clock.now()),
+                        outcome: Outcome::Unavailable(reason),
+                    });
+                    self.memory.insert(key, Arc::clone(&entry));
+                    Ok(answer(&entry, kind, false))
+                }
             },
             Err(Failure::BadRequest(reason)) => Err(reason),
         }
@@ -233,5 +247,6 @@ fn answer(entry: &StoredFacts, kind: &BadgeKind, stale: bool) -> Answer {
             stale,
         },
         Outcome::NotFound(reason) => Answer::NotFound(reason.clone()),
+        Outcome::Unavailable(reason) => Answer::Unavailable(reason.clone()),
     }
 }

@@ -113,16 +113,14 @@ impl BadgeService {
             .protocol
             .project_index_key(request.project)
             .map_err(|e| BadgeError::BadRequest(e.to_string()))?;
-        let lookup = Lookup {
-            protocol: Arc::clone(request.protocol),
-            engine: request.engine.clone(),
-            blobs: Arc::clone(request.blobs),
-            project: request.project.to_owned(),
-            project_key: project_key.as_str().to_owned(),
-        };
         let answer = self
             .facts
-            .fact(&lookup, kind)
+            .fact(name, project_key.as_str(), kind, || Lookup {
+                protocol: Arc::clone(request.protocol),
+                engine: request.engine.clone(),
+                blobs: Arc::clone(request.blobs),
+                project: request.project.to_owned(),
+            })
             .await
             .map_err(BadgeError::BadRequest)?;
         let longest = kind

@@ -650,3 +650,27 @@ async fn every_style_matches_its_golden_svg_and_draws_its_size_and_colours_in_a_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_asked_once_per_ten_seconds_not_once_per_view() {
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let f = fixture(Arc::clone(&clock) as Arc<dyn Clock>, "", "retries = 0").await;
+    f.pypi
+        .set_behaviour(Behaviour::Fail(http::StatusCode::INTERNAL_SERVER_ERROR));
+    for _ in 0..5 {
+        let badge = json_badge(&f.granary, "pypi/alpha-lib/version").await;
+        assert_eq!(badge["message"], "unavailable");
+    }
+    assert_eq!(
+        f.pypi.hits("simple/alpha-lib/"),
+        1,
+        "five views, one upstream request"
+    );
+    clock.advance(Duration::from_secs(11));
+    f.pypi.set_behaviour(Behaviour::Normal);
+    let badge = json_badge(&f.granary, "pypi/alpha-lib/version").await;
+    assert_eq!(
+        badge["message"], "v1.0.0",
+        "ten seconds on, it is asked again"
+    );
+}

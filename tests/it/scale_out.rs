@@ -387,3 +387,53 @@ async fn pip_through_replica_a_then_replica_b_with_the_upstream_stopped() {
     upstream.stop().await;
     install(&cluster.replicas[1], "b").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badge_drawn_on_one_replica_costs_the_others_no_lookup() {
+    let Some(engines) =
+        Engines::from_env("a_badge_drawn_on_one_replica_costs_the_others_no_lookup")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    crate::support::run_generator(
+        &python(),
+        "badges/make_projects.py",
+        &[dir.path().as_os_str()],
+        &[],
+    );
+    let mut upstream = FakeUpstream::start(Some(dir.path().join("pypi"))).await;
+    let cluster = cluster(&engines, 2, &upstream.url("simple/"), "").await;
+    let badge = |replica: &GranaryProcess| {
+        let url = replica.url("-/badge/pypi/alpha-lib/version.json");
+        async move {
+            let response = reqwest::get(url).await.expect("badge");
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.expect("json")["message"].clone()
+        }
+    };
+    let lookups = |replica: &GranaryProcess| {
+        let url = replica.url("-/metrics");
+        async move {
+            let text = reqwest::get(url)
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            text.lines()
+                .find(|line| line.starts_with("granary_badge_fact_lookups_total{stage=\"index\"}"))
+                .and_then(|line| line.rsplit(' ').next())
+                .map_or(0, |n| n.parse::<u64>().expect("a count"))
+        }
+    };
+    assert_eq!(badge(&cluster.replicas[0]).await, "v1.0.0");
+    assert_eq!(lookups(&cluster.replicas[0]).await, 1);
+    upstream.stop().await;
+    assert_eq!(badge(&cluster.replicas[1]).await, "v1.0.0");
+    assert_eq!(
+        lookups(&cluster.replicas[1]).await,
+        0,
+        "the other replica's facts came through Redis"
+    );
+}

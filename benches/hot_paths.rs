@@ -73,5 +73,26 @@ fn bench_names_and_keys(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_parse_and_render, bench_names_and_keys);
+/// What the badge image cache saves: drawing a badge, against finding it by its
+/// content key (hashing the inputs) in the in-memory tier.
+fn bench_badges(c: &mut Criterion) {
+    use granary::badges::image::{Drawing, ImageCache, ImageFormat};
+    let drawing = Drawing {
+        format: ImageFormat::Svg,
+        style: "flat",
+        label: "python".to_owned(),
+        message: "3.9 | 3.10 | 3.11 | 3.12 | 3.13".to_owned(),
+        color: "blue".to_owned(),
+        label_color: None,
+        is_error: false,
+    };
+    c.bench_function("badge_render_svg", |b| b.iter(|| drawing.render()));
+    let cache = ImageCache::new(granary::metrics::Metrics::new());
+    let _ = cache.get_or_render(&drawing.content_key(), &drawing);
+    c.bench_function("badge_content_key_and_cached_image", |b| {
+        b.iter(|| cache.get_or_render(&drawing.content_key(), &drawing));
+    });
+}
+
+criterion_group!(benches, bench_parse_and_render, bench_names_and_keys, bench_badges);
 criterion_main!(benches);

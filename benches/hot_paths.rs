@@ -94,5 +94,10 @@ fn bench_badges(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_parse_and_render, bench_names_and_keys, bench_badges);
+criterion_group!(
+    benches,
+    bench_parse_and_render,
+    bench_names_and_keys,
+    bench_badges
+);
 criterion_main!(benches);

@@ -123,6 +123,25 @@ impl UpstreamError {
     }
 }
 
+/// What a failed send means. A redirect that the policy stopped (a loop, too many
+/// hops, a host granary may not fetch from) is the upstream's answer, not a
+/// transport failure: it is not retried.
+fn classify(error: &reqwest::Error, upstream: String, timeout: Duration) -> UpstreamError {
+    if error.is_timeout() {
+        UpstreamError::TimedOut { upstream, timeout }
+    } else if error.is_redirect() {
+        UpstreamError::Refused {
+            upstream,
+            reason: error_chain(error),
+        }
+    } else {
+        UpstreamError::Unreachable {
+            upstream,
+            reason: error_chain(error),
+        }
+    }
+}
+
 /// An index document as the upstream answered it.
 #[derive(Debug)]
 pub enum UpstreamDocument {
@@ -462,18 +481,8 @@ impl UpstreamClient {
         self.record_latency(started.elapsed());
         result.map_err(|error| {
             let upstream = display_url(url);
-            if error.is_timeout() {
-                UpstreamError::TimedOut {
-                    upstream,
-                    timeout: self.options.timeout,
-                }
-            } else {
-                warn!(%upstream, error = %error_chain(&error), "upstream request failed");
-                UpstreamError::Unreachable {
-                    upstream,
-                    reason: error_chain(&error),
-                }
-            }
+            warn!(%upstream, error = %error_chain(&error), "upstream request failed");
+            classify(&error, upstream, self.options.timeout)
         })
     }
 
@@ -614,17 +623,7 @@ impl UpstreamClient {
             .upstream_errors
             .get_or_create(&self.labels)
             .inc();
-        if error.is_timeout() {
-            UpstreamError::TimedOut {
-                upstream: upstream.to_owned(),
-                timeout,
-            }
-        } else {
-            UpstreamError::Unreachable {
-                upstream: upstream.to_owned(),
-                reason: error_chain(error),
-            }
-        }
+        classify(error, upstream.to_owned(), timeout)
     }
 
     /// Forwards one request that must not be cached (npm's ping, search, audit): no

@@ -10,6 +10,7 @@ mod cache_engine;
 mod cargo;
 mod conformance;
 mod e2e_clients;
+mod faults;
 mod hardening;
 mod maven;
 mod memory;

@@ -1,6 +1,7 @@
 //! Test support: a fake upstream registry and a granary on an ephemeral port.
 
 pub mod engines;
+pub mod faults;
 pub mod granary;
 pub mod process;
 pub mod upstream;

@@ -569,22 +569,13 @@ async fn every_style_matches_its_golden_svg_and_draws_its_size_and_colours_in_a_
     let _ = std::fs::remove_file(&screenshot);
     let (page_url, shot) = (format!("file://{}", page.display()), screenshot.clone());
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(crate::status::chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
-                "--no-first-run",
-                "--force-device-scale-factor=1",
-                "--window-size=400,220",
-                "--virtual-time-budget=5000",
-            ])
-            .arg(format!("--screenshot={}", shot.display()))
-            .arg(page_url)
-            .output()
-            .expect("chromium runs")
+        crate::status::headless(&[
+            "--force-device-scale-factor=1",
+            "--window-size=400,220",
+            "--virtual-time-budget=5000",
+            &format!("--screenshot={}", shot.display()),
+            &page_url,
+        ])
     })
     .await
     .expect("chromium");

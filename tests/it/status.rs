@@ -233,7 +233,7 @@ pub fn chromium() -> PathBuf {
     panic!("chromium not found: scripts/test installs Debian's chromium");
 }
 
-fn headless(args: &[&str]) -> std::process::Output {
+pub fn headless(args: &[&str]) -> std::process::Output {
     Command::new(chromium())
         .args([
             "--headless",

@@ -4,7 +4,8 @@
 //! - [`access`]: who is asking (credentials, users, tokens) and what they may read.
 //! - [`config`]: the TOML file, the `GRANARY_` environment overlay and validation.
 //! - [`server`]: axum router, state, the mapping of errors to responses, ops endpoints.
-//! - [`badges`] and [`status`]: pages of granary's own, drawn from what it caches.
+//! - [`badges`] and [`status`]: pages of granary's own, drawn from what it caches;
+//!   [`dependencies`]: what every stored artifact declares, extracted once.
 //! - [`protocols`]: everything that knows an ecosystem (URLs, keys, index rewriting).
 //! - [`engine`]: the protocol-agnostic cache engine (index documents, artifacts,
 //!   coordination, maintenance, the upstream client).
@@ -17,6 +18,7 @@ pub mod access;
 pub mod badges;
 pub mod clock;
 pub mod config;
+pub mod dependencies;
 pub mod engine;
 pub mod http_cache;
 pub mod metadata;

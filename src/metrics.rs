@@ -69,6 +69,13 @@ pub struct Metrics {
     pub badge_fact_lookups: Family<StageLabels, Counter>,
     /// Badge images rendered (a content-keyed cache miss).
     pub badge_renders: Counter,
+    /// Published artifacts by what dependency extraction made of them.
+    pub dependency_extractions: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -183,8 +190,15 @@ impl Metrics {
             "Badge images rendered (misses of the content-keyed image cache)",
             badge_renders.clone(),
         );
+        let dependency_extractions = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "dependency_extractions",
+            "Published artifacts by extraction outcome: complete, partial, unknown, already (digest extracted before), not_applicable, failed, missed",
+            dependency_extractions.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            dependency_extractions,
             badge_fact_lookups,
             badge_renders,
             fills_queued,

@@ -72,6 +72,29 @@ impl<S: MetadataStore> MetadataStore for GuardedMetadataStore<S> {
     async fn api_token(&self, hash: &str) -> Result<Option<ApiTokenRecord>, MetadataError> {
         self.guarded("api_token", self.inner.api_token(hash)).await
     }
+    async fn put_extraction(
+        &self,
+        extraction: &crate::protocols::dependencies::Extraction,
+    ) -> Result<(), MetadataError> {
+        self.guarded("put_extraction", self.inner.put_extraction(extraction))
+            .await
+    }
+    async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError> {
+        self.guarded("has_extraction", self.inner.has_extraction(digest))
+            .await
+    }
+    async fn extractions_of(
+        &self,
+        repo: &str,
+        project: &str,
+        version: &str,
+    ) -> Result<Vec<crate::protocols::dependencies::Extraction>, MetadataError> {
+        self.guarded(
+            "extractions_of",
+            self.inner.extractions_of(repo, project, version),
+        )
+        .await
+    }
     async fn put_api_token(&self, record: &ApiTokenRecord) -> Result<(), MetadataError> {
         self.guarded("put_api_token", self.inner.put_api_token(record))
             .await

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::http_cache::{Lifetimes, Validators};
+use crate::protocols::dependencies::Extraction;
 use crate::storage::Digest;
 
 pub use guarded::GuardedMetadataStore;
@@ -133,6 +134,19 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn referenced_digests(&self) -> Result<Vec<Digest>, MetadataError>;
     /// Deletes every artifact row pointing at `digest`; returns how many.
     async fn delete_artifacts_with_digest(&self, digest: &Digest) -> Result<u64, MetadataError>;
+    /// Records what an artifact declares, in one statement (PostgreSQL) or one
+    /// transaction of two (SQLite): never a statement per dependency. A digest
+    /// already recorded keeps its first record (it is immutable).
+    async fn put_extraction(&self, extraction: &Extraction) -> Result<(), MetadataError>;
+    /// Whether the artifact with this digest was extracted already.
+    async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError>;
+    /// What the artifacts of one release declare, by file name.
+    async fn extractions_of(
+        &self,
+        repo: &str,
+        project: &str,
+        version: &str,
+    ) -> Result<Vec<Extraction>, MetadataError>;
     /// The connection pool: open, idle, and the most it opens; for `/-/ready`.
     fn pool_status(&self) -> Option<PoolStatus> {
         None

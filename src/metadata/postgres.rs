@@ -48,6 +48,61 @@ impl PostgresMetadataStore {
 }
 
 super::sql::impl_sql_metadata_store!(PostgresMetadataStore, "postgres", {
+    async fn put_extraction(
+        &self,
+        extraction: &crate::protocols::dependencies::Extraction,
+    ) -> Result<(), MetadataError> {
+        // One statement: the status row, and every dependency from arrays
+        // (`UNNEST`), only when the status row is new.
+        let dependencies = &extraction.dependencies;
+        let positions: Vec<i64> = (0..dependencies.len())
+            .map(|p| i64::try_from(p).unwrap_or(i64::MAX))
+            .collect();
+        let names: Vec<&str> = dependencies.iter().map(|d| d.name.as_str()).collect();
+        let requirements: Vec<&str> = dependencies
+            .iter()
+            .map(|d| d.requirement.as_str())
+            .collect();
+        let kinds: Vec<&str> = dependencies.iter().map(|d| d.kind.as_str()).collect();
+        let markers: Vec<Option<&str>> = dependencies.iter().map(|d| d.marker.as_deref()).collect();
+        let optional: Vec<i64> = dependencies.iter().map(|d| i64::from(d.optional)).collect();
+        let details: Vec<String> = dependencies.iter().map(|d| d.details.to_string()).collect();
+        sqlx::query(
+            "WITH status AS ( \
+                INSERT INTO extractions (digest, repo, format, project, version, filename, status, reason, \
+                extractor_version, attributes, dependency_count, extracted_at) \
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                ON CONFLICT (digest) DO NOTHING RETURNING digest) \
+             INSERT INTO dependencies (digest, position, name, requirement, kind, marker, optional, details) \
+             SELECT status.digest, d.position, d.name, d.requirement, d.kind, d.marker, d.optional, d.details \
+             FROM status, UNNEST($13::BIGINT[], $14::TEXT[], $15::TEXT[], $16::TEXT[], $17::TEXT[], $18::BIGINT[], $19::TEXT[]) \
+                AS d(position, name, requirement, kind, marker, optional, details) \
+             ON CONFLICT (digest, position) DO NOTHING",
+        )
+        .bind(&extraction.digest)
+        .bind(&extraction.repo)
+        .bind(&extraction.format)
+        .bind(&extraction.project)
+        .bind(&extraction.version)
+        .bind(&extraction.filename)
+        .bind(extraction.status.as_str())
+        .bind(&extraction.reason)
+        .bind(i64::from(extraction.extractor_version))
+        .bind(extraction.attributes.to_string())
+        .bind(i64::try_from(dependencies.len()).unwrap_or(i64::MAX))
+        .bind(to_unix_millis(SystemTime::now()))
+        .bind(&positions)
+        .bind(&names)
+        .bind(&requirements)
+        .bind(&kinds)
+        .bind(&markers)
+        .bind(&optional)
+        .bind(&details)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn touch_artifacts(
         &self,
         accesses: &[(String, SystemTime)],

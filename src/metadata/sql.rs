@@ -272,6 +272,74 @@ macro_rules! impl_sql_metadata_store {
         Ok(())
     }
 
+    async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError> {
+        Ok(sqlx::query("SELECT 1 FROM extractions WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    async fn extractions_of(
+        &self,
+        repo: &str,
+        project: &str,
+        version: &str,
+    ) -> Result<Vec<$crate::protocols::dependencies::Extraction>, MetadataError> {
+        use $crate::protocols::dependencies::{Dependency, Extraction, ExtractionStatus};
+        let rows = sqlx::query(
+            "SELECT digest, format, filename, status, reason, CAST(extractor_version AS BIGINT) AS extractor_version, \
+             attributes, CAST(dependency_count AS BIGINT) AS dependency_count \
+             FROM extractions WHERE repo = $1 AND project = $2 AND version = $3 ORDER BY filename",
+        )
+        .bind(repo)
+        .bind(project)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let digest: String = row.try_get("digest")?;
+            let count: i64 = row.try_get("dependency_count")?;
+            let dependencies = sqlx::query(
+                "SELECT name, requirement, kind, marker, CAST(optional AS BIGINT) AS optional, details \
+                 FROM dependencies WHERE digest = $1 AND position < $2 ORDER BY position",
+            )
+            .bind(&digest)
+            .bind(count)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|dep| {
+                let details: String = dep.try_get("details")?;
+                Ok(Dependency {
+                    name: dep.try_get("name")?,
+                    requirement: dep.try_get("requirement")?,
+                    kind: dep.try_get("kind")?,
+                    marker: dep.try_get("marker")?,
+                    optional: dep.try_get::<i64, _>("optional")? != 0,
+                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let attributes: String = row.try_get("attributes")?;
+            found.push(Extraction {
+                digest,
+                repo: repo.to_owned(),
+                format: row.try_get("format")?,
+                project: project.to_owned(),
+                version: version.to_owned(),
+                filename: row.try_get("filename")?,
+                status: ExtractionStatus::parse(&row.try_get::<String, _>("status")?),
+                reason: row.try_get("reason")?,
+                extractor_version: u32::try_from(row.try_get::<i64, _>("extractor_version")?).unwrap_or(0),
+                attributes: serde_json::from_str(&attributes).unwrap_or(serde_json::Value::Null),
+                dependencies,
+            });
+        }
+        Ok(found)
+    }
+
                 fn kind(&self) -> &'static str {
                     $kind
                 }

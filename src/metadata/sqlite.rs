@@ -39,6 +39,52 @@ impl SqliteMetadataStore {
 }
 
 super::sql::impl_sql_metadata_store!(SqliteMetadataStore, "sqlite", {
+    async fn put_extraction(
+        &self,
+        extraction: &crate::protocols::dependencies::Extraction,
+    ) -> Result<(), MetadataError> {
+        // SQLite has no data-modifying CTE: the status row, then every dependency in
+        // one statement (from a JSON array), in one transaction.
+        let mut transaction = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO extractions (digest, repo, format, project, version, filename, status, reason, \
+             extractor_version, attributes, dependency_count, extracted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&extraction.digest)
+        .bind(&extraction.repo)
+        .bind(&extraction.format)
+        .bind(&extraction.project)
+        .bind(&extraction.version)
+        .bind(&extraction.filename)
+        .bind(extraction.status.as_str())
+        .bind(&extraction.reason)
+        .bind(i64::from(extraction.extractor_version))
+        .bind(extraction.attributes.to_string())
+        .bind(i64::try_from(extraction.dependencies.len()).unwrap_or(i64::MAX))
+        .bind(to_unix_millis(SystemTime::now()))
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+        if inserted == 1 && !extraction.dependencies.is_empty() {
+            let rows =
+                serde_json::to_string(&extraction.dependencies).expect("dependencies serialize");
+            sqlx::query(
+                "INSERT INTO dependencies (digest, position, name, requirement, kind, marker, optional, details) \
+                 SELECT $1, CAST(key AS INTEGER), json_extract(value, '$.name'), json_extract(value, '$.requirement'), \
+                 json_extract(value, '$.kind'), json_extract(value, '$.marker'), \
+                 CAST(json_extract(value, '$.optional') AS INTEGER), COALESCE(json_extract(value, '$.details'), 'null') \
+                 FROM json_each($2) WHERE true ON CONFLICT (digest, position) DO NOTHING",
+            )
+            .bind(&extraction.digest)
+            .bind(rows)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
     async fn touch_artifacts(
         &self,
         accesses: &[(String, SystemTime)],

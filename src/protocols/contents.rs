@@ -61,3 +61,39 @@ pub async fn artifact_bytes(
     }
     Ok(body.freeze())
 }
+
+/// The bytes of a just-published artifact (from its local file when the store has
+/// one), when it is at most `limit` bytes long.
+///
+/// # Errors
+/// Larger than `limit`, or the store failed.
+pub async fn published_bytes(
+    published: &crate::engine::Published,
+    blobs: &Arc<dyn BlobStore>,
+    limit: u64,
+) -> Result<Bytes, String> {
+    if published.size > limit {
+        return Err(format!(
+            "{} bytes is more than the {limit} read to look inside",
+            published.size
+        ));
+    }
+    if let Some(path) = &published.path {
+        return tokio::fs::read(path)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| format!("`{}`: {e}", path.display()));
+    }
+    let mut stream = blobs
+        .read(&published.digest, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+        if body.len() as u64 > limit {
+            return Err(format!("more than the {limit} bytes read to look inside"));
+        }
+    }
+    Ok(body.freeze())
+}

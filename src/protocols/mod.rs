@@ -7,6 +7,7 @@
 pub mod badges;
 pub mod cargo;
 pub mod contents;
+pub mod dependencies;
 pub mod maven;
 pub mod npm;
 pub mod path;
@@ -87,6 +88,26 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
         context: &RequestContext<'_>,
         request: ProtocolRequest,
     ) -> Result<Reply, RequestError>;
+
+    /// The project's canonical name (normalized where the format normalizes), as
+    /// extracted dependencies are stored under it.
+    ///
+    /// # Errors
+    /// When the name is invalid for the format.
+    fn canonical_project(&self, project: &str) -> Result<String, RequestError> {
+        self.project_index_key(project).map(|_| project.to_owned())
+    }
+
+    /// The dependencies `published` declares, read off the request path; `None` for
+    /// an artifact that declares none by nature (a checksum file, a signature).
+    async fn extract_dependencies(
+        &self,
+        _engine: &CacheEngine,
+        _blobs: &Arc<dyn BlobStore>,
+        _published: &crate::engine::Published,
+    ) -> Option<dependencies::Extraction> {
+        None
+    }
 
     /// The badges this format draws (none by default).
     fn badge_kinds(&self) -> &'static [badges::BadgeKind] {

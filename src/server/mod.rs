@@ -4,6 +4,7 @@
 
 mod accept;
 mod admin;
+mod api;
 mod authorize;
 mod badge;
 pub mod error;

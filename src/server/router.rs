@@ -15,7 +15,7 @@ use tower_http::compression::CompressionLayer;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{admin, authorize, badge, middleware, ops, respond};
+use super::{admin, api, authorize, badge, middleware, ops, respond};
 use crate::protocols::path::MAX_PATH_BYTES;
 use crate::protocols::{ProtocolRequest, RequestContext, RequestError};
 
@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/status", get(ops::status_page))
         .route("/-/status.json", get(ops::status_json))
         .route("/-/badge/{*path}", get(badge::badge))
+        .route("/-/api/{*path}", get(api::api))
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
         .fallback(dispatch)

@@ -176,6 +176,16 @@ impl AppState {
         for (name, repo) in &config.repos {
             repos.insert(name.clone(), build_repository(name, repo, &metrics)?);
         }
+        if access == DataDirAccess::Exclusive {
+            crate::dependencies::Extractor {
+                engine: engine.clone(),
+                blobs: Arc::clone(&blobs),
+                metadata: Arc::clone(&metadata),
+                repos: repos.clone(),
+                metrics: metrics.clone(),
+            }
+            .spawn();
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 repos,

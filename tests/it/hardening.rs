@@ -235,6 +235,26 @@ impl MetadataStore for InstrumentedStore {
         self.gate().await;
         self.inner.put_api_token(record).await
     }
+    async fn put_extraction(
+        &self,
+        extraction: &granary::protocols::dependencies::Extraction,
+    ) -> Result<(), MetadataError> {
+        self.gate().await;
+        self.inner.put_extraction(extraction).await
+    }
+    async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError> {
+        self.gate().await;
+        self.inner.has_extraction(digest).await
+    }
+    async fn extractions_of(
+        &self,
+        repo: &str,
+        project: &str,
+        version: &str,
+    ) -> Result<Vec<granary::protocols::dependencies::Extraction>, MetadataError> {
+        self.gate().await;
+        self.inner.extractions_of(repo, project, version).await
+    }
     async fn put_index_entry(&self, record: &IndexRecord) -> Result<(), MetadataError> {
         self.gate().await;
         self.inner.put_index_entry(record).await

@@ -13,6 +13,7 @@
 //! verified against the entry's `cksum` before anything is stored.
 
 pub mod badges;
+pub mod dependencies;
 pub mod index;
 pub mod source;
 
@@ -99,6 +100,15 @@ impl Protocol for CargoRepo {
         } else {
             Err(invalid_name(name))
         }
+    }
+
+    async fn extract_dependencies(
+        &self,
+        engine: &CacheEngine,
+        _blobs: &Arc<dyn crate::storage::BlobStore>,
+        published: &crate::engine::Published,
+    ) -> Option<super::dependencies::Extraction> {
+        self.extract(engine, published).await
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

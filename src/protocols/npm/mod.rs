@@ -12,6 +12,7 @@
 //! Tarball URLs name an entry of a cached packument, never an upstream URL.
 
 pub mod badges;
+pub mod dependencies;
 pub mod keys;
 pub mod rewrite;
 pub mod source;
@@ -110,6 +111,15 @@ impl Protocol for NpmRepo {
                 "`{project}` is not a valid npm package name"
             )))
         }
+    }
+
+    async fn extract_dependencies(
+        &self,
+        engine: &CacheEngine,
+        _blobs: &Arc<dyn crate::storage::BlobStore>,
+        published: &crate::engine::Published,
+    ) -> Option<super::dependencies::Extraction> {
+        self.extract(engine, published).await
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

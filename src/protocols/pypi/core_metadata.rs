@@ -82,6 +82,57 @@ pub fn from_wheel(wheel: &[u8]) -> Result<String, String> {
     Ok(text)
 }
 
+/// The `PKG-INFO` at the top of an sdist (`<name>-<version>/PKG-INFO`), from a
+/// `.tar.gz` or a `.zip`.
+///
+/// # Errors
+/// Not a readable archive, or no top-level `PKG-INFO`.
+pub fn from_sdist(sdist: &[u8], filename: &str) -> Result<String, String> {
+    let is_top_level_pkg_info = |path: &str| {
+        path.split_once('/')
+            .is_some_and(|(_, rest)| rest == "PKG-INFO")
+    };
+    let mut text = String::new();
+    if filename.ends_with(".zip") {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(sdist))
+            .map_err(|e| format!("not a readable zip: {e}"))?;
+        let member = archive
+            .file_names()
+            .filter_map(Result::ok)
+            .find(|name| is_top_level_pkg_info(name))
+            .map(std::borrow::Cow::into_owned)
+            .ok_or_else(|| "the sdist has no top-level PKG-INFO".to_owned())?;
+        archive
+            .by_name(&member)
+            .map_err(|e| format!("`{member}`: {e}"))?
+            .take(16 * 1024 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("`{member}`: {e}"))?;
+        return Ok(text);
+    }
+    let unpacked = flate2::read::GzDecoder::new(sdist).take(1024 * 1024 * 1024);
+    let mut archive = tar::Archive::new(unpacked);
+    for entry in archive
+        .entries()
+        .map_err(|e| format!("not a readable tar.gz: {e}"))?
+    {
+        let entry = entry.map_err(|e| format!("not a readable tar.gz: {e}"))?;
+        let wanted = entry
+            .path()
+            .ok()
+            .and_then(|p| p.to_str().map(is_top_level_pkg_info))
+            .unwrap_or(false);
+        if wanted {
+            entry
+                .take(16 * 1024 * 1024)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("PKG-INFO: {e}"))?;
+            return Ok(text);
+        }
+    }
+    Err("the sdist has no top-level PKG-INFO".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 
 pub mod badges;
 pub mod core_metadata;
+pub mod dependencies;
 pub mod keys;
 pub mod model;
 pub mod negotiate;
@@ -89,6 +90,19 @@ impl Protocol for PypiRepo {
     ) -> Result<Reply, RequestError> {
         self.answer(context.engine, &request.segments, request.accept.as_deref())
             .await
+    }
+
+    fn canonical_project(&self, project: &str) -> Result<String, RequestError> {
+        Self::checked_project(project)
+    }
+
+    async fn extract_dependencies(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn crate::storage::BlobStore>,
+        published: &crate::engine::Published,
+    ) -> Option<super::dependencies::Extraction> {
+        self.extract(engine, blobs, published).await
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

@@ -274,3 +274,103 @@ async fn one_statement_per_artifact_on_postgresql() {
         .expect("read");
     assert_eq!(read, vec![extraction(0)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maven_poms_are_made_effective_through_their_parents() {
+    let dir = tempfile::tempdir().expect("dir");
+    let repository = dir.path().join("repository");
+    crate::support::run_generator(
+        &crate::support::python(),
+        "maven/make_repository.py",
+        &[repository.as_os_str()],
+        &[],
+    );
+    let upstream = FakeUpstream::start(Some(repository)).await;
+    let granary = TestGranary::with_format("maven", &upstream.url(""), "").await;
+    // fx-util's POM declares fx-core without a version: fx-parent's
+    // dependencyManagement supplies it (the parent is fetched through granary).
+    let response = granary
+        .get("maven/com/example/fixture/fx-util/1.0/fx-util-1.0.pom")
+        .await;
+    assert_eq!(response.status(), 200);
+    let _ = response.bytes().await;
+    let answer = extracted(&granary, "maven/com.example.fixture:fx-util/1.0").await;
+    let artifact = &answer["artifacts"][0];
+    assert_eq!(artifact["status"], "complete", "{artifact}");
+    assert_eq!(
+        artifact["dependencies"][0]["name"],
+        "com.example.fixture:fx-core"
+    );
+    assert_eq!(artifact["dependencies"][0]["requirement"], "1.0");
+    assert_eq!(artifact["dependencies"][0]["kind"], "compile");
+    assert_eq!(
+        upstream.hits("com/example/fixture/fx-parent/1.0/fx-parent-1.0.pom"),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maven_imported_boms_and_properties_supply_versions_and_what_is_missing_is_partial() {
+    use sha1::Digest as _;
+    let upstream = FakeUpstream::start(None).await;
+    let serve = |path: &str, body: String| {
+        upstream.script(
+            &format!("{path}.sha1"),
+            Scripted::ok(hex::encode(sha1::Sha1::digest(body.as_bytes()))),
+        );
+        upstream.script(path, Scripted::ok(body));
+    };
+    serve(
+        "org/acme/bom/2/bom-2.pom",
+        "<project><groupId>org.acme</groupId><artifactId>bom</artifactId><version>2</version><packaging>pom</packaging>\
+         <dependencyManagement><dependencies>\
+         <dependency><groupId>org.acme</groupId><artifactId>from-bom</artifactId><version>7.1</version><scope>runtime</scope></dependency>\
+         </dependencies></dependencyManagement></project>"
+            .to_owned(),
+    );
+    serve(
+        "org/acme/app/1.0/app-1.0.pom",
+        "<project><groupId>org.acme</groupId><artifactId>app</artifactId><version>1.0</version>\
+         <properties><own.version>3.${minor}</own.version><minor>4</minor></properties>\
+         <dependencyManagement><dependencies>\
+         <dependency><groupId>org.acme</groupId><artifactId>bom</artifactId><version>2</version><type>pom</type><scope>import</scope></dependency>\
+         </dependencies></dependencyManagement>\
+         <dependencies>\
+         <dependency><groupId>org.acme</groupId><artifactId>from-bom</artifactId></dependency>\
+         <dependency><groupId>${project.groupId}</groupId><artifactId>own</artifactId><version>${own.version}</version><optional>true</optional></dependency>\
+         <dependency><groupId>org.acme</groupId><artifactId>orphan</artifactId></dependency>\
+         </dependencies></project>"
+            .to_owned(),
+    );
+    let granary = TestGranary::with_format("maven", &upstream.url(""), "").await;
+    let response = granary.get("maven/org/acme/app/1.0/app-1.0.pom").await;
+    assert_eq!(response.status(), 200);
+    let _ = response.bytes().await;
+    let answer = extracted(&granary, "maven/org.acme:app/1.0").await;
+    let artifact = &answer["artifacts"][0];
+    assert_eq!(artifact["status"], "partial");
+    assert!(artifact["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("no version for org.acme:orphan"));
+    let found: Vec<(&str, &str, &str, bool)> = artifact["dependencies"]
+        .as_array()
+        .expect("dependencies")
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().expect("name"),
+                d["requirement"].as_str().expect("requirement"),
+                d["kind"].as_str().expect("kind"),
+                d["optional"].as_bool().expect("optional"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("org.acme:from-bom", "7.1", "runtime", false),
+            ("org.acme:own", "3.4", "compile", true),
+        ]
+    );
+}

@@ -17,7 +17,9 @@
 
 pub mod badges;
 pub mod check;
+pub mod dependencies;
 pub mod layout;
+pub mod pom;
 pub mod source;
 pub mod xml_texts;
 
@@ -103,6 +105,15 @@ impl Protocol for MavenRepo {
     fn project_index_key(&self, coordinates: &str) -> Result<CacheKey, RequestError> {
         let path = layout::metadata_path_of(coordinates).map_err(RequestError::BadRequest)?;
         Ok(layout::document_key(&self.name, &path))
+    }
+
+    async fn extract_dependencies(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn BlobStore>,
+        published: &crate::engine::Published,
+    ) -> Option<super::dependencies::Extraction> {
+        self.extract(engine, blobs, published).await
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

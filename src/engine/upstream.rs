@@ -142,6 +142,40 @@ fn classify(error: &reqwest::Error, upstream: String, timeout: Duration) -> Upst
     }
 }
 
+/// An index document's body with its `Content-Encoding` undone (granary asks for
+/// none, but some servers compress anyway): gzip and deflate, decompressed to at most
+/// `max_bytes` (a decompression bomb stops there); anything else is refused.
+fn decode_content(
+    body: bytes::Bytes,
+    encoding: Option<&str>,
+    max_bytes: usize,
+) -> Result<bytes::Bytes, String> {
+    use std::io::Read;
+    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    let mut decoded = Vec::new();
+    let limit = u64::try_from(max_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let read = match encoding.as_deref() {
+        None | Some("" | "identity") => return Ok(body),
+        Some("gzip" | "x-gzip") => flate2::read::MultiGzDecoder::new(&body[..])
+            .take(limit)
+            .read_to_end(&mut decoded),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&body[..])
+            .take(limit)
+            .read_to_end(&mut decoded),
+        Some(other) => return Err(format!("unsupported `Content-Encoding: {other}`")),
+    };
+    let encoding = encoding.unwrap_or_default();
+    read.map_err(|e| format!("`Content-Encoding: {encoding}`, but the body does not decode: {e}"))?;
+    if decoded.len() > max_bytes {
+        return Err(format!(
+            "document larger than {max_bytes} bytes once decompressed (`Content-Encoding: {encoding}`)"
+        ));
+    }
+    Ok(decoded.into())
+}
+
 /// An index document as the upstream answered it.
 #[derive(Debug)]
 pub enum UpstreamDocument {
@@ -527,6 +561,7 @@ impl UpstreamClient {
             });
         }
         let content_type = header(http::header::CONTENT_TYPE);
+        let content_encoding = header(http::header::CONTENT_ENCODING);
         let final_url = response.url().clone();
         let mut body = bytes::BytesMut::new();
         let mut stream = response.bytes_stream();
@@ -541,8 +576,14 @@ impl UpstreamClient {
             body.extend_from_slice(&chunk);
         }
         self.record_bytes(body.len() as u64);
+        let body = decode_content(body.freeze(), content_encoding.as_deref(), max_bytes).map_err(
+            |reason| UpstreamError::Malformed {
+                upstream: display_url(url),
+                reason,
+            },
+        )?;
         Ok(UpstreamDocument::Body {
-            body: body.freeze(),
+            body,
             content_type,
             final_url,
             validators,

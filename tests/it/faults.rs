@@ -211,6 +211,18 @@ fn scenarios() -> Vec<Scenario> {
             max_hits: 1,
         },
         Scenario {
+            // S3 and others label a .tar.gz so; the bytes must stay as they are (the
+            // digest is of them), never be decompressed.
+            name: "gzip-content-encoding-on-an-archive",
+            reply: |body| {
+                let mut reply = RawReply::ok(body, "application/x-tar");
+                reply.head.extend_from_slice(b"\r\nContent-Encoding: gzip");
+                reply
+            },
+            expect: Expect::Served,
+            max_hits: 1,
+        },
+        Scenario {
             name: "html-login-page",
             reply: |_| {
                 let page = b"<html><body><form action=/login>Sign in</form></body></html>";
@@ -510,4 +522,54 @@ async fn index_document_faults_fail_cleanly_cold_and_serve_the_stale_copy_warm()
             );
         }
     }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn index_documents_the_upstream_compressed_anyway_are_decoded_within_bounds() {
+    let upstream = FaultUpstream::start().await;
+    let granary = TestGranary::npm(&upstream.url(""), "retries = 0").await;
+    let client = TestGranary::client();
+    let encoded = |body: &[u8], encoding: &str| {
+        let mut reply = RawReply::with_head(
+            &format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {encoding}\r\nContent-Length: {}\r\nConnection: close",
+                body.len()
+            ),
+            body,
+        );
+        reply.ending = Ending::Close;
+        reply
+    };
+    // gzip: decoded and served as the packument it is.
+    upstream.script(
+        "zipped",
+        encoded(&gzip(&npm_packument("zipped", "1.0.0")), "gzip"),
+    );
+    let (status, body) = get_text(&client, &granary, "npm/zipped").await;
+    assert_eq!(status, 200, "{body}");
+    let value: serde_json::Value = serde_json::from_str(&body).expect("a packument");
+    assert_eq!(value["dist-tags"]["latest"], "1.0.0");
+    // A bomb: 129 MiB of zeros in ~130 KiB, over the 128 MiB a packument may be.
+    let bomb = gzip(&vec![b' '; 129 * 1024 * 1024]);
+    assert!(bomb.len() < 1024 * 1024);
+    upstream.script("bomb", encoded(&bomb, "gzip"));
+    let (status, body) = get_text(&client, &granary, "npm/bomb").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("once decompressed"), "{body}");
+    // Says gzip, is not; an encoding granary does not know.
+    upstream.script("liar", encoded(&npm_packument("liar", "1.0.0"), "gzip"));
+    let (status, body) = get_text(&client, &granary, "npm/liar").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("does not decode"), "{body}");
+    upstream.script("exotic", encoded(&npm_packument("exotic", "1.0.0"), "zstd"));
+    let (status, body) = get_text(&client, &granary, "npm/exotic").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("unsupported"), "{body}");
 }

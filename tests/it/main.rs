@@ -9,6 +9,7 @@ mod bounded_store;
 mod cache_engine;
 mod cargo;
 mod conformance;
+mod crash;
 mod dependencies;
 mod e2e_clients;
 mod faults;

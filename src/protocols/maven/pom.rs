@@ -71,18 +71,8 @@ impl Pom {
                         _ => {}
                     }
                 }
-                Event::Text(t) => text.push_str(&t.xml10_content().map_err(|e| e.to_string())?),
-                Event::CData(t) => text.push_str(&String::from_utf8_lossy(&t)),
-                Event::GeneralRef(reference) => {
-                    if let Ok(Some(c)) = reference.resolve_char_ref() {
-                        text.push(c);
-                    } else {
-                        let name = reference.decode().map_err(|e| e.to_string())?;
-                        text.push_str(
-                            &quick_xml::escape::unescape(&format!("&{name};"))
-                                .map_err(|e| e.to_string())?,
-                        );
-                    }
+                Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
+                    super::xml_texts::append_text(&event, &mut text)?;
                 }
                 Event::End(_) => {
                     let value = text.trim().to_owned();

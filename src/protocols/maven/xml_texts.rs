@@ -4,6 +4,31 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+/// Appends what a text event carries (text, CDATA, an entity or character
+/// reference) to `text`; other events add nothing.
+///
+/// # Errors
+/// Text that does not decode, or an unknown entity.
+pub(super) fn append_text(event: &Event<'_>, text: &mut String) -> Result<(), String> {
+    match event {
+        Event::Text(t) => text.push_str(&t.xml10_content().map_err(|e| e.to_string())?),
+        Event::CData(t) => text.push_str(&String::from_utf8_lossy(t)),
+        Event::GeneralRef(reference) => {
+            if let Ok(Some(c)) = reference.resolve_char_ref() {
+                text.push(c);
+            } else {
+                let name = reference.decode().map_err(|e| e.to_string())?;
+                text.push_str(
+                    &quick_xml::escape::unescape(&format!("&{name};"))
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Every element's text, in document order.
 #[derive(Debug, Default)]
 pub struct XmlTexts {
@@ -37,20 +62,8 @@ impl XmlTexts {
                     path.push(String::from_utf8_lossy(start.local_name().as_ref()).into_owned());
                     text.clear();
                 }
-                Event::Text(t) => {
-                    text.push_str(&t.xml10_content().map_err(|e| e.to_string())?);
-                }
-                Event::CData(t) => text.push_str(&String::from_utf8_lossy(&t)),
-                Event::GeneralRef(reference) => {
-                    if let Ok(Some(c)) = reference.resolve_char_ref() {
-                        text.push(c);
-                    } else {
-                        let name = reference.decode().map_err(|e| e.to_string())?;
-                        let resolved = quick_xml::escape::unescape(&format!("&{name};"))
-                            .map_err(|e| e.to_string())?
-                            .into_owned();
-                        text.push_str(&resolved);
-                    }
+                Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
+                    append_text(&event, &mut text)?;
                 }
                 Event::End(_) => {
                     let trimmed = text.trim();

@@ -124,13 +124,20 @@ impl UpstreamError {
 }
 
 /// What a failed send means. A redirect that the policy stopped (a loop, too many
-/// hops, a host granary may not fetch from) is the upstream's answer, not a
-/// transport failure: it is not retried.
+/// hops, a host granary may not fetch from) and a response head that does not parse
+/// are the upstream's answer, not transport failures: they are not retried.
 fn classify(error: &reqwest::Error, upstream: String, timeout: Duration) -> UpstreamError {
     if error.is_timeout() {
         UpstreamError::TimedOut { upstream, timeout }
     } else if error.is_redirect() {
         UpstreamError::Refused {
+            upstream,
+            reason: error_chain(error),
+        }
+    } else if is_malformed_response(error) {
+        // A response that is not HTTP (enormous or broken headers) is the
+        // upstream's answer too: asking again gets the same.
+        UpstreamError::Malformed {
             upstream,
             reason: error_chain(error),
         }
@@ -174,6 +181,21 @@ fn decode_content(
         ));
     }
     Ok(decoded.into())
+}
+
+/// Whether hyper could not parse the upstream's response head.
+fn is_malformed_response(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// An index document as the upstream answered it.

@@ -255,9 +255,16 @@ struct Inner {
     /// entry is served stale at once instead of every request waiting for the failing
     /// upstream again.
     failing_until: Mutex<HashMap<String, SystemTime>>,
+    /// Held shared by every write to the shared tiers in flight (they run behind
+    /// the response), exclusively by a purge: a purge waits for writes begun
+    /// before it, so none lands after it and brings a purged entry back.
+    persists: Arc<tokio::sync::RwLock<()>>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 }
+
+/// How long a purge waits for writes in flight before it goes ahead anyway.
+const PURGE_WAIT: Duration = Duration::from_secs(10);
 
 impl IndexCache {
     #[must_use]
@@ -278,6 +285,7 @@ impl IndexCache {
             .build();
         Self {
             inner: Arc::new(Inner {
+                persists: Arc::new(tokio::sync::RwLock::new(())),
                 memory,
                 shared,
                 flights: SingleFlight::default(),
@@ -344,6 +352,7 @@ impl IndexCache {
     /// # Errors
     /// When the metadata store fails.
     pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, ProxyError> {
+        let _quiet = self.writes_settled().await;
         let owned = prefix.to_owned();
         self.inner
             .memory
@@ -371,6 +380,7 @@ impl IndexCache {
     /// # Errors
     /// When the metadata store fails.
     pub async fn invalidate_key(&self, key: &str) -> Result<u64, ProxyError> {
+        let _quiet = self.writes_settled().await;
         self.inner.memory.invalidate(key).await;
         self.inner
             .failing_until
@@ -379,6 +389,18 @@ impl IndexCache {
             .remove(key);
         self.inner.shared.forget(&[key.to_owned()]).await;
         Ok(self.inner.shared.metadata.delete_index_entry(key).await?)
+    }
+
+    /// Waits (at most [`PURGE_WAIT`]) for the shared-tier writes in flight, and keeps
+    /// new ones waiting while the guard lives.
+    async fn writes_settled(&self) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
+        let guard = tokio::time::timeout(PURGE_WAIT, self.inner.persists.write())
+            .await
+            .ok();
+        if guard.is_none() {
+            tracing::warn!("purging while index writes are still in flight");
+        }
+        guard
     }
 
     /// Refreshes (upstream fetches of index documents) in progress.
@@ -871,7 +893,18 @@ impl IndexCache {
         };
         // Failures are logged by the tiers: the in-process tier still serves it.
         let shared = self.inner.shared.clone();
-        tokio::spawn(async move { shared.store(&record, record.stored_at).await })
+        // Held from here, not from when the task first runs: a purge that starts in
+        // between waits for this write.
+        let Ok(writing) = Arc::clone(&self.inner.persists).try_read_owned() else {
+            // A purge is under way: this document was fetched before it finished, and
+            // must not outlive it in the shared tiers.
+            tracing::debug!(key = %record.key, "not persisted: a purge is under way");
+            return tokio::spawn(async {});
+        };
+        tokio::spawn(async move {
+            let _writing = writing;
+            shared.store(&record, record.stored_at).await;
+        })
     }
 }
 

@@ -32,7 +32,7 @@ pub async fn artifact_bytes(
             source,
         })))
     };
-    let mut stream = match lookup.body {
+    let stream = match lookup.body {
         ArtifactBody::Memory(hot) => {
             return if hot.bytes.len() as u64 > limit {
                 Err(too_large())
@@ -51,11 +51,25 @@ pub async fn artifact_bytes(
         }
         ArtifactBody::Filling(reader) => reader.into_stream().boxed(),
     };
+    collect(stream, limit).await.map_err(|error| match error {
+        Collected::TooLarge => too_large(),
+        Collected::Io(source) => io_error(source),
+    })
+}
+
+/// Why a stream was not collected.
+enum Collected {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// The whole of `stream`, if it is at most `limit` bytes.
+async fn collect(mut stream: crate::storage::BlobStream, limit: u64) -> Result<Bytes, Collected> {
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(io_error)?;
+        let chunk = chunk.map_err(Collected::Io)?;
         if (body.len() + chunk.len()) as u64 > limit {
-            return Err(too_large());
+            return Err(Collected::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
@@ -84,16 +98,12 @@ pub async fn published_bytes(
             .map(Bytes::from)
             .map_err(|e| format!("`{}`: {e}", path.display()));
     }
-    let mut stream = blobs
+    let stream = blobs
         .read(&published.digest, None)
         .await
         .map_err(|e| e.to_string())?;
-    let mut body = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        body.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
-        if body.len() as u64 > limit {
-            return Err(format!("more than the {limit} bytes read to look inside"));
-        }
-    }
-    Ok(body.freeze())
+    collect(stream, limit).await.map_err(|error| match error {
+        Collected::TooLarge => format!("more than the {limit} bytes read to look inside"),
+        Collected::Io(source) => source.to_string(),
+    })
 }

@@ -23,16 +23,7 @@ pub(super) async fn api(
 }
 
 async fn answer(state: &AppState, path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let segments: Vec<&str> = path.split('/').collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == ".." || s.chars().any(char::is_control))
-    {
-        return Err(ApiError::client(
-            StatusCode::BAD_REQUEST,
-            "an API path has no empty, `.` or `..` segments and no control characters",
-        ));
-    }
+    let segments = super::own_paths::segments(path)?;
     let [repo_name, project @ .., version, "dependencies"] = segments.as_slice() else {
         return Err(ApiError::client(
             StatusCode::NOT_FOUND,

@@ -33,16 +33,7 @@ pub(super) async fn badge(
 /// `REPO/PROJECT.../KIND.EXT`, checked: the project may span segments (a scoped
 /// package name).
 fn split(path: &str) -> Result<(&str, String, &str, ImageFormat), ApiError> {
-    let segments: Vec<&str> = path.split('/').collect();
-    let bad = |why: &str| ApiError::client(StatusCode::BAD_REQUEST, why.to_owned());
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == ".." || s.chars().any(char::is_control))
-    {
-        return Err(bad(
-            "a badge path has no empty, `.` or `..` segments and no control characters",
-        ));
-    }
+    let segments = super::own_paths::segments(path)?;
     let [repo, project @ .., file] = segments.as_slice() else {
         unreachable!("split yields at least one segment");
     };

@@ -10,6 +10,7 @@ mod badge;
 pub mod error;
 mod middleware;
 mod ops;
+mod own_paths;
 mod request_id;
 mod respond;
 mod router;

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderMap, HeaderValue, ACCEPT, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 use http::StatusCode;
@@ -23,6 +23,10 @@ const MAX_REDIRECTS: usize = 10;
 const HEALTH_WINDOW: Duration = Duration::from_secs(300);
 /// Latency samples kept for the percentiles.
 const LATENCY_SAMPLES: usize = 512;
+/// The longest `Retry-After` waited for before a retry. An upstream that asks for
+/// longer is not asked again by this request: the caller answers at once (a stale
+/// copy, or the error), and a later request tries again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct Health {
@@ -412,8 +416,10 @@ impl UpstreamClient {
         )
     }
 
-    /// GETs `url`, retrying connect errors and 502/503/504 with backoff. Any status is
-    /// returned as a response; only transport failures are errors.
+    /// GETs `url`, retrying connect errors and 502/503/504/429 with backoff, waiting at
+    /// least what `Retry-After` asks (not retrying when that is over
+    /// [`MAX_RETRY_AFTER`]). Any status is returned as a response; only transport
+    /// failures are errors.
     ///
     /// # Errors
     /// When the upstream cannot be reached or does not answer in time.
@@ -428,14 +434,18 @@ impl UpstreamClient {
         let mut attempt = 0;
         loop {
             let result = self.send_once(url, kind, headers.clone()).await;
+            let mut retry_after = None;
             let retryable = match &result {
                 Err(UpstreamError::Unreachable { .. }) => true,
-                Ok(response) => matches!(
-                    response.status(),
-                    StatusCode::BAD_GATEWAY
-                        | StatusCode::SERVICE_UNAVAILABLE
-                        | StatusCode::GATEWAY_TIMEOUT
-                ),
+                Ok(response) => match response.status() {
+                    StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => true,
+                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                        // RFC 9110 §10.2.3: the upstream says when to come back.
+                        retry_after = retry_after_of(response.headers(), SystemTime::now());
+                        retry_after.is_none_or(|wait| wait <= MAX_RETRY_AFTER)
+                    }
+                    _ => false,
+                },
                 Err(_) => false,
             };
             let failed = retryable || result.is_err();
@@ -463,7 +473,8 @@ impl UpstreamClient {
                 return result;
             }
             attempt += 1;
-            let backoff = Duration::from_millis(100) * 2u32.saturating_pow(attempt - 1);
+            let backoff = (Duration::from_millis(100) * 2u32.saturating_pow(attempt - 1))
+                .max(retry_after.unwrap_or_default());
             debug!(upstream = %display_url(url), attempt, ?backoff, "retrying upstream request");
             tokio::time::sleep(backoff).await;
         }
@@ -773,4 +784,54 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// How long a `Retry-After` header asks to wait, from `now`: delta-seconds or an
+/// HTTP date (RFC 9110 §10.2.3); `None` when absent or unreadable.
+fn retry_after_of(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    use super::retry_after_of;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(value).expect("a header"));
+        headers
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after_of(&with("3"), now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(retry_after_of(&with(" 0 "), now), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(
+            retry_after_of(&with(&later), now),
+            Some(Duration::from_secs(7))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        assert_eq!(retry_after_of(&with(&earlier), now), Some(Duration::ZERO));
+        assert_eq!(retry_after_of(&with("soon"), now), None);
+        assert_eq!(retry_after_of(&with("-1"), now), None);
+        assert_eq!(retry_after_of(&HeaderMap::new(), now), None);
+    }
 }

@@ -400,6 +400,55 @@ async fn artifact_faults_with_one_client_and_with_fifty() {
     assert_eq!(got, Got::Complete, "{}", report.join("\n"));
 }
 
+/// 429 and 503 are retried (bounded by `retries`), waiting what `Retry-After` asks
+/// when that is short; asked for longer, granary answers at once instead of holding
+/// its clients (and asks again on a later request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_after_is_waited_for_when_short_and_answered_at_once_when_long() {
+    let upstream = FaultUpstream::start().await;
+    let granary =
+        TestGranary::pypi(&upstream.url("simple/"), "retries = 2\ntimeout = \"5s\"").await;
+    let client = TestGranary::client();
+    let cases = [
+        ("short", "429 Too Many Requests", "\r\nRetry-After: 1", 3),
+        ("none", "429 Too Many Requests", "", 3),
+        (
+            "long",
+            "503 Service Unavailable",
+            "\r\nRetry-After: 3600",
+            1,
+        ),
+    ];
+    for (name, status, retry_after, expected_hits) in cases {
+        let project = format!("retry-after-{name}");
+        let body = artifact(&project);
+        upstream.script(&format!("simple/{project}/"), page(&project, &body));
+        let file = format!("dl/{project}-1.0.tar.gz");
+        upstream.script(
+            &file,
+            RawReply::with_head(
+                &head(status, &format!("{retry_after}\r\nContent-Length: 4")),
+                b"wait",
+            ),
+        );
+        let path = format!("pypi/files/{project}/{project}-1.0.tar.gz");
+        let (got, _) = fetch(&client, &granary, &path, &body).await;
+        assert!(matches!(got, Got::Error(_)), "{name}: {got:?}");
+        assert_eq!(
+            upstream.hits(&file),
+            expected_hits,
+            "{name}: upstream requests"
+        );
+        let gaps = upstream.gaps(&file);
+        if name == "short" {
+            assert!(
+                gaps.iter().all(|gap| *gap >= Duration::from_millis(950)),
+                "{name}: retried before the second Retry-After asked for: {gaps:?}"
+            );
+        }
+    }
+}
+
 fn npm_packument(name: &str, version: &str) -> Vec<u8> {
     serde_json::json!({
         "name": name,

@@ -78,6 +78,8 @@ impl RawReply {
 struct State {
     routes: Mutex<HashMap<String, RawReply>>,
     hits: Mutex<HashMap<String, usize>>,
+    /// When each request of a path arrived.
+    arrivals: Mutex<HashMap<String, Vec<std::time::Instant>>>,
     /// Requests of each path being answered now, and the most there ever were.
     active: Mutex<HashMap<String, (usize, usize)>>,
 }
@@ -161,6 +163,15 @@ impl FaultUpstream {
             .map_or(0, |(_, most)| *most)
     }
 
+    /// The time between consecutive requests of `path`.
+    pub fn gaps(&self, path: &str) -> Vec<Duration> {
+        let arrivals = self.state.arrivals.lock().expect("arrivals");
+        arrivals
+            .get(&format!("/{}", path.trim_start_matches('/')))
+            .map(|times| times.windows(2).map(|w| w[1] - w[0]).collect())
+            .unwrap_or_default()
+    }
+
     pub fn hits(&self, path: &str) -> usize {
         self.state
             .hits
@@ -202,6 +213,13 @@ async fn serve(mut socket: tokio::net::TcpStream, state: Arc<State>) {
         .expect("hits")
         .entry(path.clone())
         .or_default() += 1;
+    state
+        .arrivals
+        .lock()
+        .expect("arrivals")
+        .entry(path.clone())
+        .or_default()
+        .push(std::time::Instant::now());
     let _active = Active::new(&state, &path);
     let reply = state.routes.lock().expect("routes").get(&path).cloned();
     let reply = reply.unwrap_or_else(|| {

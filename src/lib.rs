@@ -3,6 +3,7 @@
 //! Reading order (the direction of dependencies, top to bottom):
 //! - [`access`]: who is asking (credentials, users, tokens) and what they may read.
 //! - [`config`]: the TOML file, the `GRANARY_` environment overlay and validation.
+//! - [`warm`]: `granary warm`, filling a running granary from lockfiles over HTTP.
 //! - [`server`]: axum router, state, the mapping of errors to responses, ops endpoints.
 //! - [`badges`] and [`status`]: pages of granary's own, drawn from what it caches;
 //!   [`dependencies`]: what every stored artifact declares, extracted once.
@@ -20,6 +21,8 @@ pub mod clock;
 pub mod config;
 pub mod dependencies;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_cache;
 pub mod metadata;
 pub mod metrics;
@@ -27,3 +30,4 @@ pub mod protocols;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod warm;

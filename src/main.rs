@@ -50,6 +50,32 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Fill a running granary with everything the given lockfiles need (what a real
+    /// client would fetch for them), so builds can later run without the upstream.
+    /// Reads package-lock.json / npm-shrinkwrap.json (npm), Cargo.lock (cargo) and
+    /// pinned requirements files (PyPI).
+    Warm {
+        /// Configuration file (default: ./granary.toml if it exists): the repository's
+        /// format, and where granary listens.
+        #[arg(long, env = "GRANARY_CONFIG")]
+        config: Option<PathBuf>,
+        /// The repository to warm, by its name in the configuration.
+        #[arg(long)]
+        repo: String,
+        /// granary's URL, e.g. `http://127.0.0.1:8080` (default: `public_url`, else
+        /// `http://` + `listen`).
+        #[arg(long)]
+        url: Option<url::Url>,
+        /// A token of a user who may read the repository (sent as a bearer token).
+        #[arg(long, env = "GRANARY_TOKEN")]
+        token: Option<String>,
+        /// Fetches at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        /// Lockfiles to read.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Re-hash every stored blob and report corrupt ones. Safe beside a running
     /// server; with --repair, run it with the server stopped.
     Verify {
@@ -181,6 +207,21 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Warm {
+            config,
+            repo,
+            url,
+            token,
+            parallel,
+            files,
+        } => {
+            let sources = ConfigSources {
+                file: config,
+                ..ConfigSources::default()
+            };
+            let config = config::load(&sources)?;
+            warm(&config, &repo, url, token, parallel, &files)
+        }
         Command::Status { url, token } => {
             let report = runtime()?.block_on(async {
                 let client = reqwest::Client::new();
@@ -263,6 +304,115 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Command output for people (logs go to stderr).
+fn warm(
+    config: &config::Config,
+    repo: &str,
+    url: Option<url::Url>,
+    token: Option<String>,
+    parallel: usize,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    let repo_config = config
+        .repos
+        .get(repo)
+        .with_context(|| format!("no repository `{repo}` in the configuration"))?;
+    let mut plan = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read `{}`", file.display()))?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        plan.extend(
+            granary::protocols::warm_plan(repo_config.format, &name, &text)
+                .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?,
+        );
+    }
+    let root = match url {
+        Some(url) => url,
+        None => match &config.public_url {
+            Some(url) => url.clone(),
+            None => url::Url::parse(&format!("http://{}/", config.listen))
+                .context("`listen` does not make a URL")?,
+        },
+    };
+    let mut root = root;
+    if !root.path().ends_with('/') {
+        let path = format!("{}/", root.path());
+        root.set_path(&path);
+    }
+    let base = root
+        .join(&format!("{repo}/"))
+        .context("granary's URL and the repository do not make a URL")?;
+    let target = granary::warm::Target {
+        base,
+        authorization: token.map(|t| format!("Bearer {t}")),
+        parallel,
+    };
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "warming [{bar:30}] {pos}/{len} files, {msg} ({eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let started = std::time::Instant::now();
+    let mut bytes = 0u64;
+    let summary = runtime()?.block_on(granary::warm::run(&target, plan, |done, known| {
+        bytes += done.bytes;
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let rate = bytes.saturating_mul(1000) / millis.max(1);
+        if let Some(bar) = &bar {
+            bar.set_length(known as u64);
+            bar.inc(1);
+            bar.set_message(format!(
+                "{}, {}/s",
+                granary::status::page::bytes(bytes),
+                granary::status::page::bytes(rate)
+            ));
+        } else {
+            let outcome = match &done.outcome {
+                granary::warm::Outcome::Fetched => "fetched".to_owned(),
+                granary::warm::Outcome::Cached => "cached".to_owned(),
+                granary::warm::Outcome::Failed(reason) => format!("FAILED {reason}"),
+            };
+            let _ = say(&format!(
+                "{outcome:>8} {:>10}  {}\n",
+                granary::status::page::bytes(done.bytes),
+                done.path
+            ));
+        }
+    }));
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut report = format!(
+        "warmed {} files in {:.1} s: {} fetched from the upstream, {} already cached, {} failed; {}\n",
+        summary.total(),
+        summary.elapsed.as_secs_f64(),
+        summary.fetched,
+        summary.cached,
+        summary.failed.len(),
+        granary::status::page::bytes(summary.bytes)
+    );
+    for (path, reason) in &summary.failed {
+        let _ = writeln!(report, "  failed: {path}: {reason}");
+    }
+    say(&report)?;
+    anyhow::ensure!(
+        summary.failed.is_empty(),
+        "{} of {} files could not be warmed",
+        summary.failed.len(),
+        summary.total()
+    );
+    Ok(())
+}
+
 fn say(text: &str) -> anyhow::Result<()> {
     std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
         .context("cannot write to stdout")

@@ -124,6 +124,19 @@ pub fn load(sources: &ConfigSources) -> anyhow::Result<Config> {
             ));
     }
 
+    checked(&figment)
+}
+
+/// Parses and validates a configuration given as TOML text alone (no environment
+/// overlay, no flags): what `load` does with a file.
+///
+/// # Errors
+/// As [`load`].
+pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+    checked(&Figment::new().merge(Toml::string(text)))
+}
+
+fn checked(figment: &Figment) -> anyhow::Result<Config> {
     let mut config: Config = figment.extract().map_err(|error| {
         // figment prefixes keys with its profile (`default.`), which users never wrote.
         let messages: Vec<String> = error

@@ -8,7 +8,7 @@
 mod load;
 mod types;
 
-pub use load::{load, ConfigSources, RepoFlag};
+pub use load::{from_toml, load, ConfigSources, RepoFlag};
 pub use types::{
     AccessConfig, AccessMode, AnonymousStatus, AuthConfig, CacheConfig, Config, Credentials,
     Format, HumanDuration, MetadataConfig, RedisConfig, RepoConfig, Secret, StorageConfig,

@@ -13,6 +13,7 @@ pub mod npm;
 pub mod path;
 pub mod pypi;
 pub mod verbatim;
+pub mod warm;
 pub mod web;
 
 use std::sync::Arc;
@@ -185,6 +186,26 @@ pub fn build(
             ))
         }
     })
+}
+
+/// What to fetch for the file `file_name` (its base name decides how it is read)
+/// with contents `text`, on a repository of `format`.
+///
+/// # Errors
+/// A file this format does not read, or one that does not parse (with where).
+pub fn warm_plan(
+    format: Format,
+    file_name: &str,
+    text: &str,
+) -> Result<Vec<warm::WarmFetch>, String> {
+    match format {
+        Format::Pypi => pypi::lockfile::plan(file_name, text),
+        Format::Npm => npm::lockfile::plan(file_name, text),
+        Format::Cargo => cargo::lockfile::plan(file_name, text),
+        Format::Maven | Format::Http => Err(format!(
+            "`granary warm` reads no files for a {format:?} repository yet"
+        )),
+    }
 }
 
 pub use crate::access::Identity;

@@ -12,8 +12,8 @@ mod middleware;
 mod ops;
 mod own_paths;
 mod request_id;
-mod respond;
-mod router;
+pub(crate) mod respond;
+pub(crate) mod router;
 pub mod state;
 
 use std::future::Future;

@@ -480,7 +480,7 @@ async fn remote_blob_response(
 /// One `bytes=` range as a half-open span, or `None` when it is well-formed but
 /// unsatisfiable (416). Several ranges, or a malformed header, mean the whole body
 /// (`0..size`): RFC 9110 §14.2 says to ignore a Range header that is not understood.
-fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
+pub(crate) fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
     let whole = Some(0..size);
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return whole;

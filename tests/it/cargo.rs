@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::support::{files_under, FakeUpstream, Scripted, TestGranary};
 
 /// Builds the fixture registry into `dir` for an upstream at `base`.
-fn build_registry(dir: &Path, base: &str) {
+pub(crate) fn build_registry(dir: &Path, base: &str) {
     crate::support::run_generator(
         &crate::support::python(),
         "cargo/make_registry.py",
@@ -186,7 +186,7 @@ async fn downloads_are_verified_against_the_index_checksum_and_bad_names_are_ref
 
 /// `cargo` of this toolchain, with a private `CARGO_HOME` whose only source is
 /// `registry` (crates-io replaced, as users configure a mirror).
-fn cargo(project: &Path, cargo_home: &Path, registry: &str, args: &[&str]) {
+pub(crate) fn cargo(project: &Path, cargo_home: &Path, registry: &str, args: &[&str]) {
     let output = cargo_with(project, cargo_home, registry, None, args);
     assert!(
         output.status.success(),
@@ -232,7 +232,7 @@ fn cargo_with(
     command.output().expect("cargo runs")
 }
 
-fn new_project(scratch: &Path, name: &str) -> PathBuf {
+pub(crate) fn new_project(scratch: &Path, name: &str) -> PathBuf {
     let project = scratch.join(name);
     std::fs::create_dir_all(project.join("src")).expect("project");
     std::fs::write(
@@ -249,7 +249,7 @@ fn new_project(scratch: &Path, name: &str) -> PathBuf {
 }
 
 /// Runs the built program: 101003 means fx-core 1.0.1 was chosen over the yanked 1.1.0.
-fn check_program(project: &Path) {
+pub(crate) fn check_program(project: &Path) {
     let output = Command::new(project.join("target/debug/fx-app"))
         .output()
         .expect("the built program runs");

@@ -12,12 +12,12 @@ use crate::support::{
 
 /// The modules the fixture's dependency tree installs, and what must hold of them:
 /// beta 1.1 (1.0 is yanked, 2.0 requires Python >= 4), gamma-lib built from its sdist.
-const IMPORT_CHECK: &str = "import alpha, beta, gamma_lib, delta; \
+pub(crate) const IMPORT_CHECK: &str = "import alpha, beta, gamma_lib, delta; \
     assert beta.VERSION == '1.1', beta.VERSION; \
     assert gamma_lib.BUILT_FROM_SDIST; \
     assert delta.VERSION == '3.0'";
 
-fn uv() -> PathBuf {
+pub(crate) fn uv() -> PathBuf {
     if let Some(path) = std::env::var_os("GRANARY_TEST_UV") {
         return PathBuf::from(path);
     }
@@ -38,7 +38,7 @@ fn uv() -> PathBuf {
     panic!("uv not found: run `bash .ci/run` once (it installs uv) or set GRANARY_TEST_UV");
 }
 
-fn run(command: &mut Command, what: &str) {
+pub(crate) fn run(command: &mut Command, what: &str) {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));

@@ -23,4 +23,5 @@ mod scale_out;
 mod status;
 mod support;
 mod upstream_client;
+mod warm;
 mod web_cache;

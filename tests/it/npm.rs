@@ -11,7 +11,7 @@ const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
 const NPM_ACCEPT: &str = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
 
 /// Builds the registry fixture into `dir` for an upstream at `base`.
-fn build_registry(dir: &Path, base: &str) {
+pub(crate) fn build_registry(dir: &Path, base: &str) {
     // `npm pack` writes below HOME: the fixture directory keeps that private.
     crate::support::run_generator(
         "node",
@@ -274,7 +274,13 @@ fn client_binary(variable: &str, name: &str) -> PathBuf {
 }
 
 /// Runs a client in `project` with a private HOME and cache, pointed at `registry`.
-fn run_client(program: &Path, args: &[&str], project: &Path, registry: &str, scratch: &Path) {
+pub(crate) fn run_client(
+    program: &Path,
+    args: &[&str],
+    project: &Path,
+    registry: &str,
+    scratch: &Path,
+) {
     let output = run_client_with(program, args, project, registry, scratch, "");
     assert!(
         output.status.success(),
@@ -315,7 +321,7 @@ fn run_client_with(
         .expect("client runs")
 }
 
-fn check_require(project: &Path) {
+pub(crate) fn check_require(project: &Path) {
     let check = "const core = require('@granary/core'); const b = require('dep-b'); const t = require('dep-t'); \
                  if (core.version !== '1.1.0') throw new Error('core ' + core.version); \
                  if (b.version !== '2.0.0-beta.1') throw new Error('dep-b ' + b.version); \
@@ -328,7 +334,7 @@ fn check_require(project: &Path) {
     assert!(status.success(), "require failed in {}", project.display());
 }
 
-fn new_project(scratch: &Path, name: &str) -> PathBuf {
+pub(crate) fn new_project(scratch: &Path, name: &str) -> PathBuf {
     let project = scratch.join(name);
     std::fs::create_dir_all(&project).expect("project");
     std::fs::write(

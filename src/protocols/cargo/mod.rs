@@ -15,6 +15,7 @@
 pub mod badges;
 pub mod dependencies;
 pub mod index;
+pub mod lockfile;
 pub mod source;
 
 use std::sync::Arc;

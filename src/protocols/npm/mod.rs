@@ -14,6 +14,7 @@
 pub mod badges;
 pub mod dependencies;
 pub mod keys;
+pub mod lockfile;
 pub mod rewrite;
 pub mod source;
 

@@ -14,6 +14,7 @@ pub mod badges;
 pub mod core_metadata;
 pub mod dependencies;
 pub mod keys;
+pub mod lockfile;
 pub mod model;
 pub mod negotiate;
 pub mod parse;

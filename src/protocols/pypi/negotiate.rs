@@ -67,7 +67,10 @@ pub fn negotiate(accept: Option<&str>) -> Option<SimpleFormat> {
         let quality = parts
             .filter_map(|p| {
                 let p = p.trim();
-                (p.len() > 2 && p[..2].eq_ignore_ascii_case("q=")).then(|| &p[2..])
+                // `get`: a parameter may start with a multi-byte character.
+                p.get(..2)
+                    .filter(|name| name.eq_ignore_ascii_case("q="))
+                    .map(|_| &p[2..])
             })
             .find_map(parse_quality)
             .unwrap_or(1000);
@@ -106,6 +109,19 @@ fn parse_quality(text: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`fuzz/corpus/accept/crash-6f69…`): a parameter starting with
+    /// a multi-byte character was sliced inside it. Unreachable over HTTP today (the
+    /// router reads only ASCII header values), but the function is public.
+    #[test]
+    fn a_parameter_starting_with_a_multi_byte_character_is_ignored() {
+        assert_eq!(
+            negotiate(Some(
+                "text/html;\u{20ac}a, application/vnd.pypi.simple.v1+json;q=0.5"
+            )),
+            Some(SimpleFormat::LegacyHtml)
+        );
+    }
 
     #[test]
     fn picks_by_q_value_then_preference() {

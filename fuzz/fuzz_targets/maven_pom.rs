@@ -1,0 +1,3 @@
+#![no_main]
+// The checks live in granary::fuzzing::maven_pom.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| granary::fuzzing::maven_pom(data));

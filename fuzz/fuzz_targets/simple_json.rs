@@ -1,0 +1,3 @@
+#![no_main]
+// The checks live in granary::fuzzing::simple_json.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| granary::fuzzing::simple_json(data));

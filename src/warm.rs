@@ -1,0 +1,189 @@
+//! `granary warm`: fills a running granary with everything a build needs, read from
+//! lockfiles, by asking it over HTTP for what a real client would ask (so whatever
+//! granary does for clients — verification, single flight, rewriting — happens once
+//! now, and the build can later run with the upstream cut off).
+//!
+//! What to fetch comes from [`crate::protocols::warm_plan`]; this module runs the
+//! fetches with bounded parallelism, reports progress and sums up.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use http::header::{ACCEPT, AUTHORIZATION};
+
+use crate::protocols::warm::WarmFetch;
+
+/// What one fetch came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// granary fetched it from the upstream now.
+    Fetched,
+    /// granary had it already.
+    Cached,
+    /// It failed: the status or transport error, and granary's message.
+    Failed(String),
+}
+
+/// One finished fetch, as progress reports it.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub path: String,
+    pub outcome: Outcome,
+    pub bytes: u64,
+}
+
+/// The totals of a warm run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub fetched: usize,
+    pub cached: usize,
+    /// Path → reason.
+    pub failed: BTreeMap<String, String>,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.fetched + self.cached + self.failed.len()
+    }
+}
+
+/// Where and how to ask granary.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The repository's mount point, ending with `/`, e.g. `http://127.0.0.1:8080/npm/`.
+    pub base: url::Url,
+    /// Sent as `Authorization` (e.g. `Bearer …`) when the repository is private.
+    pub authorization: Option<String>,
+    /// Fetches at once.
+    pub parallel: usize,
+}
+
+/// Runs `plan` (and whatever its documents name) against `target`; `progress` hears of
+/// each finished fetch, with the number known so far.
+pub async fn run(
+    target: &Target,
+    plan: Vec<WarmFetch>,
+    mut progress: impl FnMut(&Done, usize),
+) -> Summary {
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut queue: VecDeque<WarmFetch> = VecDeque::new();
+    for fetch in plan {
+        if seen.insert(fetch.path.clone()) {
+            queue.push_back(fetch);
+        }
+    }
+    let mut summary = Summary::default();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < target.parallel.max(1) {
+            let Some(fetch) = queue.pop_front() else {
+                break;
+            };
+            running.push(fetch_one(&client, target, fetch));
+        }
+        let Some((done, more)) = running.next().await else {
+            break;
+        };
+        for fetch in more {
+            if seen.insert(fetch.path.clone()) {
+                queue.push_back(fetch);
+            }
+        }
+        summary.bytes += done.bytes;
+        match &done.outcome {
+            Outcome::Fetched => summary.fetched += 1,
+            Outcome::Cached => summary.cached += 1,
+            Outcome::Failed(reason) => {
+                summary.failed.insert(done.path.clone(), reason.clone());
+            }
+        }
+        progress(&done, seen.len());
+    }
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+/// GETs one path; reads an expanding document whole, streams anything else through
+/// (counting bytes) without keeping it.
+async fn fetch_one(
+    client: &reqwest::Client,
+    target: &Target,
+    fetch: WarmFetch,
+) -> (Done, Vec<WarmFetch>) {
+    let failed = |reason: String| {
+        (
+            Done {
+                path: fetch.path.clone(),
+                outcome: Outcome::Failed(reason),
+                bytes: 0,
+            },
+            Vec::new(),
+        )
+    };
+    let url = match target.base.join(&fetch.path) {
+        Ok(url) => url,
+        Err(error) => return failed(format!("not a path: {error}")),
+    };
+    let mut request = client.get(url);
+    if let Some(accept) = fetch.accept {
+        request = request.header(ACCEPT, accept);
+    }
+    if let Some(authorization) = &target.authorization {
+        request = request.header(AUTHORIZATION, authorization);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => return failed(format!("granary did not answer: {error}")),
+    };
+    let status = response.status();
+    let cached = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.eq_ignore_ascii_case("miss"));
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let message = body.lines().next().unwrap_or("").trim();
+        return failed(format!("{status}: {message}"));
+    }
+    let (bytes, more) = if let Some(expand) = &fetch.expand {
+        match response.bytes().await {
+            Ok(body) => match expand(&body) {
+                Ok(more) => (body.len() as u64, more),
+                Err(reason) => return failed(reason),
+            },
+            Err(error) => return failed(format!("the body broke off: {error}")),
+        }
+    } else {
+        let mut stream = response.bytes_stream();
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => bytes += chunk.len() as u64,
+                Err(error) => return failed(format!("the body broke off: {error}")),
+            }
+        }
+        (bytes, Vec::new())
+    };
+    (
+        Done {
+            path: fetch.path,
+            outcome: if cached {
+                Outcome::Cached
+            } else {
+                Outcome::Fetched
+            },
+            bytes,
+        },
+        more,
+    )
+}

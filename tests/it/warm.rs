@@ -1,0 +1,269 @@
+//! `granary warm`: a lockfile written by the real client through one granary warms a
+//! second, empty granary at the same address (the binary, over HTTP); then the real
+//! client installs from that lockfile with a new, empty cache, and the upstream sees
+//! no request after the warm.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{build_pypi_fixture, python, FakeUpstream, GranaryProcess};
+
+/// A free port on 127.0.0.1 (both granaries of a test listen on it in turn, so that
+/// the URLs a lockfile records name the second one too).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn config(dir: &Path, name: &str, port: u16, format: &str, upstream: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshutdown_grace = \"2s\"\n\n\
+             [repos.{format}]\nformat = \"{format}\"\nupstream = \"{upstream}\"\nretries = 0\n",
+            dir.join(format!("{name}-data")).display()
+        ),
+    )
+    .expect("config");
+    path
+}
+
+/// `granary warm`, returning what it printed; it must succeed.
+fn warm(config: &Path, repo: &str, file: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_granary"))
+        .args(["warm", "--config"])
+        .arg(config)
+        .args(["--repo", repo])
+        .arg(file)
+        .output()
+        .expect("granary warm runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "granary warm failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The summary line's counts: (files, fetched, cached, failed).
+fn counts(report: &str) -> (usize, usize, usize, usize) {
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("warmed "))
+        .unwrap_or_else(|| panic!("no summary in:\n{report}"));
+    // warmed N files in S s: F fetched from the upstream, C already cached, X failed; …
+    let before = |word: &str| -> usize {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("no `{word}` in {line}"));
+        line[..at]
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count before `{word}` in {line}"))
+    };
+    (
+        before(" files"),
+        before(" fetched"),
+        before(" already cached"),
+        before(" failed"),
+    )
+}
+
+/// Warms `second` from `lockfile` twice: first everything is fetched from the
+/// upstream, then everything is already cached. Returns the number of files.
+fn warm_twice(config: &Path, repo: &str, lockfile: &Path) -> usize {
+    let first = warm(config, repo, lockfile);
+    let (files, fetched, cached, failed) = counts(&first);
+    assert!(files > 0, "{first}");
+    assert_eq!((fetched, cached, failed), (files, 0, 0), "{first}");
+    let again = warm(config, repo, lockfile);
+    assert_eq!(counts(&again), (files, 0, files, 0), "{again}");
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_ci_from_a_warmed_granary_asks_the_upstream_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let registry_dir = scratch.join("registry");
+    let upstream = FakeUpstream::start(Some(registry_dir.clone())).await;
+    crate::npm::build_registry(&registry_dir, upstream.url("").trim_end_matches('/'));
+    let port = free_port();
+    let first = config(&scratch, "first", port, "npm", &upstream.url(""));
+    let second = config(&scratch, "second", port, "npm", &upstream.url(""));
+    let registry = format!("http://127.0.0.1:{port}/npm/");
+
+    let project = crate::npm::new_project(&scratch, "locked");
+    let granary = GranaryProcess::spawn(&first);
+    let (p, r, s) = (project.clone(), registry.clone(), scratch.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::npm::run_client(Path::new("npm"), &["install"], &p, &r, &s);
+    })
+    .await
+    .expect("install");
+    tokio::task::spawn_blocking(move || granary.terminate())
+        .await
+        .expect("stop the first granary");
+
+    let granary = GranaryProcess::spawn(&second);
+    let lockfile = project.join("package-lock.json");
+    let files = tokio::task::spawn_blocking(move || warm_twice(&second, "npm", &lockfile))
+        .await
+        .expect("warm");
+    let after_warm = upstream.total_hits();
+
+    let offline = scratch.join("offline");
+    std::fs::create_dir_all(&offline).expect("project");
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(project.join(file), offline.join(file)).expect("copy");
+    }
+    let (p, r, s) = (offline.clone(), registry.clone(), scratch.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::npm::run_client(Path::new("npm"), &["ci"], &p, &r, &s);
+        crate::npm::check_require(&p);
+    })
+    .await
+    .expect("npm ci");
+    assert_eq!(
+        upstream.total_hits(),
+        after_warm,
+        "npm ci needed nothing the warm ({files} files) did not fetch"
+    );
+    drop(granary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cargo_builds_locked_from_a_warmed_granary_asking_the_upstream_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let registry_dir = scratch.join("registry");
+    let upstream = FakeUpstream::start(Some(registry_dir.clone())).await;
+    crate::cargo::build_registry(&registry_dir, &upstream.url(""));
+    let port = free_port();
+    let first = config(&scratch, "first", port, "cargo", &upstream.url(""));
+    let second = config(&scratch, "second", port, "cargo", &upstream.url(""));
+    let registry = format!("http://127.0.0.1:{port}/cargo/");
+
+    let project = crate::cargo::new_project(&scratch, "locked");
+    let granary = GranaryProcess::spawn(&first);
+    let (p, r, home) = (project.clone(), registry.clone(), scratch.join("home-1"));
+    tokio::task::spawn_blocking(move || {
+        crate::cargo::cargo(&p, &home, &r, &["generate-lockfile"]);
+    })
+    .await
+    .expect("lockfile");
+    tokio::task::spawn_blocking(move || granary.terminate())
+        .await
+        .expect("stop the first granary");
+
+    let granary = GranaryProcess::spawn(&second);
+    let lockfile = project.join("Cargo.lock");
+    let files = tokio::task::spawn_blocking(move || warm_twice(&second, "cargo", &lockfile))
+        .await
+        .expect("warm");
+    let after_warm = upstream.total_hits();
+
+    let (p, r, home) = (project.clone(), registry.clone(), scratch.join("home-2"));
+    tokio::task::spawn_blocking(move || {
+        crate::cargo::cargo(&p, &home, &r, &["build", "--locked"]);
+        crate::cargo::check_program(&p);
+    })
+    .await
+    .expect("cargo build --locked");
+    assert_eq!(
+        upstream.total_hits(),
+        after_warm,
+        "cargo needed nothing the warm ({files} files) did not fetch"
+    );
+    drop(granary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_installs_a_compiled_requirements_file_from_a_warmed_granary_asking_the_upstream_nothing(
+) {
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let fixture = build_pypi_fixture(&scratch.join("upstream"));
+    let upstream = FakeUpstream::start(Some(fixture)).await;
+    let port = free_port();
+    let first = config(&scratch, "first", port, "pypi", &upstream.url("simple/"));
+    let second = config(&scratch, "second", port, "pypi", &upstream.url("simple/"));
+    let index_url = format!("http://127.0.0.1:{port}/pypi/simple/");
+
+    // `uv pip compile` pins the whole tree through the first granary.
+    let granary = GranaryProcess::spawn(&first);
+    let requirements = scratch.join("requirements.txt");
+    let (index, input, output) = (
+        index_url.clone(),
+        scratch.join("requirements.in"),
+        requirements.clone(),
+    );
+    std::fs::write(&input, "alpha\n").expect("requirements.in");
+    tokio::task::spawn_blocking(move || {
+        crate::e2e_clients::run(
+            Command::new(crate::e2e_clients::uv())
+                .args(["pip", "compile", "--no-config", "--python", &python()])
+                .args(["--index-url", &index, "--generate-hashes", "--output-file"])
+                .arg(&output)
+                .arg(&input),
+            "uv pip compile",
+        );
+    })
+    .await
+    .expect("compile");
+    tokio::task::spawn_blocking(move || granary.terminate())
+        .await
+        .expect("stop the first granary");
+    let pinned = std::fs::read_to_string(&requirements).expect("requirements.txt");
+    assert!(pinned.contains("beta==1.1"), "{pinned}");
+
+    let granary = GranaryProcess::spawn(&second);
+    let lockfile = requirements.clone();
+    let files = tokio::task::spawn_blocking(move || warm_twice(&second, "pypi", &lockfile))
+        .await
+        .expect("warm");
+    let after_warm = upstream.total_hits();
+
+    let target = scratch.join("target");
+    let (index, cache, target2) = (index_url.clone(), scratch.join("pip-cache"), target.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::e2e_clients::run(
+            Command::new(python())
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                ])
+                .args(["--index-url", &index, "--require-hashes", "-r"])
+                .arg(&requirements)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .arg("--target")
+                .arg(&target2)
+                .env("PIP_CONFIG_FILE", "/dev/null"),
+            "pip install -r",
+        );
+        crate::e2e_clients::run(
+            Command::new(python())
+                .args(["-c", crate::e2e_clients::IMPORT_CHECK])
+                .env("PYTHONPATH", &target2),
+            "import after pip install -r",
+        );
+    })
+    .await
+    .expect("pip install");
+    assert_eq!(
+        upstream.total_hits(),
+        after_warm,
+        "pip needed nothing the warm ({files} files) did not fetch"
+    );
+    drop(granary);
+}

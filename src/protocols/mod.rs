@@ -12,6 +12,7 @@ pub mod maven;
 pub mod npm;
 pub mod path;
 pub mod pypi;
+pub mod resolution;
 pub mod verbatim;
 pub mod warm;
 pub mod web;
@@ -108,6 +109,26 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
         _published: &crate::engine::Published,
     ) -> Option<dependencies::Extraction> {
         None
+    }
+
+    /// The transitive dependencies of `project` `version`, resolved as the format's
+    /// client would, reading index documents through the engine (cache first, single
+    /// flight, offline mode).
+    ///
+    /// # Errors
+    /// An unknown project or version, a bad name or target, or a format that does not
+    /// resolve (the default).
+    async fn resolve(
+        &self,
+        _engine: &CacheEngine,
+        _project: &str,
+        _version: &str,
+        _options: &resolution::ResolveOptions,
+    ) -> Result<resolution::Graph, RequestError> {
+        Err(RequestError::NotFound(format!(
+            "repository `{}` does not resolve dependencies yet",
+            self.settings().name
+        )))
     }
 
     /// The badges this format draws (none by default).

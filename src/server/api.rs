@@ -1,8 +1,10 @@
 //! `GET /-/api/REPO/PROJECT/VERSION/dependencies`: what the stored artifacts of one
-//! release declare, as extracted when granary stored them; refused like the
-//! repository itself to callers who may not read it.
+//! release declare, as extracted when granary stored them; and
+//! `GET /-/api/REPO/PROJECT/VERSION/resolve`: the transitive resolution, as the
+//! format's client would make it. Both are refused like the repository itself to
+//! callers who may not read it.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{HeaderMap, StatusCode};
@@ -10,31 +12,37 @@ use http::{HeaderMap, StatusCode};
 use super::authorize::authorize;
 use super::error::ApiError;
 use super::state::AppState;
+use crate::protocols::resolution::ResolveOptions;
 
 pub(super) async fn api(
     State(state): State<AppState>,
     Path(path): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    match answer(&state, &path, &headers).await {
+    match answer(&state, &path, query.as_deref(), &headers).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn answer(state: &AppState, path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+const SERVED: &str = "the API serves /-/api/REPO/PROJECT/VERSION/dependencies and \
+                      /-/api/REPO/PROJECT/VERSION/resolve";
+
+async fn answer(
+    state: &AppState,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let segments = super::own_paths::segments(path)?;
-    let [repo_name, project @ .., version, "dependencies"] = segments.as_slice() else {
-        return Err(ApiError::client(
-            StatusCode::NOT_FOUND,
-            "the API serves /-/api/REPO/PROJECT/VERSION/dependencies",
-        ));
+    let [repo_name, project @ .., version, what @ ("dependencies" | "resolve")] =
+        segments.as_slice()
+    else {
+        return Err(ApiError::client(StatusCode::NOT_FOUND, SERVED));
     };
     if project.is_empty() {
-        return Err(ApiError::client(
-            StatusCode::NOT_FOUND,
-            "the API serves /-/api/REPO/PROJECT/VERSION/dependencies",
-        ));
+        return Err(ApiError::client(StatusCode::NOT_FOUND, SERVED));
     }
     let repo = state.repos.get(*repo_name).ok_or_else(|| {
         ApiError::client(
@@ -44,6 +52,13 @@ async fn answer(state: &AppState, path: &str, headers: &HeaderMap) -> Result<Res
     })?;
     if let Err(refusal) = authorize(state, repo_name, repo, headers).await {
         return Ok(refusal);
+    }
+    if *what == "resolve" {
+        let options = resolve_options(query)?;
+        let graph = repo
+            .resolve(&state.engine, &project.join("/"), version, &options)
+            .await?;
+        return Ok(Json(graph).into_response());
     }
     let project = repo.canonical_project(&project.join("/"))?;
     let extractions = state
@@ -72,4 +87,39 @@ async fn answer(state: &AppState, path: &str, headers: &HeaderMap) -> Result<Res
         "artifacts": extractions,
     }))
     .into_response())
+}
+
+/// `max_depth`, `include_optional` and `target` from the query string.
+fn resolve_options(query: Option<&str>) -> Result<ResolveOptions, ApiError> {
+    let mut options = ResolveOptions {
+        max_depth: None,
+        include_optional: false,
+        target: None,
+    };
+    let bad = |message: String| ApiError::client(StatusCode::BAD_REQUEST, message);
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "max_depth" => {
+                options.max_depth = Some(value.parse().map_err(|_| {
+                    bad(format!(
+                        "`max_depth={value}`: a number of edges from the root"
+                    ))
+                })?);
+            }
+            "include_optional" => {
+                options.include_optional = match value.as_ref() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad(format!("`include_optional={value}`: true or false"))),
+                };
+            }
+            "target" => options.target = Some(value.into_owned()).filter(|t| !t.is_empty()),
+            other => {
+                return Err(bad(format!(
+                    "`{other}`: resolve takes max_depth, include_optional and target"
+                )))
+            }
+        }
+    }
+    Ok(options)
 }

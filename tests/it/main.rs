@@ -19,6 +19,7 @@ mod memory;
 mod npm;
 mod ops;
 mod pypi_index;
+mod resolve;
 mod scale_out;
 mod status;
 mod support;

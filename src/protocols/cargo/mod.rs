@@ -16,6 +16,7 @@ pub mod badges;
 pub mod dependencies;
 pub mod index;
 pub mod lockfile;
+pub mod resolve;
 pub mod source;
 
 use std::sync::Arc;
@@ -110,6 +111,21 @@ impl Protocol for CargoRepo {
         published: &crate::engine::Published,
     ) -> Option<super::dependencies::Extraction> {
         self.extract(engine, published).await
+    }
+
+    async fn resolve(
+        &self,
+        engine: &CacheEngine,
+        project: &str,
+        version: &str,
+        options: &super::resolution::ResolveOptions,
+    ) -> Result<super::resolution::Graph, RequestError> {
+        self.project_index_key(project)?;
+        resolve::check_target(options.target.as_deref()).map_err(RequestError::BadRequest)?;
+        let mut index = resolve::EngineIndex::new(self, engine);
+        resolve::resolve(&mut index, project, version, options)
+            .await
+            .map_err(RequestError::NotFound)
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

@@ -30,18 +30,23 @@ pub(super) async fn badge(
     }
 }
 
+fn not_a_badge_path() -> ApiError {
+    ApiError::client(
+        StatusCode::NOT_FOUND,
+        "a badge is at /-/badge/REPO/PROJECT/KIND.svg (or .json)",
+    )
+}
+
 /// `REPO/PROJECT.../KIND.EXT`, checked: the project may span segments (a scoped
 /// package name).
 fn split(path: &str) -> Result<(&str, String, &str, ImageFormat), ApiError> {
     let segments = super::own_paths::segments(path)?;
+    // One segment (`/-/badge/x`) has no project: found by fuzzing, it was a 500.
     let [repo, project @ .., file] = segments.as_slice() else {
-        unreachable!("split yields at least one segment");
+        return Err(not_a_badge_path());
     };
     if project.is_empty() {
-        return Err(ApiError::client(
-            StatusCode::NOT_FOUND,
-            "a badge is at /-/badge/REPO/PROJECT/KIND.svg (or .json)",
-        ));
+        return Err(not_a_badge_path());
     }
     let (kind, format) = match file.rsplit_once('.') {
         Some((kind, "svg")) => (kind, ImageFormat::Svg),
@@ -123,6 +128,16 @@ async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`fuzz/corpus/request/crash-8cab…`: `GET /-/badge/p` was a 500).
+    #[test]
+    fn paths_without_a_project_are_not_found() {
+        for path in ["p", "p/version.svg"] {
+            let error = split(path).expect_err(path);
+            assert_eq!(error.status, StatusCode::NOT_FOUND, "{path}");
+        }
+        assert!(split("p/demo/version.svg").is_ok());
+    }
 
     #[test]
     fn paths_split_into_repo_project_and_kind() {

@@ -276,3 +276,246 @@ async fn cargo_resolution_equals_what_cargo_generate_lockfile_writes() {
         assert_eq!(response.status(), status, "{path}");
     }
 }
+
+fn base64_of_sha512(text: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(text.as_bytes()))
+}
+
+/// A packument of the npm resolution fixture (packuments only: `npm install
+/// --package-lock-only` fetches no tarball).
+fn packument(base: &str, name: &str, tags: &Value, versions: &[(&str, Value)]) -> Value {
+    let versions: serde_json::Map<String, Value> = versions
+        .iter()
+        .map(|(version, extra)| {
+            let mut document = json!({
+                "name": name, "version": version,
+                "dist": {
+                    "tarball": format!("{base}{name}/-/{name}-{version}.tgz"),
+                    "shasum": format!("{:040x}", name.len() * 100 + version.len()),
+                    // Distinct per version: npm takes equal integrity for the same package.
+                    "integrity": format!("sha512-{}", base64_of_sha512(&format!("{name}@{version}"))),
+                },
+            });
+            for (key, value) in extra.as_object().expect("an object") {
+                document[key] = value.clone();
+            }
+            ((*version).to_owned(), document)
+        })
+        .collect();
+    json!({"name": name, "dist-tags": tags, "versions": versions})
+}
+
+/// The npm fixture:
+/// - `rn-a`: `latest` is 1.1.0, so `^1.0.0` takes it over the higher 1.2.0;
+/// - `rn-c`: `rn-a` takes 1.5.0 to the top; `rn-b` pins 1.0.0, which nests under it;
+/// - `rn-d`: `rn-opt` (processed first) places 1.0.0 at the top, and `rn-peer`'s
+///   `^1.0.0` is satisfied by that copy (no 1.3.0);
+/// - `rn-e`: its `latest` (1.1.0) is deprecated, so `^1.0.0` takes 1.0.0;
+/// - `rn-tag`: asked by its `next` dist-tag (a pre-release);
+/// - `rn-opt`: an optional dependency for darwin only; `rn-peer` a peer dependency;
+///   `rn-peer-opt` an optional peer (not installed).
+fn write_npm_registry(dir: &Path, base: &str) {
+    let none = json!({});
+    let packuments = vec![
+        packument(
+            base,
+            "rn-top",
+            &json!({"latest": "1.0.0"}),
+            &[(
+                "1.0.0",
+                json!({
+                    "dependencies": {"rn-a": "^1.0.0", "rn-b": "~2.1.0", "rn-tag": "next", "rn-e": "^1.0.0"},
+                    "optionalDependencies": {"rn-opt": "^1.0.0"},
+                    "peerDependencies": {"rn-peer": "^3.0.0", "rn-peer-opt": "^1.0.0"},
+                    "peerDependenciesMeta": {"rn-peer-opt": {"optional": true}},
+                }),
+            )],
+        ),
+        packument(
+            base,
+            "rn-a",
+            &json!({"latest": "1.1.0"}),
+            &[
+                ("1.0.0", none.clone()),
+                ("1.1.0", json!({"dependencies": {"rn-c": "^1.0.0"}})),
+                ("1.2.0", none.clone()),
+                ("2.0.0-beta.1", none.clone()),
+            ],
+        ),
+        packument(
+            base,
+            "rn-b",
+            &json!({"latest": "2.2.0"}),
+            &[
+                ("2.0.0", none.clone()),
+                ("2.1.0", none.clone()),
+                ("2.1.3", json!({"dependencies": {"rn-c": "1.0.0"}})),
+                ("2.2.0", none.clone()),
+            ],
+        ),
+        packument(
+            base,
+            "rn-c",
+            &json!({"latest": "1.5.0"}),
+            &[("1.0.0", none.clone()), ("1.5.0", none.clone())],
+        ),
+        packument(
+            base,
+            "rn-d",
+            &json!({"latest": "1.3.0"}),
+            &[("1.0.0", none.clone()), ("1.3.0", none.clone())],
+        ),
+        packument(
+            base,
+            "rn-e",
+            &json!({"latest": "1.1.0"}),
+            &[
+                ("1.0.0", none.clone()),
+                ("1.1.0", json!({"deprecated": "broken, use 1.0.0"})),
+            ],
+        ),
+        packument(
+            base,
+            "rn-tag",
+            &json!({"latest": "1.0.0", "next": "2.0.0-rc.1"}),
+            &[("1.0.0", none.clone()), ("2.0.0-rc.1", none.clone())],
+        ),
+        packument(
+            base,
+            "rn-opt",
+            &json!({"latest": "1.0.0"}),
+            &[(
+                "1.0.0",
+                json!({"os": ["darwin"], "dependencies": {"rn-d": "1.0.0"}}),
+            )],
+        ),
+        packument(
+            base,
+            "rn-peer",
+            &json!({"latest": "3.1.0"}),
+            &[
+                ("3.0.0", none.clone()),
+                ("3.1.0", json!({"dependencies": {"rn-d": "^1.0.0"}})),
+            ],
+        ),
+        packument(
+            base,
+            "rn-peer-opt",
+            &json!({"latest": "1.0.0"}),
+            &[("1.0.0", none.clone())],
+        ),
+    ];
+    for packument in packuments {
+        let name = packument["name"].as_str().expect("name");
+        std::fs::create_dir_all(dir.join(name)).expect("dir");
+        std::fs::write(dir.join(name).join("index.json"), packument.to_string())
+            .expect("packument");
+    }
+}
+
+/// `(name, version)` of every package in a `package-lock.json` (its `packages`, the
+/// project itself left out).
+fn npm_locked(lockfile: &str) -> BTreeSet<(String, String)> {
+    let lock: Value = serde_json::from_str(lockfile).expect("JSON");
+    lock["packages"]
+        .as_object()
+        .expect("packages")
+        .iter()
+        .filter(|(location, _)| !location.is_empty())
+        .map(|(location, entry)| {
+            let name = location.rsplit("node_modules/").next().expect("a name");
+            (
+                name.to_owned(),
+                entry["version"].as_str().expect("version").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = dir.path().join("registry");
+    let upstream = FakeUpstream::start(Some(registry.clone())).await;
+    write_npm_registry(&registry, &upstream.url(""));
+    let granary = TestGranary::npm(&upstream.url(""), "").await;
+
+    let project = dir.path().join("app");
+    std::fs::create_dir_all(&project).expect("project");
+    std::fs::write(
+        project.join("package.json"),
+        r#"{"name": "rn-app", "version": "1.0.0", "private": true, "dependencies": {"rn-top": "1.0.0"}}"#,
+    )
+    .expect("package.json");
+    let (p, r, s) = (
+        project.clone(),
+        granary.url("npm/"),
+        dir.path().to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || {
+        crate::npm::run_client(
+            Path::new("npm"),
+            &["install", "--package-lock-only", "--ignore-scripts"],
+            &p,
+            &r,
+            &s,
+        );
+    })
+    .await
+    .expect("npm install --package-lock-only");
+    let lockfile = std::fs::read_to_string(project.join("package-lock.json")).expect("lockfile");
+    let by_npm = npm_locked(&lockfile);
+
+    let graph: Value = granary
+        .get("-/api/npm/rn-top/1.0.0/resolve")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(graph["target"], "all", "{graph}");
+    assert_eq!(
+        resolved(&graph),
+        by_npm,
+        "granary vs package-lock.json:\n{graph:#}\n{lockfile}"
+    );
+    assert!(
+        graph["errors"].as_array().expect("errors").is_empty(),
+        "{graph}"
+    );
+    let peer = graph["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .find(|e| e["kind"] == "peer")
+        .expect("a peer edge");
+    assert_eq!(peer["requirement"], "^3.0.0");
+
+    // On linux, the darwin-only optional dependency (and what only it needs) drops out.
+    let linux: Value = granary
+        .get("-/api/npm/rn-top/1.0.0/resolve?target=linux-x64")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let linux = resolved(&linux);
+    assert!(!linux.iter().any(|(name, _)| name == "rn-opt"), "{linux:?}");
+    assert!(
+        linux.contains(&("rn-d".to_owned(), "1.3.0".to_owned())),
+        "{linux:?}"
+    );
+    let with_optional_peers: Value = granary
+        .get("-/api/npm/rn-top/1.0.0/resolve?include_optional=true")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        resolved(&with_optional_peers).contains(&("rn-peer-opt".to_owned(), "1.0.0".to_owned()))
+    );
+    let response = granary
+        .get("-/api/npm/rn-top/1.0.0/resolve?target=linux")
+        .await;
+    assert_eq!(response.status(), 400);
+}

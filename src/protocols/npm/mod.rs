@@ -15,6 +15,7 @@ pub mod badges;
 pub mod dependencies;
 pub mod keys;
 pub mod lockfile;
+pub mod resolve;
 pub mod rewrite;
 pub mod source;
 
@@ -121,6 +122,21 @@ impl Protocol for NpmRepo {
         published: &crate::engine::Published,
     ) -> Option<super::dependencies::Extraction> {
         self.extract(engine, published).await
+    }
+
+    async fn resolve(
+        &self,
+        engine: &CacheEngine,
+        project: &str,
+        version: &str,
+        options: &super::resolution::ResolveOptions,
+    ) -> Result<super::resolution::Graph, RequestError> {
+        self.project_index_key(project)?;
+        resolve::check_target(options.target.as_deref()).map_err(RequestError::BadRequest)?;
+        let mut registry = resolve::EnginePackuments::new(self, engine);
+        resolve::resolve(&mut registry, project, version, options)
+            .await
+            .map_err(RequestError::NotFound)
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

@@ -21,6 +21,21 @@ use crate::storage::BlobStore;
 /// Largest distribution opened for its metadata.
 const MAX_DISTRIBUTION: u64 = 512 * 1024 * 1024;
 
+/// A PEP 508 requirement. `pep508_rs` 0.9.2 panics on some malformed names (a name
+/// ending in `.` followed by a character it does not expect, e.g. `3. x`; found by
+/// fuzzing core metadata): that panic is caught and reported as the parse error it
+/// is, so an upstream's bad `METADATA` cannot take the extractor down.
+///
+/// # Errors
+/// What is malformed.
+pub fn parse_requirement(line: &str) -> Result<Requirement<pep508_rs::VerbatimUrl>, String> {
+    std::panic::catch_unwind(|| Requirement::<pep508_rs::VerbatimUrl>::from_str(line))
+        .map_err(|_| {
+            "not a PEP 508 requirement (its name does not end in a letter or digit)".to_owned()
+        })?
+        .map_err(|error| error.to_string())
+}
+
 /// The dependencies and attributes core metadata declares; `sdist` applies PEP 643.
 #[must_use]
 pub fn from_core_metadata(
@@ -68,7 +83,7 @@ pub fn from_core_metadata(
     let mut dependencies = Vec::new();
     let mut unreadable = Vec::new();
     for line in fields.all("Requires-Dist") {
-        match Requirement::<pep508_rs::VerbatimUrl>::from_str(line) {
+        match parse_requirement(line) {
             Ok(requirement) => {
                 let marker = requirement.marker.try_to_string();
                 let extra = marker.as_deref().and_then(extra_of);
@@ -209,6 +224,21 @@ impl PypiRepo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`fuzz/corpus/core_metadata/crash-3842…`): pep508_rs panicked.
+    #[test]
+    fn a_name_the_pep_508_parser_panics_on_is_a_parse_error() {
+        for line in ["3.\u{1}f\"", "3. x", "a. >=1"] {
+            assert!(parse_requirement(line).is_err(), "{line:?}");
+        }
+        let fields = CoreMetadataFields::parse(
+            "Metadata-Version: 2.4\nName: d\nVersion: 1\nRequires-Dist: 3. x\n",
+        );
+        assert_eq!(
+            from_core_metadata(&fields, false).0,
+            ExtractionStatus::Partial
+        );
+    }
 
     #[test]
     fn requirements_markers_and_extras() {

@@ -41,12 +41,14 @@ pub fn is_valid_project_name(name: &str) -> bool {
 }
 
 /// A distribution filename we are willing to name a key after: printable, no
-/// separators (already excluded by path splitting), not hidden, bounded.
+/// separators (already excluded by path splitting), not hidden, bounded, nothing
+/// blank at either end (HTML anchor texts lose it).
 #[must_use]
 pub fn is_valid_filename(filename: &str) -> bool {
     !filename.is_empty()
         && filename.len() <= MAX_NAME_BYTES
         && !filename.starts_with('.')
+        && filename.trim() == filename
         && filename
             .chars()
             .all(|c| !c.is_control() && !matches!(c, '/' | '\\' | '"' | '<' | '>'))

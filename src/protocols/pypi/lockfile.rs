@@ -31,7 +31,7 @@ pub fn plan(file_name: &str, text: &str) -> Result<Vec<WarmFetch>, String> {
     let mut problems = Vec::new();
     for (number, line) in logical_lines(text) {
         let at = format!("{file_name} line {number}");
-        match Requirement::<VerbatimUrl>::from_str(&line) {
+        match super::dependencies::parse_requirement(&line) {
             Ok(requirement) => match pinned(&requirement) {
                 Some(version) => {
                     pins.insert((normalize(requirement.name.as_ref()), version));

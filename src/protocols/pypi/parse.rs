@@ -229,10 +229,14 @@ fn parse_metadata_attribute(value: &str) -> CoreMetadata {
     }
 }
 
-/// Keeps the first file of each name: clients and our file URLs key on the name.
+/// Keeps the first file of each name (clients and our file URLs key on the name),
+/// and only names granary serves: a page never lists a file its URL would refuse
+/// (found by fuzzing: a name with a control character or blank ends was listed, and
+/// read back from the HTML form as another name).
 fn dedup_files(files: &mut Vec<DistFile>) {
     let mut seen = std::collections::HashSet::new();
-    files.retain(|f| seen.insert(f.filename.clone()));
+    files
+        .retain(|f| super::keys::is_valid_filename(&f.filename) && seen.insert(f.filename.clone()));
 }
 
 fn lowercase_values(map: BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -407,6 +411,21 @@ mod tests {
             project_list(json, true).expect("json").projects,
             vec!["Alpha"]
         );
+    }
+
+    /// Found by fuzzing (`fuzz/corpus/simple_html/crash-de9d…`, `simple_json/crash-1ee0…`).
+    #[test]
+    fn files_granary_would_not_serve_are_not_listed() {
+        let html = b"<a href=\"x/a-1.0.tar.gz\">a-1.0.tar.gz</a><a href=\"x/ht%0C\"></a>";
+        let page = project_page(html, false, &base(), "a").expect("page");
+        let names: Vec<&str> = page.files.iter().map(|f| f.filename.as_str()).collect();
+        assert_eq!(names, ["a-1.0.tar.gz"]);
+        let json = br#"{"meta":{"api-version":"1.0"},"name":"a","files":[
+            {"filename":" a-0.9.tar.gz","url":"x/a-0.9.tar.gz","hashes":{}},
+            {"filename":"a-1.0.tar.gz","url":"x/a-1.0.tar.gz","hashes":{}}]}"#;
+        let page = project_page(json, true, &base(), "a").expect("page");
+        let names: Vec<&str> = page.files.iter().map(|f| f.filename.as_str()).collect();
+        assert_eq!(names, ["a-1.0.tar.gz"]);
     }
 
     #[test]

@@ -225,7 +225,7 @@ impl PypiRepo {
 mod tests {
     use super::*;
 
-    /// Found by fuzzing (`fuzz/corpus/core_metadata/crash-3842…`): pep508_rs panicked.
+    /// Found by fuzzing (`fuzz/corpus/core_metadata/crash-3842…`): `pep508_rs` panicked.
     #[test]
     fn a_name_the_pep_508_parser_panics_on_is_a_parse_error() {
         for line in ["3.\u{1}f\"", "3. x", "a. >=1"] {

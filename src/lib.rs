@@ -6,7 +6,8 @@
 //! - [`warm`]: `granary warm`, filling a running granary from lockfiles over HTTP.
 //! - [`server`]: axum router, state, the mapping of errors to responses, ops endpoints.
 //! - [`badges`] and [`status`]: pages of granary's own, drawn from what it caches;
-//!   [`dependencies`]: what every stored artifact declares, extracted once.
+//!   [`dependencies`]: what every stored artifact declares, extracted once;
+//!   [`resolution`]: whole resolutions, cached while the documents they read hold.
 //! - [`protocols`]: everything that knows an ecosystem (URLs, keys, index rewriting).
 //! - [`engine`]: the protocol-agnostic cache engine (index documents, artifacts,
 //!   coordination, maintenance, the upstream client).
@@ -27,6 +28,7 @@ pub mod http_cache;
 pub mod metadata;
 pub mod metrics;
 pub mod protocols;
+pub mod resolution;
 pub mod server;
 pub mod status;
 pub mod storage;

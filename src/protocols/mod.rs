@@ -493,7 +493,7 @@ pub struct ArtifactReply {
 }
 
 /// Why a request could not be answered; [`crate::server`] maps each to a status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RequestError {
     #[error("{0}")]
     BadRequest(String),

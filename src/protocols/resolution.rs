@@ -75,6 +75,16 @@ pub struct Graph {
     pub edges: Vec<Edge>,
     /// What could not be resolved, said as the client would say it.
     pub errors: Vec<String>,
+    /// Every index document read, by project: its fingerprint (`None`: the upstream
+    /// said it does not exist). A cached answer holds while each is unchanged.
+    #[serde(skip)]
+    pub documents: BTreeMap<String, Option<String>>,
+}
+
+/// The fingerprint of an index document, as [`Graph::documents`] records it.
+#[must_use]
+pub fn fingerprint(document: &crate::engine::IndexDocument) -> Option<String> {
+    document.renditions.first().map(|r| r.etag.clone())
 }
 
 /// Collects nodes and edges while a resolver runs; [`GraphBuilder::finish`] numbers
@@ -210,6 +220,7 @@ impl GraphBuilder {
             nodes,
             edges,
             errors: self.errors,
+            documents: BTreeMap::new(),
         }
     }
 }

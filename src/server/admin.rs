@@ -70,7 +70,8 @@ async fn purge(
     Ok(Json(json!({"repo": repo_name, "project": project, "removed": removed})).into_response())
 }
 
-async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The admin role, or why not (`404` when admin endpoints are disabled).
+pub(super) async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if state.admin_token.is_none() && !state.auth.has_admins() {
         return Err(ApiError::client(
             StatusCode::NOT_FOUND,

@@ -12,7 +12,10 @@ use http::{HeaderMap, StatusCode};
 use super::authorize::authorize;
 use super::error::ApiError;
 use super::state::AppState;
+use std::sync::Arc;
+
 use crate::protocols::resolution::ResolveOptions;
+use crate::resolution::Failure;
 
 pub(super) async fn api(
     State(state): State<AppState>,
@@ -54,11 +57,43 @@ async fn answer(
         return Ok(refusal);
     }
     if *what == "resolve" {
-        let options = resolve_options(query)?;
-        let graph = repo
-            .resolve(&state.engine, &project.join("/"), version, &options)
-            .await?;
-        return Ok(Json(graph).into_response());
+        let (options, refresh) = resolve_options(query)?;
+        if refresh {
+            // Recomputing on demand costs the upstream: the admin role only.
+            super::admin::authorize(state, headers).await?;
+        }
+        let (resolved, outcome) = state
+            .resolutions
+            .resolve(
+                &state.engine,
+                crate::resolution::Request {
+                    repo_name,
+                    repo,
+                    project: &project.join("/"),
+                    version,
+                    options: &options,
+                    refresh,
+                },
+            )
+            .await
+            .map_err(|failure| match failure {
+                Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
+                Failure::Panicked => ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    source: super::error::ErrorSource::Internal,
+                    message: "the resolution failed unexpectedly".to_owned(),
+                },
+            })?;
+        let mut response = (
+            [(http::header::CONTENT_TYPE, "application/json")],
+            resolved.body.clone(),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            super::respond::X_CACHE,
+            http::HeaderValue::from_static(outcome.as_str()),
+        );
+        return Ok(response);
     }
     let project = repo.canonical_project(&project.join("/"))?;
     let extractions = state
@@ -89,14 +124,15 @@ async fn answer(
     .into_response())
 }
 
-/// `max_depth`, `include_optional` and `target` from the query string.
-fn resolve_options(query: Option<&str>) -> Result<ResolveOptions, ApiError> {
+/// `max_depth`, `include_optional`, `target` and `refresh` from the query string.
+fn resolve_options(query: Option<&str>) -> Result<(ResolveOptions, bool), ApiError> {
     let mut options = ResolveOptions {
         max_depth: None,
         include_optional: false,
         target: None,
     };
     let bad = |message: String| ApiError::client(StatusCode::BAD_REQUEST, message);
+    let mut refresh = false;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "max_depth" => {
@@ -114,12 +150,13 @@ fn resolve_options(query: Option<&str>) -> Result<ResolveOptions, ApiError> {
                 };
             }
             "target" => options.target = Some(value.into_owned()).filter(|t| !t.is_empty()),
+            "refresh" => refresh = matches!(value.as_ref(), "true" | "1"),
             other => {
                 return Err(bad(format!(
-                    "`{other}`: resolve takes max_depth, include_optional and target"
+                    "`{other}`: resolve takes max_depth, include_optional, target and refresh"
                 )))
             }
         }
     }
-    Ok(options)
+    Ok((options, refresh))
 }

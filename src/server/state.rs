@@ -68,6 +68,7 @@ pub struct Inner {
     pub data_dir: DataDirClaim,
     /// Badges drawn from cached metadata.
     pub badges: crate::badges::BadgeService,
+    pub resolutions: crate::resolution::ResolutionCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -213,6 +214,7 @@ impl AppState {
                 )),
                 data_dir,
                 badges,
+                resolutions: crate::resolution::ResolutionCache::default(),
             }),
         })
     }

@@ -205,6 +205,10 @@ async fn cargo_resolution_equals_what_cargo_generate_lockfile_writes() {
     let lockfile = std::fs::read_to_string(project.join("Cargo.lock")).expect("Cargo.lock");
     let by_cargo = locked(&lockfile, "rx-app");
 
+    // Serving reads the index file first (a badge): resolving it afterwards shares
+    // its parsed form (they once asked for two kinds, and the second panicked).
+    let badge = granary.get("-/badge/cargo/rx-top/version.svg").await;
+    assert_eq!(badge.status(), 200);
     let response = granary.get("-/api/cargo/rx-top/1.0.0/resolve").await;
     assert_eq!(response.status(), 200);
     let graph: Value = response.json().await.expect("JSON");
@@ -440,7 +444,8 @@ async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
     let registry = dir.path().join("registry");
     let upstream = FakeUpstream::start(Some(registry.clone())).await;
     write_npm_registry(&registry, &upstream.url(""));
-    let granary = TestGranary::npm(&upstream.url(""), "").await;
+    // Index documents expire after 3 s, so a change upstream reaches granary.
+    let granary = TestGranary::npm(&upstream.url(""), "index_ttl = \"3s\"").await;
 
     let project = dir.path().join("app");
     std::fs::create_dir_all(&project).expect("project");
@@ -474,6 +479,10 @@ async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
         .json()
         .await
         .expect("JSON");
+    // Cached whole while the packuments it read are unchanged (and fresh).
+    let again = granary.get("-/api/npm/rn-top/1.0.0/resolve").await;
+    assert_eq!(again.headers()["x-cache"], "HIT");
+    assert_eq!(again.json::<Value>().await.expect("JSON"), graph);
     assert_eq!(graph["target"], "all", "{graph}");
     assert_eq!(
         resolved(&graph),
@@ -518,4 +527,45 @@ async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
         .get("-/api/npm/rn-top/1.0.0/resolve?target=linux")
         .await;
     assert_eq!(response.status(), 400);
+
+    // Recomputing on demand is for the admin role.
+    let refresh = granary
+        .get("-/api/npm/rn-top/1.0.0/resolve?refresh=true")
+        .await;
+    assert_ne!(refresh.status(), 200, "refresh=true without the admin role");
+    // A new `latest` of rn-c upstream: once granary's copy is refreshed, the cached
+    // resolution no longer holds and the next one takes it.
+    let newer = packument(
+        &upstream.url(""),
+        "rn-c",
+        &json!({"latest": "1.6.0"}),
+        &[
+            ("1.0.0", json!({})),
+            ("1.5.0", json!({})),
+            ("1.6.0", json!({})),
+        ],
+    );
+    std::fs::write(registry.join("rn-c/index.json"), newer.to_string()).expect("packument");
+    let mut seen = BTreeSet::new();
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let graph: Value = granary
+            .get("-/api/npm/rn-top/1.0.0/resolve")
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        seen = resolved(&graph);
+        if seen.contains(&("rn-c".to_owned(), "1.6.0".to_owned())) {
+            break;
+        }
+    }
+    assert!(
+        seen.contains(&("rn-c".to_owned(), "1.6.0".to_owned())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("rn-c".to_owned(), "1.0.0".to_owned())),
+        "rn-b's pin stays"
+    );
 }

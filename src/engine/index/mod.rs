@@ -423,6 +423,17 @@ impl IndexCache {
             .count()
     }
 
+    /// The in-process copy of `key` if it is fresh: what a result derived from it (a
+    /// cached resolution) is checked against, without I/O and without refreshing.
+    pub async fn fresh_in_memory(&self, key: &str) -> Option<Arc<IndexDocument>> {
+        let document = self.inner.memory.get(key).await?;
+        matches!(
+            document.lifetimes.freshness(self.inner.clock.now()),
+            Freshness::Fresh
+        )
+        .then_some(document)
+    }
+
     /// How old `document` is, in whole seconds (the `Age` of a cached response).
     #[must_use]
     pub fn age_of(&self, document: &IndexDocument) -> u64 {

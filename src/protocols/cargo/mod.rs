@@ -123,9 +123,11 @@ impl Protocol for CargoRepo {
         self.project_index_key(project)?;
         resolve::check_target(options.target.as_deref()).map_err(RequestError::BadRequest)?;
         let mut index = resolve::EngineIndex::new(self, engine);
-        resolve::resolve(&mut index, project, version, options)
+        let mut graph = resolve::resolve(&mut index, project, version, options)
             .await
-            .map_err(RequestError::NotFound)
+            .map_err(RequestError::NotFound)?;
+        graph.documents = index.documents;
+        Ok(graph)
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {
@@ -159,6 +161,23 @@ impl Protocol for CargoRepo {
         )
         .await
     }
+}
+
+/// An index file as read once per stored copy: what serving needs, and what
+/// resolving needs. (A document has one derived form, whoever asks first.)
+pub(crate) struct ParsedIndexFile {
+    pub entries: Arc<Vec<IndexEntry>>,
+    pub candidates: Arc<Vec<resolve::Candidate>>,
+}
+
+pub(crate) fn parsed(document: &crate::engine::IndexDocument, name: &str) -> Arc<ParsedIndexFile> {
+    document.derived(|canonical| ParsedIndexFile {
+        entries: Arc::new(
+            index::parse_index_file(canonical, name)
+                .expect("a stored index file was checked when it was fetched"),
+        ),
+        candidates: Arc::new(resolve::candidates(canonical)),
+    })
 }
 
 impl CargoRepo {
@@ -334,10 +353,7 @@ impl CargoRepo {
         if !lookup.document.found {
             return Err(not_found(name));
         }
-        Ok(lookup.document.derived(|canonical| {
-            index::parse_index_file(canonical, name)
-                .expect("a stored index file was checked when it was fetched")
-        }))
+        Ok(Arc::clone(&parsed(&lookup.document, name).entries))
     }
 
     /// The index entry of `name` at exactly `version`.

@@ -137,6 +137,8 @@ pub struct EngineIndex<'a> {
     repo: &'a super::CargoRepo,
     engine: &'a crate::engine::CacheEngine,
     read: HashMap<String, std::sync::Arc<Vec<Candidate>>>,
+    /// Every index file read, for [`crate::protocols::resolution::Graph::documents`].
+    pub documents: BTreeMap<String, Option<String>>,
 }
 
 impl<'a> EngineIndex<'a> {
@@ -146,6 +148,7 @@ impl<'a> EngineIndex<'a> {
             repo,
             engine,
             read: HashMap::new(),
+            documents: BTreeMap::new(),
         }
     }
 }
@@ -164,10 +167,15 @@ impl IndexFiles for EngineIndex<'_> {
             .index_lookup(self.engine, name)
             .await
             .map_err(|error| error.to_string())?;
+        self.documents.insert(
+            name.to_owned(),
+            crate::protocols::resolution::fingerprint(&lookup.document),
+        );
         if !lookup.document.found {
             return Err(format!("no crate named `{name}` in the registry"));
         }
-        let versions = std::sync::Arc::new(candidates(&lookup.document.canonical));
+        // Parsed once per stored index file, shared by every resolution reading it.
+        let versions = std::sync::Arc::clone(&super::parsed(&lookup.document, name).candidates);
         self.read.insert(key, std::sync::Arc::clone(&versions));
         Ok(versions)
     }

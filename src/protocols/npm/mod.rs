@@ -134,9 +134,11 @@ impl Protocol for NpmRepo {
         self.project_index_key(project)?;
         resolve::check_target(options.target.as_deref()).map_err(RequestError::BadRequest)?;
         let mut registry = resolve::EnginePackuments::new(self, engine);
-        resolve::resolve(&mut registry, project, version, options)
+        let mut graph = resolve::resolve(&mut registry, project, version, options)
             .await
-            .map_err(RequestError::NotFound)
+            .map_err(RequestError::NotFound)?;
+        graph.documents = registry.documents;
+        Ok(graph)
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

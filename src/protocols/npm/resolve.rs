@@ -423,6 +423,8 @@ pub struct EnginePackuments<'a> {
     repo: &'a super::NpmRepo,
     engine: &'a crate::engine::CacheEngine,
     read: HashMap<String, Arc<Value>>,
+    /// Every packument read, for [`crate::protocols::resolution::Graph::documents`].
+    pub documents: BTreeMap<String, Option<String>>,
 }
 
 impl<'a> EnginePackuments<'a> {
@@ -432,6 +434,7 @@ impl<'a> EnginePackuments<'a> {
             repo,
             engine,
             read: HashMap::new(),
+            documents: BTreeMap::new(),
         }
     }
 }
@@ -449,6 +452,10 @@ impl Packuments for EnginePackuments<'_> {
             .lookup(self.engine, name)
             .await
             .map_err(|error| error.to_string())?;
+        self.documents.insert(
+            name.to_owned(),
+            crate::protocols::resolution::fingerprint(&lookup.document),
+        );
         let packument = super::found_packument(&lookup, name).map_err(|error| error.to_string())?;
         self.read.insert(name.to_owned(), Arc::clone(&packument));
         Ok(packument)

@@ -29,6 +29,20 @@ const MAX_DISTRIBUTION: u64 = 512 * 1024 * 1024;
 /// # Errors
 /// What is malformed.
 pub fn parse_requirement(line: &str) -> Result<Requirement<pep508_rs::VerbatimUrl>, String> {
+    // The name is checked first, so the parser never reaches its panic; the catch
+    // below stays as a second line (libFuzzer aborts on any panic, caught or not).
+    let name: String = line
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !name.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Err(format!(
+            "not a PEP 508 requirement: `{name}` is not a name (letters and digits, with `-`, `_` or `.` inside)"
+        ));
+    }
     std::panic::catch_unwind(|| Requirement::<pep508_rs::VerbatimUrl>::from_str(line))
         .map_err(|_| {
             "not a PEP 508 requirement (its name does not end in a letter or digit)".to_owned()

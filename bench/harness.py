@@ -13,8 +13,10 @@ Prints one markdown table and writes it to bench/results/latest.md.
 """
 
 import argparse
+import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -81,7 +83,98 @@ class Processes:
                     process.kill()
 
 
-NPM_NGINX_CONF = """
+NPM_RESOLVE_PACKAGES = 400
+RESOLVE_VERSIONS = 40
+
+
+def resolution_registry(fixture: str, upstream: str) -> None:
+    """A registry the shape of a real project's dependency tree: RESOLVE_PACKAGES
+    packages of RESOLVE_VERSIONS versions each (packuments of ~20-30 KB), every version
+    depending on up to five packages further down the list with caret ranges, a few
+    of them pinned to older versions (so copies nest), and `rs-root` depending on
+    twelve. Deterministic."""
+    rng = random.Random(7)
+    names = [f"rs-{index:03d}" for index in range(RESOLVE_PACKAGES)]
+    for index, name in enumerate(names):
+        versions = {}
+        for v in range(RESOLVE_VERSIONS):
+            version = f"{1 + v // 20}.{(v // 4) % 5}.{v % 4}"
+            later = names[index + 1:]
+            deps = {}
+            for dep in rng.sample(later, min(len(later), rng.randint(0, 5))):
+                deps[dep] = "1.0.0" if rng.random() < 0.05 else f"^{rng.choice(['1.0.0', '1.2.0', '2.0.0'])}"
+            versions[version] = {
+                "name": name, "version": version, "description": f"{name} for the resolution benchmark",
+                "license": "MIT", "dependencies": deps,
+                "dist": {"tarball": f"{upstream}/{name}/-/{name}-{version}.tgz",
+                         "shasum": f"{index * 1000 + v:040x}",
+                         "integrity": "sha512-" + hashlib.sha512(f"{name}@{version}".encode()).hexdigest()[:86] + "=="},
+            }
+        document = {"name": name, "dist-tags": {"latest": version}, "versions": versions}
+        os.makedirs(os.path.join(fixture, name), exist_ok=True)
+        with open(os.path.join(fixture, name, "index.json"), "w") as f:
+            json.dump(document, f)
+    root = {"name": "rs-root", "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": {
+        "name": "rs-root", "version": "1.0.0",
+        "dependencies": {name: "^1.0.0" for name in names[:12]},
+        "dist": {"tarball": f"{upstream}/rs-root/-/rs-root-1.0.0.tgz", "shasum": "0" * 40,
+                 "integrity": "sha512-" + hashlib.sha512(b"rs-root").hexdigest()[:86] + "=="}}}}
+    os.makedirs(os.path.join(fixture, "rs-root"), exist_ok=True)
+    with open(os.path.join(fixture, "rs-root", "index.json"), "w") as f:
+        json.dump(root, f)
+
+
+def npm_lock_only(registry: str, scratch: str) -> float:
+    project = tempfile.mkdtemp(dir=scratch)
+    home = tempfile.mkdtemp(dir=scratch)
+    with open(os.path.join(project, "package.json"), "w") as f:
+        json.dump({"name": "bench", "version": "1.0.0", "private": True, "dependencies": {"rs-root": "1.0.0"}}, f)
+    env = dict(os.environ, HOME=home, npm_config_userconfig=os.path.join(home, ".npmrc"), npm_config_registry=registry,
+               npm_config_cache=os.path.join(home, "cache"), npm_config_audit="false", npm_config_fund="false",
+               npm_config_update_notifier="false")
+    started = time.monotonic()
+    subprocess.run(["npm", "install", "--package-lock-only", "--ignore-scripts"], cwd=project, env=env, check=True,
+                   capture_output=True, timeout=600)
+    return time.monotonic() - started
+
+
+def resolution_scenarios(procs: "Processes", binary: str, work: str, seconds: int, rounds: int, rows: list) -> None:
+    """Resolution: granary resolving a ~400-package npm tree from its warm cache (each
+    request a new cache key), the cached answer under load, and npm's own
+    `install --package-lock-only` through the same warm granary."""
+    fixture = os.path.join(work, "resolve-fixture")
+    port = free_port()
+    upstream = f"http://127.0.0.1:{port}"
+    resolution_registry(fixture, upstream)
+    start_npm_nginx(procs, work, "resolve-upstream", fixture, port, "/rs-root")
+    granary = Granary(procs, binary, work, upstream + "/", "resolve", fmt="npm")
+    api = f"{granary.url}/-/api/npm/rs-root/1.0.0/resolve"
+    first = json.loads(fetch(api, "application/json"))
+    nodes = len(first["nodes"])
+    # From the warm cache: a max_depth beyond the tree's depth changes the key, not the answer.
+    cold = []
+    for depth in range(1000, 1020):
+        started = time.monotonic()
+        fetch(f"{api}?max_depth={depth}", "application/json")
+        cold.append((time.monotonic() - started) * 1000)
+    cold.sort()
+    scratch = os.path.join(work, "resolve-npm")
+    os.makedirs(scratch, exist_ok=True)
+    npm_lock_only(f"{granary.url}/npm/", scratch)  # npm's cache stays empty; granary's is warm
+    npm_times = sorted(npm_lock_only(f"{granary.url}/npm/", scratch) * 1000 for _ in range(3))
+    label = f"resolve {nodes} npm packages from a warm cache"
+    p50 = statistics.median(cold)
+    rows.append([label, "ms p50 / p99 (20 keys)", f"{p50:.1f} / {cold[-1]:.1f}",
+                 f"{statistics.median(npm_times):.0f} (npm --package-lock-only, median of 3)", "",
+                 ratio(p50, statistics.median(npm_times)), ""])
+    result = measure_alternating({"granary": api}, rounds, connections=16, seconds=seconds)
+    g = result["granary"]
+    rows.append([f"cached resolution ({nodes} packages), 16 conn", "p50 / p99 ms",
+                 f'{g["p50"]:.2f} / {g["p99"]:.2f}', "", "", "", ""])
+    rows.append([f"cached resolution ({nodes} packages), 16 conn", "requests/s", fmt(g["rps"]), "", "", "", ""])
+
+
+NGINX_CONF = """
 worker_processes {workers};
 daemon off;
 pid {work}/nginx-{name}.pid;
@@ -391,7 +484,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario")
     parser.add_argument("--install-rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (index, artifacts, installs, "
-                        "stampede, npm, web, badges); default: all, and only then is results/latest.md written")
+                        "stampede, npm, resolve, web, badges); default: all, and only then is results/latest.md written")
     args = parser.parse_args()
     only = {name.strip() for name in args.only.split(",") if name.strip()}
 
@@ -549,6 +642,8 @@ def main() -> None:
             memory.append(["stampede", "", fmt(cold.rss_kib()[0] / 1024, 1)])
         if want("npm"):
             npm_scenarios(procs, args.binary, work, args.seconds, args.rounds, args.install_rounds, rows, memory)
+        if want("resolve"):
+            resolution_scenarios(procs, args.binary, work, args.seconds, args.rounds, rows)
 
         if want("web"):
             # 6. Whole-response cache (`http` format): a page cached whole, hit by

@@ -29,8 +29,15 @@ const MAX_DISTRIBUTION: u64 = 512 * 1024 * 1024;
 /// # Errors
 /// What is malformed.
 pub fn parse_requirement(line: &str) -> Result<Requirement<pep508_rs::VerbatimUrl>, String> {
-    // The name is checked first, so the parser never reaches its panic; the catch
-    // below stays as a second line (libFuzzer aborts on any panic, caught or not).
+    // What it panics on is refused first (the catch below stays as a second line;
+    // libFuzzer aborts on any panic, caught or not): non-ASCII text, which it slices
+    // inside characters (`fuzz/corpus/core_metadata/crash-33da…`), and names ending
+    // in a separator.
+    if !line.is_ascii() {
+        return Err(
+            "not a PEP 508 requirement this parser reads: it has non-ASCII characters".to_owned(),
+        );
+    }
     let name: String = line
         .trim_start()
         .chars()
@@ -242,7 +249,12 @@ mod tests {
     /// Found by fuzzing (`fuzz/corpus/core_metadata/crash-3842…`): `pep508_rs` panicked.
     #[test]
     fn a_name_the_pep_508_parser_panics_on_is_a_parse_error() {
-        for line in ["3.\u{1}f\"", "3. x", "a. >=1"] {
+        for line in [
+            "3.\u{1}f\"",
+            "3. x",
+            "a. >=1",
+            "b; python_version < \"3.\u{fffd}\u{fffd}\"",
+        ] {
             assert!(parse_requirement(line).is_err(), "{line:?}");
         }
         let fields = CoreMetadataFields::parse(

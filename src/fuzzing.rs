@@ -108,7 +108,15 @@ pub fn project_list(data: &[u8]) {
 }
 
 /// A wheel's `METADATA` (or an sdist's `PKG-INFO`), through dependency extraction.
+///
+/// `pep508_rs` panics on some malformed requirements, and granary catches those
+/// panics on purpose (`pypi::dependencies::parse_requirement`). libFuzzer's panic
+/// hook aborts on every panic, caught or not, so this target puts the default hook
+/// back: a panic that escapes still aborts the run (libfuzzer-sys catches it at the
+/// top and aborts), one granary catches does not.
 pub fn core_metadata(data: &[u8]) {
+    static DEFAULT_HOOK: std::sync::Once = std::sync::Once::new();
+    DEFAULT_HOOK.call_once(|| drop(std::panic::take_hook()));
     let text = String::from_utf8_lossy(data);
     let fields = pypi::core_metadata::CoreMetadataFields::parse(&text);
     for sdist in [false, true] {

@@ -375,7 +375,11 @@ impl PypiRepo {
         let bytes = self
             .file_bytes(engine, blobs, project, &wheel.filename, MAX_WHEEL)
             .await?;
-        match tokio::task::spawn_blocking(move || core_metadata::from_wheel(&bytes)).await {
+        match tokio::task::spawn_blocking(move || {
+            core_metadata::from_wheel(std::io::Cursor::new(bytes))
+        })
+        .await
+        {
             Ok(Ok(text)) => Ok(Some(text)),
             Ok(Err(reason)) => {
                 tracing::warn!(wheel = %wheel.filename, %reason, "no core metadata in the wheel");

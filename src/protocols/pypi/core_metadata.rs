@@ -59,9 +59,9 @@ impl CoreMetadataFields {
 ///
 /// # Errors
 /// Not a zip, no such member, or not UTF-8.
-pub fn from_wheel(wheel: &[u8]) -> Result<String, String> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wheel))
-        .map_err(|e| format!("not a readable wheel: {e}"))?;
+pub fn from_wheel(wheel: impl std::io::Read + std::io::Seek) -> Result<String, String> {
+    let mut archive =
+        zip::ZipArchive::new(wheel).map_err(|e| format!("not a readable wheel: {e}"))?;
     let member = archive
         .file_names()
         .filter_map(Result::ok)
@@ -87,15 +87,18 @@ pub fn from_wheel(wheel: &[u8]) -> Result<String, String> {
 ///
 /// # Errors
 /// Not a readable archive, or no top-level `PKG-INFO`.
-pub fn from_sdist(sdist: &[u8], filename: &str) -> Result<String, String> {
+pub fn from_sdist(
+    sdist: impl std::io::Read + std::io::Seek,
+    filename: &str,
+) -> Result<String, String> {
     let is_top_level_pkg_info = |path: &str| {
         path.split_once('/')
             .is_some_and(|(_, rest)| rest == "PKG-INFO")
     };
     let mut text = String::new();
     if filename.ends_with(".zip") {
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(sdist))
-            .map_err(|e| format!("not a readable zip: {e}"))?;
+        let mut archive =
+            zip::ZipArchive::new(sdist).map_err(|e| format!("not a readable zip: {e}"))?;
         let member = archive
             .file_names()
             .filter_map(Result::ok)
@@ -110,7 +113,8 @@ pub fn from_sdist(sdist: &[u8], filename: &str) -> Result<String, String> {
             .map_err(|e| format!("`{member}`: {e}"))?;
         return Ok(text);
     }
-    let unpacked = flate2::read::GzDecoder::new(sdist).take(1024 * 1024 * 1024);
+    let unpacked =
+        flate2::read::GzDecoder::new(std::io::BufReader::new(sdist)).take(1024 * 1024 * 1024);
     let mut archive = tar::Archive::new(unpacked);
     for entry in archive
         .entries()

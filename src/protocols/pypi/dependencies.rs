@@ -21,6 +21,18 @@ use crate::storage::BlobStore;
 /// Largest distribution opened for its metadata.
 const MAX_DISTRIBUTION: u64 = 512 * 1024 * 1024;
 
+/// The core metadata inside a wheel or an sdist named `name`.
+fn metadata_inside(
+    archive: impl std::io::Read + std::io::Seek,
+    name: &str,
+) -> Result<String, String> {
+    if name.ends_with(".whl") {
+        core_metadata::from_wheel(archive)
+    } else {
+        core_metadata::from_sdist(archive, name)
+    }
+}
+
 /// A PEP 508 requirement. `pep508_rs` 0.9.2 panics on some malformed names (a name
 /// ending in `.` followed by a character it does not expect, e.g. `3. x`; found by
 /// fuzzing core metadata): that panic is caught and reported as the parse error it
@@ -206,23 +218,38 @@ impl PypiRepo {
             attributes: serde_json::Value::Null,
             dependencies: Vec::new(),
         };
-        let text = match published_bytes(published, blobs, MAX_DISTRIBUTION).await {
-            Ok(bytes) if filename.ends_with(METADATA_SUFFIX) => {
-                Ok(String::from_utf8_lossy(&bytes).into_owned())
-            }
-            Ok(bytes) => {
-                let name = distribution.clone();
-                tokio::task::spawn_blocking(move || {
-                    if name.ends_with(".whl") {
-                        core_metadata::from_wheel(&bytes)
-                    } else {
-                        core_metadata::from_sdist(&bytes, &name)
-                    }
-                })
+        let local = published
+            .path
+            .clone()
+            .filter(|_| published.size <= MAX_DISTRIBUTION);
+        let text = if filename.ends_with(METADATA_SUFFIX) {
+            published_bytes(published, blobs, MAX_DISTRIBUTION)
                 .await
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        } else if let Some(path) = local {
+            // Read in place: an archive is never held in memory whole (24 MiB sdists
+            // read whole, one after another, left the allocator holding hundreds of
+            // MiB in the soak).
+            let name = distribution.clone();
+            tokio::task::spawn_blocking(move || {
+                let file =
+                    std::fs::File::open(&path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+                metadata_inside(file, &name)
+            })
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        } else {
+            match published_bytes(published, blobs, MAX_DISTRIBUTION).await {
+                Ok(bytes) => {
+                    let name = distribution.clone();
+                    tokio::task::spawn_blocking(move || {
+                        metadata_inside(std::io::Cursor::new(bytes), &name)
+                    })
+                    .await
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+                }
+                Err(reason) => Err(reason),
             }
-            Err(reason) => Err(reason),
         };
         match text {
             Ok(text) => {

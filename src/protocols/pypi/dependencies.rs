@@ -281,6 +281,7 @@ mod tests {
             "3. x",
             "a. >=1",
             "b; python_version < \"3.\u{fffd}\u{fffd}\"",
+            "c[ata-data-Verprovides_",
         ] {
             assert!(parse_requirement(line).is_err(), "{line:?}");
         }

@@ -174,6 +174,11 @@ fn resolved(graph: &Value) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The resolve API's JSON answer at `path`.
+async fn graph_at(granary: &TestGranary, path: &str) -> Value {
+    granary.get(path).await.json().await.expect("JSON")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cargo_resolution_equals_what_cargo_generate_lockfile_writes() {
     let dir = tempfile::tempdir().expect("dir");
@@ -243,21 +248,19 @@ async fn cargo_resolution_equals_what_cargo_generate_lockfile_writes() {
     assert_eq!(rx_c["digest"].as_str().map(str::len), Some(64));
 
     // For one platform, `cfg(windows)` dependencies drop out; depth and optional.
-    let linux: Value = granary
-        .get("-/api/cargo/rx-top/1.0.0/resolve?target=x86_64-unknown-linux-gnu")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let linux: Value = graph_at(
+        &granary,
+        "-/api/cargo/rx-top/1.0.0/resolve?target=x86_64-unknown-linux-gnu",
+    )
+    .await;
     let mut expected = by_cargo.clone();
     expected.remove(&("rx-win".to_owned(), "1.0.0".to_owned()));
     assert_eq!(resolved(&linux), expected);
-    let shallow: Value = granary
-        .get("-/api/cargo/rx-top/1.0.0/resolve?max_depth=1&include_optional=true")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let shallow: Value = graph_at(
+        &granary,
+        "-/api/cargo/rx-top/1.0.0/resolve?max_depth=1&include_optional=true",
+    )
+    .await;
     let shallow = resolved(&shallow);
     assert!(shallow.contains(&("rx-opt".to_owned(), "1.0.0".to_owned())));
     assert!(
@@ -473,12 +476,7 @@ async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
     let lockfile = std::fs::read_to_string(project.join("package-lock.json")).expect("lockfile");
     let by_npm = npm_locked(&lockfile);
 
-    let graph: Value = granary
-        .get("-/api/npm/rn-top/1.0.0/resolve")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let graph: Value = graph_at(&granary, "-/api/npm/rn-top/1.0.0/resolve").await;
     // Cached whole while the packuments it read are unchanged (and fresh).
     let again = granary.get("-/api/npm/rn-top/1.0.0/resolve").await;
     assert_eq!(again.headers()["x-cache"], "HIT");
@@ -502,24 +500,18 @@ async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
     assert_eq!(peer["requirement"], "^3.0.0");
 
     // On linux, the darwin-only optional dependency (and what only it needs) drops out.
-    let linux: Value = granary
-        .get("-/api/npm/rn-top/1.0.0/resolve?target=linux-x64")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let linux: Value = graph_at(&granary, "-/api/npm/rn-top/1.0.0/resolve?target=linux-x64").await;
     let linux = resolved(&linux);
     assert!(!linux.iter().any(|(name, _)| name == "rn-opt"), "{linux:?}");
     assert!(
         linux.contains(&("rn-d".to_owned(), "1.3.0".to_owned())),
         "{linux:?}"
     );
-    let with_optional_peers: Value = granary
-        .get("-/api/npm/rn-top/1.0.0/resolve?include_optional=true")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let with_optional_peers: Value = graph_at(
+        &granary,
+        "-/api/npm/rn-top/1.0.0/resolve?include_optional=true",
+    )
+    .await;
     assert!(
         resolved(&with_optional_peers).contains(&("rn-peer-opt".to_owned(), "1.0.0".to_owned()))
     );
@@ -549,12 +541,7 @@ async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
     let mut seen = BTreeSet::new();
     for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        let graph: Value = granary
-            .get("-/api/npm/rn-top/1.0.0/resolve")
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let graph: Value = graph_at(&granary, "-/api/npm/rn-top/1.0.0/resolve").await;
         seen = resolved(&graph);
         if seen.contains(&("rn-c".to_owned(), "1.6.0".to_owned())) {
             break;

@@ -77,6 +77,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             "status": "ok",
             "kind": if state.redis.is_some() { "in-process + redis" } else { "in-process" },
             "memory_bytes": state.engine.index.memory_bytes(),
+            "artifact_memory_bytes": state.engine.artifacts.hot_bytes(),
             "fills_in_flight": state.engine.artifacts.fills_in_flight(),
             "fills_queued": state.repos.values().map(|r| r.settings().upstream.fills_queued()).sum::<i64>(),
             "refreshes_in_flight": state.engine.index.refreshes_in_flight(),

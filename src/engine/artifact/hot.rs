@@ -40,6 +40,12 @@ impl HotArtifacts {
         Self { cache }
     }
 
+    /// Bytes held (approximate, by the weigher).
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
     pub async fn get(&self, key: &str) -> Option<Arc<HotArtifact>> {
         self.cache.get(key).await
     }

@@ -231,6 +231,13 @@ impl ArtifactCache {
     }
 
     /// Bytes in temporary files of fills in progress; they count against
+    /// Bytes of small artifacts held whole in memory (bounded by
+    /// `cache.artifact_memory_capacity`).
+    #[must_use]
+    pub fn hot_bytes(&self) -> u64 {
+        self.inner.hot.bytes()
+    }
+
     /// `storage.max_size` too.
     #[must_use]
     pub fn temp_bytes(&self) -> u64 {

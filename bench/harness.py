@@ -83,7 +83,7 @@ class Processes:
                     process.kill()
 
 
-NPM_RESOLVE_PACKAGES = 400
+RESOLVE_PACKAGES = 400
 RESOLVE_VERSIONS = 40
 
 
@@ -174,7 +174,7 @@ def resolution_scenarios(procs: "Processes", binary: str, work: str, seconds: in
     rows.append([f"cached resolution ({nodes} packages), 16 conn", "requests/s", fmt(g["rps"]), "", "", "", ""])
 
 
-NGINX_CONF = """
+NPM_NGINX_CONF = """
 worker_processes {workers};
 daemon off;
 pid {work}/nginx-{name}.pid;

@@ -477,8 +477,13 @@ impl IndexCache {
         if succeeded {
             failing.remove(request.key.as_str());
         } else {
-            let until = self.inner.clock.now() + request.policy.update_time;
-            failing.insert(request.key.as_str().to_owned(), until);
+            let now = self.inner.clock.now();
+            note_failure(
+                &mut failing,
+                request.key.as_str(),
+                now + request.policy.update_time,
+                now,
+            );
         }
     }
 
@@ -919,11 +924,52 @@ impl IndexCache {
     }
 }
 
+/// Past this many keys, expired back-offs are dropped when another is noted.
+const FAILING_KEYS_PRUNED_ABOVE: usize = 4096;
+
+/// Notes that `key`'s refresh failed, backing off until `until`. A key whose failure
+/// is never followed by a success (a project asked for once) would otherwise stay
+/// for ever: the soak's stream of new projects grew the map without bound.
+fn note_failure(
+    failing: &mut HashMap<String, SystemTime>,
+    key: &str,
+    until: SystemTime,
+    now: SystemTime,
+) {
+    if failing.len() >= FAILING_KEYS_PRUNED_ABOVE {
+        failing.retain(|_, until| now < *until);
+    }
+    failing.insert(key.to_owned(), until);
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn expired_failure_back_offs_do_not_accumulate() {
+        let mut failing = HashMap::new();
+        let start = SystemTime::UNIX_EPOCH;
+        // A new key fails every second, each backing off for a minute.
+        for second in 0..20_000u64 {
+            let now = start + Duration::from_secs(second);
+            note_failure(
+                &mut failing,
+                &format!("k{second}"),
+                now + Duration::from_secs(60),
+                now,
+            );
+        }
+        assert!(
+            failing.len() <= FAILING_KEYS_PRUNED_ABOVE + 1,
+            "{} back-offs kept",
+            failing.len()
+        );
+        // Those still backing off are all kept.
+        assert!(failing.contains_key("k19999") && failing.contains_key("k19941"));
+    }
 
     #[test]
     fn a_derived_form_is_made_once_per_document() {

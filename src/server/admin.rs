@@ -58,11 +58,7 @@ async fn purge(
     } else {
         state.engine.index.invalidate_prefix(&prefix).await
     }
-    .map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        source: super::error::ErrorSource::Internal,
-        message: e.to_string(),
-    })?;
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     info!(
         repo = repo_name,
         project, removed, "index entries invalidated"

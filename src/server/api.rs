@@ -78,11 +78,7 @@ async fn answer(
             .await
             .map_err(|failure| match failure {
                 Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
-                Failure::Panicked => ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    source: super::error::ErrorSource::Internal,
-                    message: "the resolution failed unexpectedly".to_owned(),
-                },
+                Failure::Panicked => ApiError::internal("the resolution failed unexpectedly"),
             })?;
         let mut response = (
             [(http::header::CONTENT_TYPE, "application/json")],

@@ -36,6 +36,16 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// A 500 whose message is logged, not shown to the client.
+    #[must_use]
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            source: ErrorSource::Internal,
+            message: message.into(),
+        }
+    }
 }
 
 impl From<RequestError> for ApiError {

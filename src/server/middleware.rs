@@ -14,7 +14,7 @@ use futures::FutureExt;
 use http::HeaderValue;
 use tracing::{error, info, Instrument};
 
-use super::error::{ApiError, ErrorSource};
+use super::error::ApiError;
 use super::request_id::{RequestId, REQUEST_ID};
 use super::respond::X_CACHE;
 use super::state::AppState;
@@ -56,11 +56,9 @@ pub(super) async fn observe(
             span.in_scope(|| error!(request_id = %id, panic = %what, "request handler panicked"));
             state.metrics.panics.inc();
             REQUEST_ID.sync_scope(id, || {
-                axum::response::IntoResponse::into_response(ApiError {
-                    status: http::StatusCode::INTERNAL_SERVER_ERROR,
-                    source: ErrorSource::Internal,
-                    message: format!("handler panicked: {what}"),
-                })
+                axum::response::IntoResponse::into_response(ApiError::internal(format!(
+                    "handler panicked: {what}"
+                )))
             })
         }
     };

@@ -34,6 +34,9 @@ pub struct Candidate {
     pub features: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub features2: BTreeMap<String, Vec<String>>,
+    /// `version` parsed, once per stored index file (`None`: not semver).
+    #[serde(skip)]
+    pub semver: Option<Version>,
 }
 
 /// One dependency of an index line.
@@ -74,6 +77,10 @@ pub fn candidates(index_file: &[u8]) -> Vec<Candidate> {
     String::from_utf8_lossy(index_file)
         .lines()
         .filter_map(|line| serde_json::from_str::<Candidate>(line).ok())
+        .map(|mut candidate| {
+            candidate.semver = Version::parse(&candidate.version).ok();
+            candidate
+        })
         .collect()
 }
 
@@ -288,7 +295,7 @@ async fn round(
             let mut matching: Vec<(Version, &Candidate)> = versions
                 .iter()
                 .filter(|c| !c.yanked)
-                .filter_map(|c| Some((Version::parse(&c.version).ok()?, c)))
+                .filter_map(|c| Some((c.semver.clone()?, c)))
                 .filter(|(v, _)| req.matches(v))
                 .collect();
             matching.sort_by(|a, b| b.0.cmp(&a.0));
@@ -321,7 +328,7 @@ async fn round(
                     let agreed = versions
                         .iter()
                         .filter(|c| !c.yanked)
-                        .filter_map(|c| Version::parse(&c.version).ok())
+                        .filter_map(|c| c.semver.clone())
                         .filter(|v| {
                             compatible_range(v) == bucket.1 && all.iter().all(|r| r.matches(v))
                         })

@@ -121,6 +121,7 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
     async fn resolve(
         &self,
         _engine: &CacheEngine,
+        _blobs: &std::sync::Arc<dyn crate::storage::BlobStore>,
         _project: &str,
         _version: &str,
         _options: &resolution::ResolveOptions,

@@ -70,6 +70,8 @@ pub struct Request<'a> {
     pub options: &'a ResolveOptions,
     /// Make it anew, whatever is cached.
     pub refresh: bool,
+    /// Where artifacts' bytes are (a resolver may read core metadata).
+    pub blobs: &'a Arc<dyn crate::storage::BlobStore>,
 }
 
 /// The cache of resolutions. Cheap to clone.
@@ -137,6 +139,7 @@ impl ResolutionCache {
             version,
             options,
             refresh,
+            blobs,
         } = request;
         let key = key(repo_name, project, version, options);
         if !refresh {
@@ -155,11 +158,12 @@ impl ResolutionCache {
             self.memory.clone(),
             key.clone(),
         );
+        let blobs = Arc::clone(blobs);
         let (result, _) = self
             .flights
             .run(&key, move || async move {
                 let graph = repo
-                    .resolve(&engine, &project, &version, &options)
+                    .resolve(&engine, &blobs, &project, &version, &options)
                     .await
                     .map_err(Arc::new)?;
                 let body = Bytes::from(

@@ -73,6 +73,7 @@ async fn answer(
                     version,
                     options: &options,
                     refresh,
+                    blobs: &state.blobs,
                 },
             )
             .await

@@ -556,3 +556,143 @@ async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
         "rn-b's pin stays"
     );
 }
+
+/// Pins of a `uv pip compile` output: `name==version` lines.
+fn compiled(requirements: &str) -> BTreeSet<(String, String)> {
+    requirements
+        .lines()
+        .filter_map(|line| line.split_once("=="))
+        .map(|(name, version)| {
+            (
+                name.trim().to_owned(),
+                version
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pypi_resolution_equals_what_uv_pip_compile_pins() {
+    let dir = tempfile::tempdir().expect("dir");
+    let fixture = dir.path().join("upstream");
+    crate::support::run_generator(
+        &crate::support::python(),
+        "pypi/make_index.py",
+        &[fixture.as_os_str(), "--resolution".as_ref()],
+        &[],
+    );
+    let upstream = FakeUpstream::start(Some(fixture)).await;
+    let granary = TestGranary::with_format("pypi", &upstream.url("simple/"), "").await;
+
+    // What uv pins through granary for Python 3.11 on Linux.
+    let (input, output) = (
+        dir.path().join("requirements.in"),
+        dir.path().join("out.txt"),
+    );
+    std::fs::write(&input, "rp-top==1.0\n").expect("requirements.in");
+    let (index, cache) = (granary.url("pypi/simple/"), dir.path().join("uv-cache"));
+    let (i, o) = (input.clone(), output.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::e2e_clients::run(
+            std::process::Command::new(crate::e2e_clients::uv())
+                .args(["pip", "compile", "--no-config", "--python-version", "3.11"])
+                .args(["--python-platform", "x86_64-unknown-linux-gnu"])
+                .args(["--python", &crate::support::python()])
+                .args(["--index-url", &index, "--output-file"])
+                .arg(&o)
+                .arg(&i)
+                .env("UV_CACHE_DIR", &cache),
+            "uv pip compile",
+        );
+    })
+    .await
+    .expect("compile");
+    let pinned = std::fs::read_to_string(&output).expect("uv's output");
+    let by_uv = compiled(&pinned);
+    assert!(
+        by_uv.contains(&("rp-e".to_owned(), "2.0".to_owned())),
+        "{pinned}"
+    );
+
+    let response = granary
+        .get("-/api/pypi/rp-top/1.0/resolve?target=3.11-linux-x86_64")
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-cache"],
+        "MISS",
+        "the first resolution is made"
+    );
+    let graph: Value = response.json().await.expect("JSON");
+    assert_eq!(graph["target"], "3.11-linux-x86_64", "{graph}");
+    assert_eq!(
+        resolved(&graph),
+        by_uv,
+        "granary vs uv pip compile:\n{graph:#}\n{pinned}"
+    );
+    assert!(
+        graph["errors"].as_array().expect("errors").is_empty(),
+        "{graph}"
+    );
+    let nodes = graph["nodes"].as_array().expect("nodes");
+    let node = |name: &str| {
+        nodes
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {graph}"))
+    };
+    assert_eq!(node("rp-top")["relation"], "SELF");
+    assert_eq!(node("rp-speed")["relation"], "INDIRECT");
+    assert_eq!(node("rp-shared")["relation"], "DIRECT");
+    assert_eq!(node("rp-a")["digest"].as_str().map(str::len), Some(64));
+    // The extra's requirement is the edge from rp-b to rp-speed.
+    assert!(
+        graph["edges"].as_array().expect("edges").iter().any(|e| {
+            e["from"] == node("rp-b")["id"]
+                && e["to"] == node("rp-speed")["id"]
+                && e["requirement"] == "rp-speed; extra == 'fast'"
+        }),
+        "{graph}"
+    );
+    let again = granary
+        .get("-/api/pypi/rp-top/1.0/resolve?target=3.11-linux-x86_64")
+        .await;
+    assert_eq!(again.headers()["x-cache"], "HIT");
+
+    // On Windows, the `sys_platform == 'win32'` requirement comes in; the default
+    // target is stated.
+    let windows = graph_at(
+        &granary,
+        "-/api/pypi/rp-top/1.0/resolve?target=3.11-windows-x86_64",
+    )
+    .await;
+    let mut expected = by_uv.clone();
+    expected.insert(("rp-d".to_owned(), "1.0".to_owned()));
+    assert_eq!(resolved(&windows), expected, "{windows:#}");
+    let default = graph_at(&granary, "-/api/pypi/rp-top/1.0/resolve").await;
+    assert_eq!(default["target"], "3.12-linux-x86_64");
+
+    // A version that cannot be satisfied says why, naming the requirement.
+    let conflict = graph_at(&granary, "-/api/pypi/rp-bad/1.0/resolve?target=3.11").await;
+    let errors = conflict["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{conflict:#}");
+    let explanation = errors[0].as_str().expect("text");
+    assert!(
+        explanation.contains("rp-shared") && explanation.contains("rp-a"),
+        "{explanation}"
+    );
+    for (path, status) in [
+        ("-/api/pypi/rp-top/9.9/resolve", 404),
+        ("-/api/pypi/no-such-project/1.0/resolve", 404),
+        ("-/api/pypi/rp-top/1.0/resolve?target=2.7", 400),
+        ("-/api/pypi/rp-top/1.0/resolve?target=3.11-plan9", 400),
+        ("-/api/pypi/rp-top/not..a..version/resolve", 400),
+    ] {
+        let response = granary.get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+    }
+}

@@ -116,6 +116,7 @@ impl Protocol for CargoRepo {
     async fn resolve(
         &self,
         engine: &CacheEngine,
+        _blobs: &Arc<dyn crate::storage::BlobStore>,
         project: &str,
         version: &str,
         options: &super::resolution::ResolveOptions,

@@ -127,6 +127,7 @@ impl Protocol for NpmRepo {
     async fn resolve(
         &self,
         engine: &CacheEngine,
+        _blobs: &Arc<dyn crate::storage::BlobStore>,
         project: &str,
         version: &str,
         options: &super::resolution::ResolveOptions,

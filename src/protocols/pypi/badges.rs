@@ -389,7 +389,7 @@ impl PypiRepo {
         }
     }
 
-    async fn file_bytes(
+    pub(super) async fn file_bytes(
         &self,
         engine: &CacheEngine,
         blobs: &Arc<dyn BlobStore>,

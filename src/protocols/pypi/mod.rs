@@ -18,6 +18,7 @@ pub mod lockfile;
 pub mod model;
 pub mod negotiate;
 pub mod parse;
+pub mod resolve;
 pub mod rewrite;
 pub mod source;
 
@@ -104,6 +105,18 @@ impl Protocol for PypiRepo {
         published: &crate::engine::Published,
     ) -> Option<super::dependencies::Extraction> {
         self.extract(engine, blobs, published).await
+    }
+
+    async fn resolve(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn crate::storage::BlobStore>,
+        project: &str,
+        version: &str,
+        options: &super::resolution::ResolveOptions,
+    ) -> Result<super::resolution::Graph, RequestError> {
+        self.resolve_tree(engine, blobs, project, version, options)
+            .await
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

@@ -132,6 +132,25 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
         )))
     }
 
+    /// The resolution of a project's own requirements file in this format's terms
+    /// (`requirements.txt`, `package.json`, `Cargo.toml`): `POST /-/api/REPO/resolve`.
+    ///
+    /// # Errors
+    /// A file that is not one, a bad target, or a format that does not resolve files
+    /// (the default).
+    async fn resolve_file(
+        &self,
+        _engine: &CacheEngine,
+        _blobs: &std::sync::Arc<dyn crate::storage::BlobStore>,
+        _file: &str,
+        _options: &resolution::ResolveOptions,
+    ) -> Result<resolution::Graph, RequestError> {
+        Err(RequestError::NotFound(format!(
+            "repository `{}` does not resolve requirement files yet",
+            self.settings().name
+        )))
+    }
+
     /// The badges this format draws (none by default).
     fn badge_kinds(&self) -> &'static [badges::BadgeKind] {
         &[]

@@ -72,6 +72,9 @@ pub struct Request<'a> {
     pub refresh: bool,
     /// Where artifacts' bytes are (a resolver may read core metadata).
     pub blobs: &'a Arc<dyn crate::storage::BlobStore>,
+    /// A requirements file to resolve instead of `project` `version` (which are then
+    /// ignored): keyed by its digest.
+    pub file: Option<&'a str>,
 }
 
 /// The cache of resolutions. Cheap to clone.
@@ -140,8 +143,13 @@ impl ResolutionCache {
             options,
             refresh,
             blobs,
+            file,
         } = request;
-        let key = key(repo_name, project, version, options);
+        let file_digest = file.map(|text| hex::encode(Sha256::digest(text.as_bytes())));
+        let key = match &file_digest {
+            Some(digest) => key(repo_name, "\0file", digest, options),
+            None => key(repo_name, project, version, options),
+        };
         if !refresh {
             if let Some(cached) = self.memory.get(&key).await {
                 if still_holds(engine, repo, &cached).await {
@@ -159,13 +167,18 @@ impl ResolutionCache {
             key.clone(),
         );
         let blobs = Arc::clone(blobs);
+        let file = file.map(str::to_owned);
         let (result, _) = self
             .flights
             .run(&key, move || async move {
-                let graph = repo
-                    .resolve(&engine, &blobs, &project, &version, &options)
-                    .await
-                    .map_err(Arc::new)?;
+                let graph = match &file {
+                    Some(file) => repo.resolve_file(&engine, &blobs, file, &options).await,
+                    None => {
+                        repo.resolve(&engine, &blobs, &project, &version, &options)
+                            .await
+                    }
+                }
+                .map_err(Arc::new)?;
                 let body = Bytes::from(
                     serde_json::to_vec(&graph).expect("serializing a graph cannot fail"),
                 );
@@ -183,6 +196,43 @@ impl ResolutionCache {
             None => Err(Failure::Panicked),
         }
     }
+}
+
+/// A resolution's JSON answer as NDJSON: a `node` line per node, an `edge` line per
+/// edge, then `done` with the totals, the target and the errors.
+#[must_use]
+pub fn ndjson(graph_json: &[u8]) -> Vec<u8> {
+    let graph: serde_json::Value =
+        serde_json::from_slice(graph_json).expect("a cached resolution is JSON");
+    let mut out = Vec::with_capacity(graph_json.len() + 1024);
+    let mut line = |kind: &str, fields: &serde_json::Value| {
+        let mut object = serde_json::Map::new();
+        object.insert("type".to_owned(), kind.into());
+        if let Some(fields) = fields.as_object() {
+            object.extend(fields.clone());
+        }
+        serde_json::to_writer(&mut out, &object).expect("writing to memory");
+        out.push(b'\n');
+    };
+    let list = |name: &str| graph[name].as_array().cloned().unwrap_or_default();
+    let (nodes, edges) = (list("nodes"), list("edges"));
+    for node in &nodes {
+        line("node", node);
+    }
+    for edge in &edges {
+        line("edge", edge);
+    }
+    line(
+        "done",
+        &serde_json::json!({
+            "resolver": graph["resolver"],
+            "target": graph["target"],
+            "nodes": nodes.len(),
+            "edges": edges.len(),
+            "errors": graph["errors"],
+        }),
+    );
+    out
 }
 
 /// Whether every document `cached` read is still the fresh copy it read.

@@ -74,6 +74,7 @@ async fn answer(
                     options: &options,
                     refresh,
                     blobs: &state.blobs,
+                    file: None,
                 },
             )
             .await
@@ -119,6 +120,108 @@ async fn answer(
         "artifacts": extractions,
     }))
     .into_response())
+}
+
+/// Largest requirements file `POST /-/api/REPO/resolve` reads.
+const MAX_REQUIREMENTS_FILE: usize = 1024 * 1024;
+const NDJSON: &str = "application/x-ndjson";
+
+/// `POST /-/api/REPO/resolve`: the body is a requirements file in the repository's
+/// format's terms; the answer is NDJSON (`node`…, `edge`…, `done`, or one `error`).
+pub(super) async fn resolve_file(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match ensure(&state, &path, query.as_deref(), &headers, &body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn ensure(
+    state: &AppState,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let segments = super::own_paths::segments(path)?;
+    let [repo_name, "resolve"] = segments.as_slice() else {
+        return Err(ApiError::client(
+            StatusCode::NOT_FOUND,
+            "POST serves /-/api/REPO/resolve, with a requirements file as the body",
+        ));
+    };
+    let repo = state.repos.get(*repo_name).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("no repository named `{repo_name}`"),
+        )
+    })?;
+    if let Err(refusal) = authorize(state, repo_name, repo, headers).await {
+        return Ok(refusal);
+    }
+    if body.len() > MAX_REQUIREMENTS_FILE {
+        return Err(ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a requirements file is at most {MAX_REQUIREMENTS_FILE} bytes"),
+        ));
+    }
+    let file = std::str::from_utf8(body).map_err(|error| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            format!("the requirements file is not UTF-8: {error}"),
+        )
+    })?;
+    let (options, refresh) = resolve_options(query)?;
+    if refresh {
+        super::admin::authorize(state, headers).await?;
+    }
+    let resolved = state
+        .resolutions
+        .resolve(
+            &state.engine,
+            crate::resolution::Request {
+                repo_name,
+                repo,
+                project: "",
+                version: "",
+                options: &options,
+                refresh,
+                blobs: &state.blobs,
+                file: Some(file),
+            },
+        )
+        .await;
+    let (status, body, outcome) = match resolved {
+        Ok((resolved, outcome)) => (
+            StatusCode::OK,
+            crate::resolution::ndjson(&resolved.body),
+            Some(outcome),
+        ),
+        Err(failure) => {
+            let error = match failure {
+                Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
+                Failure::Panicked => ApiError::internal("the resolution failed unexpectedly"),
+            };
+            let mut line =
+                serde_json::to_vec(&serde_json::json!({"type": "error", "message": error.message}))
+                    .expect("JSON");
+            line.push(b'\n');
+            (error.status, line, None)
+        }
+    };
+    let mut response = (status, [(http::header::CONTENT_TYPE, NDJSON)], body).into_response();
+    if let Some(outcome) = outcome {
+        response.headers_mut().insert(
+            super::respond::X_CACHE,
+            http::HeaderValue::from_static(outcome.as_str()),
+        );
+    }
+    Ok(response)
 }
 
 /// `max_depth`, `include_optional`, `target` and `refresh` from the query string.

@@ -28,7 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/status", get(ops::status_page))
         .route("/-/status.json", get(ops::status_json))
         .route("/-/badge/{*path}", get(badge::badge))
-        .route("/-/api/{*path}", get(api::api))
+        .route("/-/api/{*path}", get(api::api).post(api::resolve_file))
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
         .fallback(dispatch)

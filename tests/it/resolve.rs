@@ -179,6 +179,46 @@ async fn graph_at(granary: &TestGranary, path: &str) -> Value {
     granary.get(path).await.json().await.expect("JSON")
 }
 
+/// `POST /-/api/REPO/resolve` with `file`: the status and the NDJSON lines.
+async fn post_file(granary: &TestGranary, path: &str, file: &str) -> (u16, Vec<Value>) {
+    let response = TestGranary::client()
+        .post(granary.url(path))
+        .body(file.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/x-ndjson",
+        "{path}"
+    );
+    let text = response.text().await.expect("body");
+    let lines = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    (status, lines)
+}
+
+/// The nodes of an NDJSON answer but its root, which must end with `done`.
+fn resolved_lines(lines: &[Value]) -> BTreeSet<(String, String)> {
+    let done = lines.last().expect("a last line");
+    assert_eq!(done["type"], "done", "{lines:?}");
+    let nodes: Vec<&Value> = lines.iter().filter(|l| l["type"] == "node").collect();
+    assert_eq!(done["nodes"], nodes.len());
+    assert_eq!(nodes[0]["relation"], "SELF");
+    nodes[1..]
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().expect("name").to_owned(),
+                n["version"].as_str().expect("version").to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cargo_resolution_equals_what_cargo_generate_lockfile_writes() {
     let dir = tempfile::tempdir().expect("dir");
@@ -266,6 +306,19 @@ async fn cargo_resolution_equals_what_cargo_generate_lockfile_writes() {
     assert!(
         !shallow.iter().any(|(name, _)| name == "rx-c"),
         "{shallow:?}"
+    );
+
+    // The project's own manifest, posted: what cargo locked for it.
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).expect("Cargo.toml");
+    let (status, lines) = post_file(&granary, "-/api/cargo/resolve", &manifest).await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(lines[0]["name"], "rx-app");
+    assert_eq!(resolved_lines(&lines), by_cargo, "{lines:#?}");
+    let (status, lines) = post_file(&granary, "-/api/cargo/resolve", "[dependencies\n").await;
+    assert_eq!(
+        (status, &lines[0]["type"]),
+        (400, &json!("error")),
+        "{lines:?}"
     );
 
     // Bad input is a clear 4xx.
@@ -499,6 +552,15 @@ async fn npm_resolution_equals_what_npm_install_package_lock_only_writes() {
         .expect("a peer edge");
     assert_eq!(peer["requirement"], "^3.0.0");
 
+    // The project's own package.json, posted: what npm locked for it.
+    let package_json = std::fs::read_to_string(project.join("package.json")).expect("package.json");
+    let (status, lines) = post_file(&granary, "-/api/npm/resolve", &package_json).await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(lines[0]["name"], "rn-app");
+    assert_eq!(resolved_lines(&lines), by_npm, "{lines:#?}");
+    let (status, _) = post_file(&granary, "-/api/npm/resolve", "[1, 2]").await;
+    assert_eq!(status, 400);
+
     // On linux, the darwin-only optional dependency (and what only it needs) drops out.
     let linux: Value = graph_at(&granary, "-/api/npm/rn-top/1.0.0/resolve?target=linux-x64").await;
     let linux = resolved(&linux);
@@ -675,6 +737,30 @@ async fn pypi_resolution_equals_what_uv_pip_compile_pins() {
     assert_eq!(resolved(&windows), expected, "{windows:#}");
     let default = graph_at(&granary, "-/api/pypi/rp-top/1.0/resolve").await;
     assert_eq!(default["target"], "3.12-linux-x86_64");
+
+    // A requirements file, posted: unpinned, with comments and pip's options.
+    let (status, lines) = post_file(
+        &granary,
+        "-/api/pypi/resolve?target=3.11-linux-x86_64",
+        "# what the app needs\n--index-url http://127.0.0.1:9/ignored/\nrp-top \\\n    --hash=sha256:00  # pinned by uv\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(lines[0]["name"], "requirements.txt");
+    assert_eq!(resolved_lines(&lines), by_uv, "{lines:#?}");
+    for (file, why) in [
+        ("-r other.txt\n", "names another file"),
+        ("rp-top\nnot a requirement!\n", "line 2"),
+        ("# nothing\n", "names no requirement"),
+    ] {
+        let (status, lines) = post_file(&granary, "-/api/pypi/resolve", file).await;
+        assert_eq!(status, 400, "{file}");
+        assert_eq!(lines[0]["type"], "error");
+        assert!(
+            lines[0]["message"].as_str().expect("message").contains(why),
+            "{file}: {lines:?}"
+        );
+    }
 
     // A version that cannot be satisfied says why, naming the requirement.
     let conflict = graph_at(&granary, "-/api/pypi/rp-bad/1.0/resolve?target=3.11").await;

@@ -131,6 +131,22 @@ impl Protocol for CargoRepo {
         Ok(graph)
     }
 
+    async fn resolve_file(
+        &self,
+        engine: &CacheEngine,
+        _blobs: &Arc<dyn crate::storage::BlobStore>,
+        file: &str,
+        options: &super::resolution::ResolveOptions,
+    ) -> Result<super::resolution::Graph, RequestError> {
+        resolve::check_target(options.target.as_deref()).map_err(RequestError::BadRequest)?;
+        let mut index = resolve::EngineIndex::new(self, engine);
+        let mut graph = resolve::resolve_manifest(&mut index, file, options)
+            .await
+            .map_err(RequestError::BadRequest)?;
+        graph.documents = index.documents;
+        Ok(graph)
+    }
+
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {
         badges::KINDS
     }

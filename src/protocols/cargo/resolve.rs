@@ -211,20 +211,165 @@ pub async fn resolve(
     version: &str,
     options: &ResolveOptions,
 ) -> Result<Graph, String> {
-    let target_name = options
-        .target
-        .clone()
-        .unwrap_or_else(|| ALL_TARGETS.to_owned());
-    let target = check_target(Some(&target_name))?;
     let versions = index.versions(name).await?;
     let root = versions
         .iter()
         .find(|c| c.version == version)
         .cloned()
         .ok_or_else(|| format!("crate `{name}` has no version {version}"))?;
+    resolve_root(index, &root, options, false).await
+}
+
+/// Resolves a project's own `Cargo.toml` as `cargo generate-lockfile` would: its
+/// `[dependencies]`, `[build-dependencies]` and `[dev-dependencies]` (a project's
+/// own are part of its lockfile), also under `[target.'cfg(…)'.…]`.
+///
+/// # Errors
+/// The file is not a manifest cargo would read, or the target is malformed.
+pub async fn resolve_manifest(
+    index: &mut impl IndexFiles,
+    manifest: &str,
+    options: &ResolveOptions,
+) -> Result<Graph, String> {
+    let root = manifest_candidate(manifest)?;
+    resolve_root(index, &root, options, true).await
+}
+
+/// A manifest as an index line: its dependencies in the index's terms.
+fn manifest_candidate(manifest: &str) -> Result<Candidate, String> {
+    let manifest: toml::Table =
+        toml::from_str(manifest).map_err(|e| format!("the body is not a Cargo.toml: {e}"))?;
+    let package = manifest.get("package").and_then(toml::Value::as_table);
+    let text = |key: &str| {
+        package
+            .and_then(|p| p.get(key))
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned)
+    };
+    let mut deps = Vec::new();
+    let mut tables: Vec<(Option<String>, &toml::Table)> = vec![(None, &manifest)];
+    if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
+        for (target, table) in targets {
+            if let Some(table) = table.as_table() {
+                tables.push((Some(target.clone()), table));
+            }
+        }
+    }
+    for (target, table) in tables {
+        for (section, kind) in [
+            ("dependencies", None),
+            ("build-dependencies", Some("build")),
+            ("dev-dependencies", Some("dev")),
+        ] {
+            let Some(entries) = table.get(section).and_then(toml::Value::as_table) else {
+                continue;
+            };
+            for (name, spec) in entries {
+                deps.push(manifest_dep(name, spec, target.clone(), kind)?);
+            }
+        }
+    }
+    let features = manifest
+        .get("features")
+        .and_then(toml::Value::as_table)
+        .map(|table| {
+            table
+                .iter()
+                .map(|(feature, members)| {
+                    let members = members
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(toml::Value::as_str)
+                        .map(str::to_owned)
+                        .collect();
+                    (feature.clone(), members)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let version = text("version").unwrap_or_else(|| "0.0.0".to_owned());
+    Ok(Candidate {
+        name: text("name").unwrap_or_else(|| "Cargo.toml".to_owned()),
+        semver: Version::parse(&version).ok(),
+        version,
+        checksum: None,
+        yanked: false,
+        deps,
+        features,
+        features2: BTreeMap::new(),
+    })
+}
+
+/// One `[dependencies]` entry: `name = "req"` or a table.
+fn manifest_dep(
+    name: &str,
+    spec: &toml::Value,
+    target: Option<String>,
+    kind: Option<&str>,
+) -> Result<IndexDep, String> {
+    let bad = |why: &str| format!("dependency `{name}`: {why}");
+    let (req, table) = match spec {
+        toml::Value::String(req) => (req.clone(), None),
+        toml::Value::Table(table) => {
+            if table.contains_key("path") || table.contains_key("git") {
+                return Err(bad(
+                    "path and git dependencies are not in a registry; granary resolves registry dependencies only",
+                ));
+            }
+            let req = table
+                .get("version")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("*")
+                .to_owned();
+            (req, Some(table))
+        }
+        _ => return Err(bad("expected a version requirement or a table")),
+    };
+    let flag = |key: &str, default: bool| {
+        table
+            .and_then(|t| t.get(key))
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(default)
+    };
+    Ok(IndexDep {
+        name: name.to_owned(),
+        req,
+        features: table
+            .and_then(|t| t.get("features"))
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(toml::Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        optional: flag("optional", false),
+        default_features: flag("default-features", flag("default_features", true)),
+        target,
+        kind: kind.map(str::to_owned),
+        package: table
+            .and_then(|t| t.get("package"))
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+/// Resolves from a root index line (a registry's, or a project's manifest, whose
+/// own dev-dependencies count: `own_dev`).
+async fn resolve_root(
+    index: &mut impl IndexFiles,
+    root: &Candidate,
+    options: &ResolveOptions,
+    own_dev: bool,
+) -> Result<Graph, String> {
+    let target_name = options
+        .target
+        .clone()
+        .unwrap_or_else(|| ALL_TARGETS.to_owned());
+    let target = check_target(Some(&target_name))?;
     let mut pins: HashMap<Bucket, Version> = HashMap::new();
     for _ in 0..MAX_ROUNDS {
-        match round(index, &root, options, target, &pins).await? {
+        match round(index, root, options, target, &pins, own_dev).await? {
             Round::Done(graph) => {
                 return Ok(graph.finish("cargo", target_name, options.max_depth));
             }
@@ -246,6 +391,7 @@ async fn round(
     options: &ResolveOptions,
     target: Option<&cfg_expr::targets::TargetInfo>,
     pins: &HashMap<Bucket, Version>,
+    own_dev: bool,
 ) -> Result<Round, String> {
     let mut graph = GraphBuilder::default();
     let root_version = Version::parse(&root.version)
@@ -268,7 +414,8 @@ async fn round(
         let (enabled_deps, dep_features) = switched_on(&actives[id]);
         let candidate = actives[id].candidate.clone();
         for dep in &candidate.deps {
-            if dep.kind() == "dev" || !applies(dep.target.as_deref(), target) {
+            let dev_skipped = dep.kind() == "dev" && !(own_dev && id == 0);
+            if dev_skipped || !applies(dep.target.as_deref(), target) {
                 continue;
             }
             if dep.optional && !enabled_deps.contains(&dep.name) && !options.include_optional {

@@ -142,6 +142,22 @@ impl Protocol for NpmRepo {
         Ok(graph)
     }
 
+    async fn resolve_file(
+        &self,
+        engine: &CacheEngine,
+        _blobs: &Arc<dyn crate::storage::BlobStore>,
+        file: &str,
+        options: &super::resolution::ResolveOptions,
+    ) -> Result<super::resolution::Graph, RequestError> {
+        resolve::check_target(options.target.as_deref()).map_err(RequestError::BadRequest)?;
+        let mut registry = resolve::EnginePackuments::new(self, engine);
+        let mut graph = resolve::resolve_package_json(&mut registry, file, options)
+            .await
+            .map_err(RequestError::BadRequest)?;
+        graph.documents = registry.documents;
+        Ok(graph)
+    }
+
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {
         badges::KINDS
     }

@@ -253,17 +253,66 @@ pub async fn resolve(
     version: &str,
     options: &ResolveOptions,
 ) -> Result<Graph, String> {
-    let platform = platform(options.target.as_deref())?;
-    let target_name = options
-        .target
-        .clone()
-        .unwrap_or_else(|| ALL_PLATFORMS.to_owned());
     let root_packument = registry.packument(name).await?;
     let root_document = root_packument
         .get("versions")
         .and_then(|v| v.get(version))
         .cloned()
         .ok_or_else(|| format!("package `{name}` has no version {version}"))?;
+    resolve_root(registry, name, version, root_document, options).await
+}
+
+/// Resolves a project's own `package.json` as `npm install` would: its
+/// `dependencies`, `devDependencies` (a project installs its own) and optional ones.
+///
+/// # Errors
+/// The file is not a JSON object, or the target is malformed.
+pub async fn resolve_package_json(
+    registry: &mut impl Packuments,
+    package_json: &str,
+    options: &ResolveOptions,
+) -> Result<Graph, String> {
+    let mut document: Value = serde_json::from_str(package_json)
+        .map_err(|e| format!("the body is not a package.json: {e}"))?;
+    let Some(object) = document.as_object_mut() else {
+        return Err("the body is not a package.json: not a JSON object".to_owned());
+    };
+    if let Some(Value::Object(dev)) = object.remove("devDependencies") {
+        let dependencies = object
+            .entry("dependencies")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Value::Object(dependencies) = dependencies {
+            for (name, spec) in dev {
+                dependencies.entry(name).or_insert(spec);
+            }
+        }
+    }
+    let name = object
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("package.json")
+        .to_owned();
+    let version = object
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or("0.0.0")
+        .to_owned();
+    resolve_root(registry, &name, &version, document, options).await
+}
+
+/// Resolves from a root version document (a registry's, or a project's own).
+async fn resolve_root(
+    registry: &mut impl Packuments,
+    name: &str,
+    version: &str,
+    root_document: Value,
+    options: &ResolveOptions,
+) -> Result<Graph, String> {
+    let platform = platform(options.target.as_deref())?;
+    let target_name = options
+        .target
+        .clone()
+        .unwrap_or_else(|| ALL_PLATFORMS.to_owned());
     let mut tree = Tree {
         placed: Vec::new(),
         documents: Vec::new(),

@@ -119,6 +119,17 @@ impl Protocol for PypiRepo {
             .await
     }
 
+    async fn resolve_file(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn crate::storage::BlobStore>,
+        file: &str,
+        options: &super::resolution::ResolveOptions,
+    ) -> Result<super::resolution::Graph, RequestError> {
+        self.resolve_requirements(engine, blobs, file, options)
+            .await
+    }
+
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {
         badges::KINDS
     }

@@ -38,6 +38,8 @@ use crate::storage::BlobStore;
 
 /// The target when none is asked.
 pub const DEFAULT_TARGET: &str = "3.12-linux-x86_64";
+/// The root node of a requirements file's resolution.
+const ROOT_NAME: &str = "requirements.txt";
 /// Largest core metadata file read.
 const MAX_METADATA_FILE: u64 = 16 * 1024 * 1024;
 /// Largest distribution opened for its metadata when there is no PEP 658 file.
@@ -216,6 +218,8 @@ impl Target {
 /// A package as `PubGrub` sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Package {
+    /// A requirements file (what it asks is the provider's `root_requirements`).
+    Root,
     Project(String),
     /// `project[extra]`: the project at the same version plus the extra's requirements.
     Extra(String, String),
@@ -224,6 +228,7 @@ enum Package {
 impl Package {
     fn project(&self) -> &str {
         match self {
+            Self::Root => ROOT_NAME,
             Self::Project(name) | Self::Extra(name, _) => name,
         }
     }
@@ -232,6 +237,7 @@ impl Package {
 impl fmt::Display for Package {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Root => f.write_str(ROOT_NAME),
             Self::Project(name) => f.write_str(name),
             Self::Extra(name, extra) => write!(f, "{name}[{extra}]"),
         }
@@ -295,6 +301,8 @@ struct Provider {
     /// Order in which packages were first seen (decided first-seen first).
     seen: RefCell<HashMap<Package, usize>>,
     documents: RefCell<BTreeMap<String, Option<String>>>,
+    /// What a requirements file asks (empty when a project version is the root).
+    root_requirements: Vec<Requirement<pep508_rs::VerbatimUrl>>,
 }
 
 impl Provider {
@@ -425,6 +433,100 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// What the requirements file asks, as `PubGrub` constraints.
+    fn root_dependencies(&self) -> Dependencies<Package, Range, String> {
+        let mut constraints: pubgrub::Map<Package, Range> = pubgrub::Map::default();
+        let mut declared = Vec::new();
+        for requirement in &self.root_requirements {
+            match self.constraints(requirement, &[]) {
+                Ok(None) => {}
+                Ok(Some(asks)) => {
+                    for (dependency, range) in asks {
+                        self.see(&dependency);
+                        declared.push(Declared {
+                            to: dependency.clone(),
+                            requirement: requirement.to_string(),
+                            kind: "runtime",
+                        });
+                        let merged = constraints
+                            .get(&dependency)
+                            .map_or_else(|| range.clone(), |r| r.intersection(&range));
+                        constraints.insert(dependency, merged);
+                    }
+                }
+                Err(error) => self.note(ROOT_NAME, &Version::new([0]), error),
+            }
+        }
+        self.declared
+            .borrow_mut()
+            .insert((Package::Root, Version::new([0])), declared);
+        Dependencies::Available(constraints)
+    }
+}
+
+/// The requirements of a `requirements.txt`: one PEP 508 requirement a line, with
+/// comments, line continuations and pip's per-requirement options (`--hash`) as pip
+/// reads them; index options are ignored (granary is the index); `-r`, `-c` and
+/// `-e` lines are refused, since they name files or trees granary does not have.
+///
+/// # Errors
+/// The first line that is not a requirement, by number.
+pub fn requirements_file(text: &str) -> Result<Vec<Requirement<pep508_rs::VerbatimUrl>>, String> {
+    let mut requirements = Vec::new();
+    let mut logical = String::new();
+    let mut first_line = 0;
+    for (number, raw) in text.lines().enumerate() {
+        if logical.is_empty() {
+            first_line = number + 1;
+        }
+        let line = match raw.find(" #").or_else(|| raw.find("\t#")) {
+            Some(at) => &raw[..at],
+            None if raw.trim_start().starts_with('#') => "",
+            None => raw,
+        };
+        if let Some(continued) = line.strip_suffix('\\') {
+            logical.push_str(continued);
+            logical.push(' ');
+            continue;
+        }
+        logical.push_str(line);
+        let whole = std::mem::take(&mut logical);
+        // pip's per-requirement options (`--hash=…`) follow the requirement.
+        let requirement = whole
+            .split(" --")
+            .next()
+            .unwrap_or_default()
+            .split("\t--")
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if requirement.is_empty() {
+            continue;
+        }
+        if let Some(option) = requirement.strip_prefix('-') {
+            let name = option.split([' ', '=']).next().unwrap_or_default();
+            if matches!(
+                name,
+                "r" | "-requirement" | "c" | "-constraint" | "e" | "-editable"
+            ) {
+                return Err(format!(
+                    "line {first_line}: `{requirement}` names another file or a local tree; send one file of requirements"
+                ));
+            }
+            continue;
+        }
+        requirements.push(
+            parse_requirement(requirement)
+                .map_err(|error| format!("line {first_line}: `{requirement}`: {error}"))?,
+        );
+    }
+    if requirements.is_empty() {
+        return Err("the requirements file names no requirement".to_owned());
+    }
+    Ok(requirements)
+}
+
 /// The releases of `page` that can be installed on `target`, highest first.
 fn releases(page: &ProjectPage, target: &Target) -> Vec<Release> {
     let python = target.python_version();
@@ -503,6 +605,9 @@ impl DependencyProvider for Provider {
     }
 
     fn choose_version(&self, package: &Package, range: &Range) -> Result<Option<Version>, Failed> {
+        if *package == Package::Root {
+            return Ok(range.as_singleton().cloned());
+        }
         let name = package.project();
         let project = self.project(name)?;
         let pinned = range.as_singleton().is_some();
@@ -527,10 +632,13 @@ impl DependencyProvider for Provider {
         package: &Package,
         version: &Version,
     ) -> Result<Dependencies<Package, Range, String>, Failed> {
+        if *package == Package::Root {
+            return Ok(self.root_dependencies());
+        }
         let name = package.project().to_owned();
         let extras: Vec<ExtraName> = match package {
             Package::Extra(_, extra) => ExtraName::new(extra.clone()).into_iter().collect(),
-            Package::Project(_) => Vec::new(),
+            Package::Project(_) | Package::Root => Vec::new(),
         };
         let Some(release) = self.release(&name, version)? else {
             return Ok(Dependencies::Unavailable(format!(
@@ -632,6 +740,14 @@ impl DependencyProvider for Provider {
     }
 }
 
+/// Where a resolution starts.
+enum Root {
+    /// A project version (the API's `PROJECT/VERSION/resolve`).
+    Release(String, Version),
+    /// A requirements file's requirements.
+    File(Vec<Requirement<pep508_rs::VerbatimUrl>>),
+}
+
 impl PypiRepo {
     /// The dependency tree of `project` `version` for `options.target`.
     pub(super) async fn resolve_tree(
@@ -643,11 +759,35 @@ impl PypiRepo {
         options: &ResolveOptions,
     ) -> Result<Graph, RequestError> {
         let project = Self::checked_project(project)?;
-        let target = Target::parse(options.target.as_deref()).map_err(RequestError::BadRequest)?;
         let version = Version::from_str(version).map_err(|error| {
             RequestError::BadRequest(format!("`{version}` is not a PEP 440 version: {error}"))
         })?;
-        let provider = Provider {
+        self.solve_from(engine, blobs, Root::Release(project, version), options)
+            .await
+    }
+
+    /// The tree a `requirements.txt` installs, for `options.target`.
+    pub(super) async fn resolve_requirements(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn BlobStore>,
+        file: &str,
+        options: &ResolveOptions,
+    ) -> Result<Graph, RequestError> {
+        let requirements = requirements_file(file).map_err(RequestError::BadRequest)?;
+        self.solve_from(engine, blobs, Root::File(requirements), options)
+            .await
+    }
+
+    async fn solve_from(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn BlobStore>,
+        root: Root,
+        options: &ResolveOptions,
+    ) -> Result<Graph, RequestError> {
+        let target = Target::parse(options.target.as_deref()).map_err(RequestError::BadRequest)?;
+        let mut provider = Provider {
             repo: self.clone(),
             engine: engine.clone(),
             blobs: Arc::clone(blobs),
@@ -659,49 +799,64 @@ impl PypiRepo {
             pre_releases: RefCell::default(),
             seen: RefCell::default(),
             documents: RefCell::default(),
+            root_requirements: Vec::new(),
         };
-        let root = project.clone();
-        let root_version = version.clone();
+        let root = match root {
+            Root::Release(name, version) => Some((name, version)),
+            Root::File(requirements) => {
+                provider.root_requirements = requirements;
+                None
+            }
+        };
         let max_depth = options.max_depth;
-        tokio::task::spawn_blocking(move || {
-            solve(&provider, &root, &root_version, &target, max_depth)
-        })
-        .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        tokio::task::spawn_blocking(move || solve(&provider, root.as_ref(), &target, max_depth))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
     }
 }
 
-/// Runs `PubGrub` from `root` `version` and turns its answer into a graph.
+/// Runs `PubGrub` from a project version (or, `None`, the provider's requirements
+/// file) and turns its answer into a graph.
 fn solve(
     provider: &Provider,
-    root: &str,
-    version: &Version,
+    root: Option<&(String, Version)>,
     target: &Target,
     max_depth: Option<usize>,
 ) -> Result<Graph, RequestError> {
-    // The root must exist at that version (a client asking for it would be told so).
-    let Some(release) = provider
-        .release(root, version)
-        .map_err(|Failed(reason)| RequestError::NotFound(reason))?
-    else {
-        return Err(RequestError::NotFound(format!(
-            "`{root}` {version} has no release installable on {}",
-            target.name()
-        )));
-    };
-    let root_package = Package::Project(root.to_owned());
-    provider.see(&root_package);
     let mut builder = GraphBuilder::default();
-    let root_id = builder.node(
-        root,
-        &version.to_string(),
-        release.file.hashes.get("sha256").map(String::as_str),
-    );
-    match pubgrub::resolve(provider, root_package, version.clone()) {
+    let (root_package, root_version, root_id) = match root {
+        Some((name, version)) => {
+            // The root must exist at that version (a client asking for it would be
+            // told so).
+            let Some(release) = provider
+                .release(name, version)
+                .map_err(|Failed(reason)| RequestError::NotFound(reason))?
+            else {
+                return Err(RequestError::NotFound(format!(
+                    "`{name}` {version} has no release installable on {}",
+                    target.name()
+                )));
+            };
+            let id = builder.node(
+                name,
+                &version.to_string(),
+                release.file.hashes.get("sha256").map(String::as_str),
+            );
+            (Package::Project(name.clone()), version.clone(), id)
+        }
+        None => (
+            Package::Root,
+            Version::new([0]),
+            builder.node(ROOT_NAME, "", None),
+        ),
+    };
+    provider.see(&root_package);
+    match pubgrub::resolve(provider, root_package, root_version) {
         Ok(solution) => {
             let mut chosen: Vec<(&Package, &Version)> = solution.iter().collect();
             chosen.sort();
             let mut ids = HashMap::new();
+            ids.insert(ROOT_NAME.to_owned(), root_id);
             for (package, at) in &chosen {
                 if let Package::Project(name) = package {
                     let digest = provider
@@ -732,10 +887,9 @@ fn solve(
                 }
             }
             for ((name, at), notes) in provider.notes.borrow().iter() {
-                if let Some(&id) = ids
-                    .get(name)
-                    .filter(|_| solution.get(&Package::Project(name.clone())) == Some(at))
-                {
+                let chosen_here =
+                    name == ROOT_NAME || solution.get(&Package::Project(name.clone())) == Some(at);
+                if let Some(&id) = ids.get(name).filter(|_| chosen_here) {
                     for note in notes {
                         builder.node_error(id, note.clone());
                     }

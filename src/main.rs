@@ -72,6 +72,11 @@ enum Command {
         /// Fetches at once.
         #[arg(long, default_value_t = 8)]
         parallel: usize,
+        /// The environment unpinned requirements are resolved for (PyPI:
+        /// `PYTHON[-OS[-MACHINE]]`, e.g. `3.12-linux-x86_64`; the resolver's default
+        /// when absent).
+        #[arg(long)]
+        target: Option<String>,
         /// Lockfiles to read.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -213,6 +218,7 @@ fn main() -> anyhow::Result<()> {
             url,
             token,
             parallel,
+            target,
             files,
         } => {
             let sources = ConfigSources {
@@ -220,7 +226,15 @@ fn main() -> anyhow::Result<()> {
                 ..ConfigSources::default()
             };
             let config = config::load(&sources)?;
-            warm(&config, &repo, url, token, parallel, &files)
+            warm(
+                &config,
+                &repo,
+                url,
+                token,
+                parallel,
+                target.as_deref(),
+                &files,
+            )
         }
         Command::Status { url, token } => {
             let report = runtime()?.block_on(async {
@@ -310,25 +324,13 @@ fn warm(
     url: Option<url::Url>,
     token: Option<String>,
     parallel: usize,
+    resolve_for: Option<&str>,
     files: &[PathBuf],
 ) -> anyhow::Result<()> {
     let repo_config = config
         .repos
         .get(repo)
         .with_context(|| format!("no repository `{repo}` in the configuration"))?;
-    let mut plan = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read `{}`", file.display()))?;
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        plan.extend(
-            granary::protocols::warm_plan(repo_config.format, &name, &text)
-                .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?,
-        );
-    }
     let root = match url {
         Some(url) => url,
         None => match &config.public_url {
@@ -350,6 +352,46 @@ fn warm(
         authorization: token.map(|t| format!("Bearer {t}")),
         parallel,
     };
+    let mut plan = Vec::new();
+    for file in files {
+        let mut text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read `{}`", file.display()))?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if repo_config.format == config::Format::Pypi
+            && granary::protocols::pypi::lockfile::needs_resolution(&text)
+        {
+            // Unpinned: granary's resolver pins the tree first.
+            let mut api = root
+                .join(&format!("-/api/{repo}/resolve"))
+                .context("granary's URL and the repository do not make a URL")?;
+            if let Some(resolve_for) = resolve_for {
+                api.query_pairs_mut().append_pair("target", resolve_for);
+            }
+            let (pins, warnings) = runtime()?
+                .block_on(granary::warm::resolve_pins(
+                    api,
+                    target.authorization.as_deref(),
+                    text,
+                ))
+                .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
+            say(&format!(
+                "{}: resolved by granary to {} pinned packages\n",
+                file.display(),
+                pins.len()
+            ))?;
+            for warning in warnings {
+                say(&format!("{}: warning: {warning}\n", file.display()))?;
+            }
+            text = granary::protocols::pypi::lockfile::pinned_file(&pins);
+        }
+        plan.extend(
+            granary::protocols::warm_plan(repo_config.format, &name, &text)
+                .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?,
+        );
+    }
     let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(

@@ -62,6 +62,84 @@ pub struct Target {
     pub parallel: usize,
 }
 
+/// Resolves a requirements file through granary (`POST /-/api/REPO/resolve`, at
+/// `api`, e.g. `http://127.0.0.1:8080/-/api/pypi/resolve?target=3.12`): the
+/// (name, version) of every package the file's tree holds, and the resolution's
+/// errors about single packages (e.g. an sdist whose dependencies are unknown
+/// without building it), which do not stop the warm.
+///
+/// # Errors
+/// granary's refusal, a file whose requirements cannot all be met (the reason, as
+/// the resolver says it), or a transport failure.
+pub async fn resolve_pins(
+    api: url::Url,
+    authorization: Option<&str>,
+    file: String,
+) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let mut request = client.post(api.clone()).body(file);
+    if let Some(authorization) = authorization {
+        request = request.header(AUTHORIZATION, authorization);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("POST {api}: {e}"))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| format!("POST {api}: {e}"))?;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    if let Some(error) = lines.iter().find(|l| l["type"] == "error") {
+        return Err(format!("resolving failed ({status}): {}", error["message"]));
+    }
+    if !status.is_success() {
+        return Err(format!("resolving failed: {status}: {text}"));
+    }
+    let done = lines
+        .iter()
+        .find(|l| l["type"] == "done")
+        .ok_or_else(|| "the resolution's answer ended early".to_owned())?;
+    let texts = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let root_errors: Vec<String> = lines
+        .iter()
+        .filter(|l| l["type"] == "node" && l["relation"] == "SELF")
+        .flat_map(|l| texts(&l["errors"]))
+        .collect();
+    if !root_errors.is_empty() {
+        return Err(format!(
+            "the requirements do not resolve: {}",
+            root_errors.join("; ")
+        ));
+    }
+    let pins = lines
+        .iter()
+        .filter(|l| l["type"] == "node" && l["relation"] != "SELF")
+        .filter_map(|l| {
+            Some((
+                l["name"].as_str()?.to_owned(),
+                l["version"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    Ok((pins, texts(&done["errors"])))
+}
+
 /// Runs `plan` (and whatever its documents name) against `target`; `progress` hears of
 /// each finished fetch, with the number known so far.
 pub async fn run(

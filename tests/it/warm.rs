@@ -267,3 +267,65 @@ async fn pip_installs_a_compiled_requirements_file_from_a_warmed_granary_asking_
     );
     drop(granary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpinned_requirements_file_is_resolved_by_granary_then_warmed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let fixture = build_pypi_fixture(&scratch.join("upstream"));
+    let upstream = FakeUpstream::start(Some(fixture)).await;
+    let port = free_port();
+    let config = config(&scratch, "only", port, "pypi", &upstream.url("simple/"));
+    let index_url = format!("http://127.0.0.1:{port}/pypi/simple/");
+    let granary = GranaryProcess::spawn(&config);
+
+    // Not pinned: granary's resolver pins the tree (alpha, beta 1.1, gamma-lib,
+    // delta) before the warm fetches it.
+    let requirements = scratch.join("requirements.txt");
+    std::fs::write(&requirements, "alpha  # the app\n").expect("requirements.txt");
+    let (c, r) = (config.clone(), requirements.clone());
+    let report = tokio::task::spawn_blocking(move || warm(&c, "pypi", &r))
+        .await
+        .expect("warm");
+    assert!(
+        report.contains("resolved by granary to 4 pinned packages"),
+        "{report}"
+    );
+    // gamma-lib is an sdist of metadata 2.1: its dependencies are unknown unbuilt.
+    assert!(report.contains("warning: gamma-lib 0.5"), "{report}");
+    let (files, _, _, failed) = counts(&report);
+    assert!(files >= 8, "{report}");
+    assert_eq!(failed, 0, "{report}");
+    let after_warm = upstream.total_hits();
+
+    let target = scratch.join("target");
+    let (index, cache, target2) = (index_url, scratch.join("pip-cache"), target.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::e2e_clients::run(
+            Command::new(python())
+                .args(["-m", "pip", "install", "--disable-pip-version-check"])
+                .args(["--no-input", "--index-url", &index, "-r"])
+                .arg(&requirements)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .arg("--target")
+                .arg(&target2)
+                .env("PIP_CONFIG_FILE", "/dev/null"),
+            "pip install -r (unpinned)",
+        );
+        crate::e2e_clients::run(
+            Command::new(python())
+                .args(["-c", crate::e2e_clients::IMPORT_CHECK])
+                .env("PYTHONPATH", &target2),
+            "import after pip install -r",
+        );
+    })
+    .await
+    .expect("pip install");
+    assert_eq!(
+        upstream.total_hits(),
+        after_warm,
+        "pip needed nothing the warm ({files} files) did not fetch"
+    );
+    drop(granary);
+}

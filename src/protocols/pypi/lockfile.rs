@@ -60,6 +60,28 @@ pub fn plan(file_name: &str, text: &str) -> Result<Vec<WarmFetch>, String> {
         .collect())
 }
 
+/// Whether a requirements file has requirements not pinned to one version: then it
+/// is resolved first (by granary's resolver, `POST /-/api/REPO/resolve`).
+#[must_use]
+pub fn needs_resolution(text: &str) -> bool {
+    logical_lines(text).iter().any(|(_, line)| {
+        super::dependencies::parse_requirement(line).is_ok_and(|r| pinned(&r).is_none())
+    })
+}
+
+/// A pinned requirements file naming `pins` (project, version).
+#[must_use]
+pub fn pinned_file(pins: &[(String, String)]) -> String {
+    let mut file = String::new();
+    for (project, version) in pins {
+        file.push_str(project);
+        file.push_str("==");
+        file.push_str(version);
+        file.push('\n');
+    }
+    file
+}
+
 /// Requirement lines without comments, options (`--hash`, `-r`, `--index-url`) and
 /// continuations, with their first line's number.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {

@@ -124,6 +124,86 @@ def resolution_registry(fixture: str, upstream: str) -> None:
         json.dump(root, f)
 
 
+PYPI_RESOLVE_NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {work}/nginx-{name}.pid;
+error_log {work}/nginx-{name}-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    default_type application/octet-stream;
+    access_log off;
+    client_body_temp_path {work}/nginx-{name}-body;
+    proxy_temp_path {work}/nginx-{name}-proxy;
+    fastcgi_temp_path {work}/nginx-{name}-fastcgi;
+    uwsgi_temp_path {work}/nginx-{name}-uwsgi;
+    scgi_temp_path {work}/nginx-{name}-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /simple/ {{ default_type text/html; try_files $uri $uri/index.html =404; }}
+    }}
+}}
+"""
+
+
+def pypi_resolution_registry(fixture: str, projects: int = 300) -> None:
+    """A PyPI index of `projects` projects with 4-8 versions each, PEP 658 metadata
+    files and a random acyclic tree of specifiers (some ruling out the newest
+    versions), under one root `pr-root` 1.0 asking for 25 of them. Only the metadata
+    files are real: resolvers read nothing else."""
+    rng = random.Random(7)
+    simple = os.path.join(fixture, "simple")
+    files = os.path.join(fixture, "files")
+    os.makedirs(files, exist_ok=True)
+
+    def write_project(name: str, releases: list[tuple[str, list[str]]]) -> None:
+        anchors = []
+        for version, requires in releases:
+            wheel = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+            data = f"placeholder {name} {version}".encode()
+            metadata = ("Metadata-Version: 2.1\n" f"Name: {name}\nVersion: {version}\n"
+                        + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode()
+            with open(os.path.join(files, wheel), "wb") as f:
+                f.write(data)
+            with open(os.path.join(files, wheel + ".metadata"), "wb") as f:
+                f.write(metadata)
+            anchors.append(f'<a href="../../files/{wheel}#sha256={hashlib.sha256(data).hexdigest()}" '
+                           f'data-dist-info-metadata="sha256={hashlib.sha256(metadata).hexdigest()}">{wheel}</a>')
+        os.makedirs(os.path.join(simple, name), exist_ok=True)
+        with open(os.path.join(simple, name, "index.html"), "w") as f:
+            f.write("<!DOCTYPE html><html><body>\n" + "<br/>\n".join(anchors) + "\n</body></html>\n")
+
+    for i in range(projects):
+        releases = []
+        for minor in range(rng.randint(4, 8)):
+            requires = []
+            for j in sorted(rng.sample(range(i + 1, projects), k=min(3, projects - i - 1))):
+                if rng.random() < 0.5:
+                    continue
+                spec = rng.choice(["", ">=1.0", ">=1.1", "<1.5", ">=1.0,<1.4", "!=1.2"])
+                requires.append(f"pr-{j}{spec}")
+            releases.append((f"1.{minor}", requires))
+        write_project(f"pr-{i}", releases)
+    write_project("pr-root", [("1.0", [f"pr-{i}" for i in range(0, projects, projects // 25)])])
+
+
+def uv_compile(index: str, scratch: str, requirements: str) -> float:
+    """`uv pip compile` through `index` with an empty uv cache; seconds."""
+    work = tempfile.mkdtemp(dir=scratch)
+    source = os.path.join(work, "requirements.in")
+    with open(source, "w") as f:
+        f.write(requirements)
+    uv = os.environ.get("GRANARY_TEST_UV") or os.path.expanduser("~/.cache/granary-ci/venv/bin/uv")
+    started = time.monotonic()
+    subprocess.run([uv, "pip", "compile", "--no-config", "--python-version", "3.12", "--python-platform",
+                    "x86_64-unknown-linux-gnu", "--index-url", index, "--output-file",
+                    os.path.join(work, "requirements.txt"), source],
+                   env=dict(os.environ, UV_CACHE_DIR=os.path.join(work, "cache")), check=True,
+                   capture_output=True, timeout=600)
+    return time.monotonic() - started
+
+
 def npm_lock_only(registry: str, scratch: str) -> float:
     project = tempfile.mkdtemp(dir=scratch)
     home = tempfile.mkdtemp(dir=scratch)
@@ -167,6 +247,39 @@ def resolution_scenarios(procs: "Processes", binary: str, work: str, seconds: in
     rows.append([label, "ms p50 / p99 (20 keys)", f"{p50:.1f} / {cold[-1]:.1f}",
                  f"{statistics.median(npm_times):.0f} (npm --package-lock-only, median of 3)", "",
                  ratio(p50, statistics.median(npm_times)), ""])
+
+    # PyPI: PubGrub over core metadata, against uv's own resolution through the same
+    # warm granary.
+    fixture = os.path.join(work, "resolve-pypi-fixture")
+    pypi_resolution_registry(fixture)
+    port = free_port()
+    conf = os.path.join(work, "nginx-resolve-pypi.conf")
+    with open(conf, "w") as f:
+        f.write(PYPI_RESOLVE_NGINX_CONF.format(work=work, name="resolve-pypi", port=port, root=fixture))
+    procs.start(["nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/simple/pr-root/")
+    pypi = Granary(procs, binary, work, f"http://127.0.0.1:{port}/simple/", "resolve-pypi", fmt="pypi")
+    post = f"{pypi.url}/-/api/pypi/resolve?target=3.12-linux-x86_64"
+    answer = urllib.request.urlopen(urllib.request.Request(post, data=b"pr-root\n", method="POST"),
+                                    timeout=600).read().decode()
+    pypi_nodes = sum(1 for line in answer.splitlines() if '"type":"node"' in line) - 1
+    pypi_scratch = os.path.join(work, "resolve-uv")
+    os.makedirs(pypi_scratch, exist_ok=True)
+    uv_compile(f"{pypi.url}/pypi/simple/", pypi_scratch, "pr-root\n")  # granary holds everything uv reads
+    pypi_cold = []
+    for depth in range(1000, 1020):
+        started = time.monotonic()
+        urllib.request.urlopen(urllib.request.Request(f"{post}&max_depth={depth}", data=b"pr-root\n",
+                                                      method="POST"), timeout=600).read()
+        pypi_cold.append((time.monotonic() - started) * 1000)
+    pypi_cold.sort()
+    uv_times = sorted(uv_compile(f"{pypi.url}/pypi/simple/", pypi_scratch, "pr-root\n") * 1000 for _ in range(3))
+    p50 = statistics.median(pypi_cold)
+    rows.append([f"resolve {pypi_nodes} PyPI projects from a warm cache", "ms p50 / p99 (20 keys)",
+                 f"{p50:.1f} / {pypi_cold[-1]:.1f}",
+                 f"{statistics.median(uv_times):.0f} (uv pip compile, median of 3)", "",
+                 ratio(p50, statistics.median(uv_times)), ""])
+
     result = measure_alternating({"granary": api}, rounds, connections=16, seconds=seconds)
     g = result["granary"]
     rows.append([f"cached resolution ({nodes} packages), 16 conn", "p50 / p99 ms",

@@ -40,6 +40,9 @@ use crate::storage::BlobStore;
 pub const DEFAULT_TARGET: &str = "3.12-linux-x86_64";
 /// The root node of a requirements file's resolution.
 const ROOT_NAME: &str = "requirements.txt";
+/// Bound on the versions one resolution reads the dependencies of (a hostile or
+/// pathological index cannot keep a blocking thread busy for ever).
+const MAX_STEPS: usize = 20_000;
 /// Largest core metadata file read.
 const MAX_METADATA_FILE: u64 = 16 * 1024 * 1024;
 /// Largest distribution opened for its metadata when there is no PEP 658 file.
@@ -303,6 +306,8 @@ struct Provider {
     documents: RefCell<BTreeMap<String, Option<String>>>,
     /// What a requirements file asks (empty when a project version is the root).
     root_requirements: Vec<Requirement<pep508_rs::VerbatimUrl>>,
+    /// Versions whose dependencies were asked for so far.
+    steps: std::cell::Cell<usize>,
 }
 
 impl Provider {
@@ -627,11 +632,21 @@ impl DependencyProvider for Provider {
         Ok(chosen.map(|r| r.version.clone()))
     }
 
+    fn should_cancel(&self) -> Result<(), Failed> {
+        if self.steps.get() > MAX_STEPS {
+            return Err(Failed(format!(
+                "the resolution gave up after reading {MAX_STEPS} versions' dependencies"
+            )));
+        }
+        Ok(())
+    }
+
     fn get_dependencies(
         &self,
         package: &Package,
         version: &Version,
     ) -> Result<Dependencies<Package, Range, String>, Failed> {
+        self.steps.set(self.steps.get() + 1);
         if *package == Package::Root {
             return Ok(self.root_dependencies());
         }
@@ -800,6 +815,7 @@ impl PypiRepo {
             seen: RefCell::default(),
             documents: RefCell::default(),
             root_requirements: Vec::new(),
+            steps: std::cell::Cell::new(0),
         };
         let root = match root {
             Root::Release(name, version) => Some((name, version)),
@@ -904,13 +920,84 @@ fn solve(
         }
         Err(
             pubgrub::PubGrubError::ErrorChoosingVersion { source, .. }
-            | pubgrub::PubGrubError::ErrorRetrievingDependencies { source, .. },
+            | pubgrub::PubGrubError::ErrorRetrievingDependencies { source, .. }
+            | pubgrub::PubGrubError::ErrorInShouldCancel(source),
         ) => {
             return Err(RequestError::NotFound(source.0));
         }
-        Err(error) => return Err(RequestError::NotFound(error.to_string())),
     }
     let mut graph = builder.finish(super::keys::FORMAT, target.name(), max_depth);
     graph.documents = provider.documents.borrow().clone();
     Ok(graph)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_read_and_name_themselves() {
+        assert_eq!(Target::parse(None).expect("default").name(), DEFAULT_TARGET);
+        assert_eq!(
+            Target::parse(Some("3.11")).expect("short").name(),
+            "3.11-linux-x86_64"
+        );
+        let windows = Target::parse(Some("3.13-windows-x86_64")).expect("windows");
+        assert!(windows.accepts_wheel("a-1.0-cp313-cp313-win_amd64.whl"));
+        assert!(!windows.accepts_wheel("a-1.0-cp313-cp313-manylinux_2_17_x86_64.whl"));
+        for bad in [
+            "2.7",
+            "3",
+            "3.x",
+            "3.12-plan9",
+            "3.12-linux-",
+            "3.12-linux-x/86",
+        ] {
+            assert!(Target::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wheel_tags_are_matched_against_the_target() {
+        let linux = Target::parse(Some("3.12-linux-x86_64")).expect("target");
+        for wheel in [
+            "a-1.0-py3-none-any.whl",
+            "a-1.0-py2.py3-none-any.whl",
+            "a-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+            "a-1.0-cp39-abi3-manylinux2014_x86_64.whl",
+            "a-1.0-1build-py38-none-any.whl",
+        ] {
+            assert!(linux.accepts_wheel(wheel), "{wheel}");
+        }
+        for wheel in [
+            "a-1.0-cp311-cp311-manylinux2014_x86_64.whl",
+            "a-1.0-cp312-cp312-manylinux2014_aarch64.whl",
+            "a-1.0-cp312-cp312-macosx_11_0_arm64.whl",
+            "a-1.0-py2-none-any.whl",
+            "a-1.0-cp313-abi3-manylinux2014_x86_64.whl",
+            "not-a-wheel.tar.gz",
+        ] {
+            assert!(!linux.accepts_wheel(wheel), "{wheel}");
+        }
+    }
+
+    #[test]
+    fn requirements_files_are_read_as_pip_reads_them() {
+        let requirements = requirements_file(
+            "# comment\n--index-url http://127.0.0.1:9/simple/\n\
+             Alpha[fast]>=1.0 ; python_version >= '3.8'  # why\n\
+             beta==1.1 \\\n    --hash=sha256:00 \\\n    --hash=sha256:11\n\n",
+        )
+        .expect("reads");
+        let names: Vec<String> = requirements.iter().map(|r| r.name.to_string()).collect();
+        assert_eq!(names, ["alpha", "beta"]);
+        assert_eq!(requirements[0].extras.len(), 1);
+        assert!(requirements_file("-e .\n")
+            .expect_err("refused")
+            .contains("line 1"));
+        assert!(requirements_file("a\n\nb c d\n")
+            .expect_err("refused")
+            .contains("line 3"));
+        assert!(requirements_file("# only a comment\n").is_err());
+    }
 }

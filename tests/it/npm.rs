@@ -258,7 +258,7 @@ async fn registry_endpoints_pass_through_and_fail_fast_when_the_upstream_is_gone
     assert_eq!(post_elsewhere.status(), 405);
 }
 
-fn client_binary(variable: &str, name: &str) -> PathBuf {
+pub(crate) fn client_binary(variable: &str, name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(variable) {
         return PathBuf::from(path);
     }

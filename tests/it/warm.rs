@@ -329,3 +329,96 @@ async fn an_unpinned_requirements_file_is_resolved_by_granary_then_warmed() {
     );
     drop(granary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pnpm_and_yarn_install_frozen_from_a_granary_warmed_from_their_lockfiles() {
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let registry_dir = scratch.join("registry");
+    let upstream = FakeUpstream::start(Some(registry_dir.clone())).await;
+    crate::npm::build_registry(&registry_dir, upstream.url("").trim_end_matches('/'));
+    let clients = [
+        (
+            "pnpm",
+            crate::npm::client_binary("GRANARY_TEST_PNPM", "pnpm"),
+            vec!["install", "--no-frozen-lockfile"],
+            vec!["install", "--frozen-lockfile"],
+            "pnpm-lock.yaml",
+        ),
+        (
+            "yarn",
+            crate::npm::client_binary("GRANARY_TEST_YARN", "yarn"),
+            vec!["install", "--non-interactive"],
+            vec!["install", "--frozen-lockfile", "--non-interactive"],
+            "yarn.lock",
+        ),
+    ];
+    for (name, program, first_args, frozen_args, lockfile_name) in clients {
+        // The client writes its lockfile through one granary…
+        let port = free_port();
+        let first = config(
+            &scratch,
+            &format!("{name}-first"),
+            port,
+            "npm",
+            &upstream.url(""),
+        );
+        let second = config(
+            &scratch,
+            &format!("{name}-second"),
+            port,
+            "npm",
+            &upstream.url(""),
+        );
+        let registry = format!("http://127.0.0.1:{port}/npm/");
+        let project = crate::npm::new_project(&scratch, &format!("{name}-locked"));
+        let granary = GranaryProcess::spawn(&first);
+        let (prog, args, p, r, s) = (
+            program.clone(),
+            first_args,
+            project.clone(),
+            registry.clone(),
+            scratch.clone(),
+        );
+        tokio::task::spawn_blocking(move || crate::npm::run_client(&prog, &args, &p, &r, &s))
+            .await
+            .expect("install");
+        tokio::task::spawn_blocking(move || granary.terminate())
+            .await
+            .expect("stop the first granary");
+
+        // …warms a second, empty one at the same address…
+        let granary = GranaryProcess::spawn(&second);
+        let lockfile = project.join(lockfile_name);
+        let files = tokio::task::spawn_blocking(move || warm_twice(&second, "npm", &lockfile))
+            .await
+            .expect("warm");
+        let after_warm = upstream.total_hits();
+
+        // …and the frozen install from an empty cache asks the upstream nothing.
+        let offline = scratch.join(format!("{name}-offline"));
+        std::fs::create_dir_all(&offline).expect("project");
+        for file in ["package.json", lockfile_name] {
+            std::fs::copy(project.join(file), offline.join(file)).expect("copy");
+        }
+        let (prog, args, p, r, s) = (
+            program.clone(),
+            frozen_args,
+            offline.clone(),
+            registry.clone(),
+            scratch.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            crate::npm::run_client(&prog, &args, &p, &r, &s);
+            crate::npm::check_require(&p);
+        })
+        .await
+        .expect("frozen install");
+        assert_eq!(
+            upstream.total_hits(),
+            after_warm,
+            "{name} needed nothing the warm ({files} files) did not fetch"
+        );
+        drop(granary);
+    }
+}

@@ -53,8 +53,8 @@ enum Command {
     /// Fill a running granary with everything the given lockfiles need (what a real
     /// client would fetch for them), so builds can later run without the upstream.
     /// Reads package-lock.json / npm-shrinkwrap.json / pnpm-lock.yaml / yarn.lock
-    /// (npm), Cargo.lock (cargo) and requirements files (PyPI; unpinned ones are
-    /// resolved by granary first).
+    /// (npm), Cargo.lock (cargo), requirements files, uv.lock and pylock.toml
+    /// (PyPI; unpinned requirements are resolved by granary first).
     Warm {
         /// Configuration file (default: ./granary.toml if it exists): the repository's
         /// format, and where granary listens.

@@ -422,3 +422,142 @@ async fn pnpm_and_yarn_install_frozen_from_a_granary_warmed_from_their_lockfiles
         drop(granary);
     }
 }
+
+/// Runs uv with an empty cache of its own (under `scratch`) in `dir`; the project's
+/// `pyproject.toml` is its only configuration (no user or system files).
+fn uv_in(dir: &Path, scratch: &Path, args: &[&str], what: &str) {
+    let cache = tempfile::tempdir_in(scratch).expect("uv cache");
+    let config_home = tempfile::tempdir_in(scratch).expect("config home");
+    crate::e2e_clients::run(
+        Command::new(crate::e2e_clients::uv())
+            .args(args)
+            .current_dir(dir)
+            .env("UV_CACHE_DIR", cache.path())
+            .env("XDG_CONFIG_HOME", config_home.path())
+            .env_remove("UV_INDEX_URL")
+            .env_remove("UV_DEFAULT_INDEX")
+            .env_remove("VIRTUAL_ENV"),
+        what,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uv_sync_and_pylock_installs_from_a_granary_warmed_from_uv_lock_and_pylock_toml() {
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let fixture = build_pypi_fixture(&scratch.join("upstream"));
+    let upstream = FakeUpstream::start(Some(fixture)).await;
+    let port = free_port();
+    let index_url = format!("http://127.0.0.1:{port}/pypi/simple/");
+    let project = scratch.join("app");
+    std::fs::create_dir_all(&project).expect("project");
+    std::fs::write(
+        project.join("pyproject.toml"),
+        format!(
+            "[project]\nname = \"app\"\nversion = \"0.1.0\"\nrequires-python = \">=3.8\"\n\
+             dependencies = [\"alpha\"]\n\n[tool.uv]\npackage = false\n\n\
+             [[tool.uv.index]]\nurl = \"{index_url}\"\ndefault = true\n"
+        ),
+    )
+    .expect("pyproject.toml");
+
+    // uv locks and exports through one granary.
+    let first = config(&scratch, "first", port, "pypi", &upstream.url("simple/"));
+    let granary = GranaryProcess::spawn(&first);
+    let (p, s) = (project.clone(), scratch.clone());
+    tokio::task::spawn_blocking(move || {
+        uv_in(&p, &s, &["lock", "--python", &python()], "uv lock");
+        uv_in(
+            &p,
+            &s,
+            &[
+                "export",
+                "--frozen",
+                "--format",
+                "pylock.toml",
+                "-o",
+                "pylock.toml",
+            ],
+            "uv export --format pylock.toml",
+        );
+    })
+    .await
+    .expect("lock");
+    tokio::task::spawn_blocking(move || granary.terminate())
+        .await
+        .expect("stop the first granary");
+
+    for (round, lockfile) in ["uv.lock", "pylock.toml"].into_iter().enumerate() {
+        // A new, empty granary at the same address, warmed from the lockfile…
+        let second = config(
+            &scratch,
+            &format!("second-{round}"),
+            port,
+            "pypi",
+            &upstream.url("simple/"),
+        );
+        let granary = GranaryProcess::spawn(&second);
+        let path = project.join(lockfile);
+        let files = tokio::task::spawn_blocking(move || warm_twice(&second, "pypi", &path))
+            .await
+            .expect("warm");
+        let after_warm = upstream.total_hits();
+
+        // …installs what it locks with an empty cache, asking the upstream nothing.
+        let offline = scratch.join(format!("offline-{round}"));
+        std::fs::create_dir_all(&offline).expect("offline project");
+        for file in ["pyproject.toml", lockfile] {
+            std::fs::copy(project.join(file), offline.join(file)).expect("copy");
+        }
+        let (p, s) = (offline.clone(), scratch.clone());
+        tokio::task::spawn_blocking(move || {
+            let site = if lockfile == "uv.lock" {
+                uv_in(
+                    &p,
+                    &s,
+                    &["sync", "--frozen", "--python", &python()],
+                    "uv sync --frozen",
+                );
+                p.join(".venv")
+            } else {
+                let target = p.join("target");
+                let target_arg = target.to_string_lossy().into_owned();
+                uv_in(
+                    &p,
+                    &s,
+                    &[
+                        "pip",
+                        "install",
+                        "--python",
+                        &python(),
+                        "--target",
+                        &target_arg,
+                        "-r",
+                        "pylock.toml",
+                    ],
+                    "uv pip install -r pylock.toml",
+                );
+                target
+            };
+            let (program, pythonpath) = if lockfile == "uv.lock" {
+                (site.join("bin/python"), None)
+            } else {
+                (PathBuf::from(python()), Some(site))
+            };
+            let mut check = Command::new(program);
+            check.args(["-c", crate::e2e_clients::IMPORT_CHECK]);
+            if let Some(path) = pythonpath {
+                check.env("PYTHONPATH", path);
+            }
+            crate::e2e_clients::run(&mut check, "import after installing from the lockfile");
+        })
+        .await
+        .expect("install");
+        assert_eq!(
+            upstream.total_hits(),
+            after_warm,
+            "installing from {lockfile} needed nothing the warm ({files} files) did not fetch"
+        );
+        drop(granary);
+    }
+}

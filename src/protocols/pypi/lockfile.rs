@@ -1,6 +1,7 @@
-//! A pinned `requirements.txt` (as `pip-compile` or `uv pip compile` write it) for
-//! `granary warm`: each project's page, then every file of the pinned version and
-//! its PEP 658 metadata file, as pip and uv fetch them.
+//! PyPI lockfiles for `granary warm`: a pinned `requirements.txt` (as `pip-compile`
+//! or `uv pip compile` write it), `uv.lock`, and PEP 751's `pylock.toml`. For each
+//! pinned project: its page, then every file of the pinned version and its PEP 658
+//! metadata file, as pip and uv fetch them.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -16,15 +17,45 @@ use super::negotiate::SimpleFormat;
 use crate::protocols::warm::WarmFetch;
 
 /// # Errors
-/// Another kind of file, a line that is not a requirement, or a requirement that is
-/// not pinned to one version (`==`): resolving is not `warm`'s job yet.
+/// Another kind of file, a file that does not parse, a line that is not a
+/// requirement, or a requirement that is not pinned to one version (`==`; the
+/// caller resolves such files first).
 pub fn plan(file_name: &str, text: &str) -> Result<Vec<WarmFetch>, String> {
+    if file_name == "uv.lock" {
+        return Ok(fetches(toml_pins(
+            file_name,
+            text,
+            "version",
+            "package",
+            |entry| {
+                entry
+                    .get("source")
+                    .and_then(toml::Value::as_table)
+                    .is_some_and(|source| source.contains_key("registry"))
+            },
+        )?));
+    }
+    if file_name == "pylock.toml"
+        || (file_name.starts_with("pylock.") && file_name.ends_with(".toml"))
+    {
+        return Ok(fetches(toml_pins(
+            file_name,
+            text,
+            "lock-version",
+            "packages",
+            |entry| {
+                ["vcs", "directory", "archive"]
+                    .iter()
+                    .all(|key| !entry.contains_key(*key))
+            },
+        )?));
+    }
     if !std::path::Path::new(file_name)
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
     {
         return Err(format!(
-            "`{file_name}`: a PyPI repository is warmed from a pinned requirements file (*.txt)"
+            "`{file_name}`: a PyPI repository is warmed from a requirements file (*.txt), uv.lock or pylock.toml"
         ));
     }
     let mut pins = BTreeSet::new();
@@ -46,8 +77,12 @@ pub fn plan(file_name: &str, text: &str) -> Result<Vec<WarmFetch>, String> {
     if !problems.is_empty() {
         return Err(problems.join("\n"));
     }
-    Ok(pins
-        .into_iter()
+    Ok(fetches(pins))
+}
+
+/// What to fetch for each pinned (project, version).
+fn fetches(pins: BTreeSet<(String, Version)>) -> Vec<WarmFetch> {
+    pins.into_iter()
         .map(|(project, version)| {
             let page = format!("simple/{project}/");
             let base = page.clone();
@@ -57,7 +92,49 @@ pub fn plan(file_name: &str, text: &str) -> Result<Vec<WarmFetch>, String> {
                     files_of(body, &base, &project, &version)
                 }))
         })
-        .collect())
+        .collect()
+}
+
+/// The (project, version) of each entry of the array of tables `array` that
+/// `from_index` says came from a package index; the file must have the key
+/// `version_key` (its format's version).
+fn toml_pins(
+    file_name: &str,
+    text: &str,
+    version_key: &str,
+    array: &str,
+    from_index: impl Fn(&toml::Table) -> bool,
+) -> Result<BTreeSet<(String, Version)>, String> {
+    let lock: toml::Table = toml::from_str(text).map_err(|e| format!("{file_name}: {e}"))?;
+    if !lock.contains_key(version_key) {
+        return Err(format!(
+            "{file_name}: no `{version_key}`: not the lockfile its name says"
+        ));
+    }
+    let mut pins = BTreeSet::new();
+    for entry in lock
+        .get(array)
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_table)
+    {
+        if !from_index(entry) {
+            continue; // the project itself, an editable, a VCS or local source
+        }
+        let (Some(name), Some(version)) = (
+            entry.get("name").and_then(toml::Value::as_str),
+            entry.get("version").and_then(toml::Value::as_str),
+        ) else {
+            return Err(format!(
+                "{file_name}: a `[[{array}]]` without name or version"
+            ));
+        };
+        let version = Version::from_str(version)
+            .map_err(|e| format!("{file_name}: {name} {version}: {e}"))?;
+        pins.insert((normalize(name), version));
+    }
+    Ok(pins)
 }
 
 /// Whether a requirements file has requirements not pinned to one version: then it
@@ -197,6 +274,64 @@ fn file_version(filename: &str, project: &str) -> Option<Version> {
 #[cfg(test)]
 mod tests {
     use super::plan;
+
+    fn pages(file_name: &str, text: &str) -> Vec<String> {
+        plan(file_name, text)
+            .expect("plan")
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+    }
+
+    #[test]
+    fn uv_lock_and_pylock_toml_name_their_index_packages() {
+        let uv_lock = r#"
+version = 1
+requires-python = ">=3.11"
+
+[[package]]
+name = "app"
+version = "0.1.0"
+source = { virtual = "." }
+
+[[package]]
+name = "Beta"
+version = "1.1"
+source = { registry = "http://127.0.0.2/pypi/simple/" }
+
+[[package]]
+name = "local"
+version = "2.0"
+source = { directory = "../local" }
+"#;
+        assert_eq!(pages("uv.lock", uv_lock), ["simple/beta/"]);
+        let pylock = r#"
+lock-version = "1.0"
+created-by = "uv"
+
+[[packages]]
+name = "alpha"
+version = "1.0"
+index = "http://127.0.0.2/pypi/simple/"
+
+[[packages]]
+name = "from-git"
+version = "1.0"
+vcs = { type = "git", url = "http://127.0.0.2/r.git", commit-id = "abc" }
+"#;
+        assert_eq!(pages("pylock.toml", pylock), ["simple/alpha/"]);
+        assert_eq!(pages("pylock.app.toml", pylock), ["simple/alpha/"]);
+        assert!(plan(
+            "uv.lock",
+            "version = 1\n[[package]]\nname = 1\nsource = { registry = \"x\" }"
+        )
+        .is_err());
+        assert!(plan(
+            "pylock.toml",
+            "lock-version = \"1.0\"\n[[packages]]\nversion = \"1\"\nindex = \"x\""
+        )
+        .is_err());
+    }
 
     #[test]
     fn pins_with_hashes_comments_and_markers() {

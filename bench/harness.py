@@ -124,27 +124,7 @@ def resolution_registry(fixture: str, upstream: str) -> None:
         json.dump(root, f)
 
 
-PYPI_RESOLVE_NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {work}/nginx-{name}.pid;
-error_log {work}/nginx-{name}-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    default_type application/octet-stream;
-    access_log off;
-    client_body_temp_path {work}/nginx-{name}-body;
-    proxy_temp_path {work}/nginx-{name}-proxy;
-    fastcgi_temp_path {work}/nginx-{name}-fastcgi;
-    uwsgi_temp_path {work}/nginx-{name}-uwsgi;
-    scgi_temp_path {work}/nginx-{name}-scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location /simple/ {{ default_type text/html; try_files $uri $uri/index.html =404; }}
-    }}
-}}
-"""
+PYPI_RESOLVE_LOCATIONS = "location /simple/ {{ default_type text/html; try_files $uri $uri/index.html =404; }}"
 
 
 def pypi_resolution_registry(fixture: str, projects: int = 300) -> None:
@@ -218,6 +198,17 @@ def npm_lock_only(registry: str, scratch: str) -> float:
     return time.monotonic() - started
 
 
+def keyed_latencies_ms(request, keys: int = 20) -> list[float]:
+    """Milliseconds of `request(depth)` for `keys` values of max_depth beyond any
+    tree's depth: each a new cache key with the same answer. Sorted."""
+    times = []
+    for depth in range(1000, 1000 + keys):
+        started = time.monotonic()
+        request(depth)
+        times.append((time.monotonic() - started) * 1000)
+    return sorted(times)
+
+
 def resolution_scenarios(procs: "Processes", binary: str, work: str, seconds: int, rounds: int, rows: list) -> None:
     """Resolution: granary resolving a ~400-package npm tree from its warm cache (each
     request a new cache key), the cached answer under load, and npm's own
@@ -232,12 +223,7 @@ def resolution_scenarios(procs: "Processes", binary: str, work: str, seconds: in
     first = json.loads(fetch(api, "application/json"))
     nodes = len(first["nodes"])
     # From the warm cache: a max_depth beyond the tree's depth changes the key, not the answer.
-    cold = []
-    for depth in range(1000, 1020):
-        started = time.monotonic()
-        fetch(f"{api}?max_depth={depth}", "application/json")
-        cold.append((time.monotonic() - started) * 1000)
-    cold.sort()
+    cold = keyed_latencies_ms(lambda depth: fetch(f"{api}?max_depth={depth}", "application/json"))
     scratch = os.path.join(work, "resolve-npm")
     os.makedirs(scratch, exist_ok=True)
     npm_lock_only(f"{granary.url}/npm/", scratch)  # npm's cache stays empty; granary's is warm
@@ -253,11 +239,7 @@ def resolution_scenarios(procs: "Processes", binary: str, work: str, seconds: in
     fixture = os.path.join(work, "resolve-pypi-fixture")
     pypi_resolution_registry(fixture)
     port = free_port()
-    conf = os.path.join(work, "nginx-resolve-pypi.conf")
-    with open(conf, "w") as f:
-        f.write(PYPI_RESOLVE_NGINX_CONF.format(work=work, name="resolve-pypi", port=port, root=fixture))
-    procs.start(["nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
-    wait_http(f"http://127.0.0.1:{port}/simple/pr-root/")
+    start_npm_nginx(procs, work, "resolve-pypi", fixture, port, "/simple/pr-root/", PYPI_RESOLVE_LOCATIONS)
     pypi = Granary(procs, binary, work, f"http://127.0.0.1:{port}/simple/", "resolve-pypi", fmt="pypi")
     post = f"{pypi.url}/-/api/pypi/resolve?target=3.12-linux-x86_64"
     answer = urllib.request.urlopen(urllib.request.Request(post, data=b"pr-root\n", method="POST"),
@@ -266,13 +248,8 @@ def resolution_scenarios(procs: "Processes", binary: str, work: str, seconds: in
     pypi_scratch = os.path.join(work, "resolve-uv")
     os.makedirs(pypi_scratch, exist_ok=True)
     uv_compile(f"{pypi.url}/pypi/simple/", pypi_scratch, "pr-root\n")  # granary holds everything uv reads
-    pypi_cold = []
-    for depth in range(1000, 1020):
-        started = time.monotonic()
-        urllib.request.urlopen(urllib.request.Request(f"{post}&max_depth={depth}", data=b"pr-root\n",
-                                                      method="POST"), timeout=600).read()
-        pypi_cold.append((time.monotonic() - started) * 1000)
-    pypi_cold.sort()
+    pypi_cold = keyed_latencies_ms(lambda depth: urllib.request.urlopen(urllib.request.Request(
+        f"{post}&max_depth={depth}", data=b"pr-root\n", method="POST"), timeout=600).read())
     uv_times = sorted(uv_compile(f"{pypi.url}/pypi/simple/", pypi_scratch, "pr-root\n") * 1000 for _ in range(3))
     p50 = statistics.median(pypi_cold)
     rows.append([f"resolve {pypi_nodes} PyPI projects from a warm cache", "ms p50 / p99 (20 keys)",
@@ -287,6 +264,9 @@ def resolution_scenarios(procs: "Processes", binary: str, work: str, seconds: in
     rows.append([f"cached resolution ({nodes} packages), 16 conn", "requests/s", fmt(g["rps"]), "", "", "", ""])
 
 
+NPM_LOCATIONS = ("location ~ \\.tgz$ {{ }}\n"
+                 "        location / {{ default_type application/json; try_files $uri/index.json =404; }}")
+# A static server for generated registries; `locations` says how paths map to files.
 NPM_NGINX_CONF = """
 worker_processes {workers};
 daemon off;
@@ -305,8 +285,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
-        location ~ \\.tgz$ {{ }}
-        location / {{ default_type application/json; try_files $uri/index.json =404; }}
+        {locations}
     }}
 }}
 """
@@ -316,10 +295,12 @@ NPM_PROJECT = {"name": "bench", "version": "1.0.0", "private": True,
                "dependencies": {"@granary/core": "^1.0.0", "dep-t": "^1.0.0", "dep-b": "next"}}
 
 
-def start_npm_nginx(procs: "Processes", work: str, name: str, root: str, port: int, probe: str) -> None:
+def start_npm_nginx(procs: "Processes", work: str, name: str, root: str, port: int, probe: str,
+                    locations: str = NPM_LOCATIONS) -> None:
     conf = os.path.join(work, f"nginx-{name}.conf")
     with open(conf, "w") as f:
-        f.write(NPM_NGINX_CONF.format(workers=os.cpu_count() or 2, work=work, name=name, port=port, root=root))
+        f.write(NPM_NGINX_CONF.format(workers=os.cpu_count() or 2, work=work, name=name, port=port, root=root,
+                                      locations=locations.replace("{{", "{").replace("}}", "}")))
     procs.start(["nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}{probe}")
 

@@ -47,15 +47,10 @@ async fn answer(
     if project.is_empty() {
         return Err(ApiError::client(StatusCode::NOT_FOUND, SERVED));
     }
-    let repo = state.repos.get(*repo_name).ok_or_else(|| {
-        ApiError::client(
-            StatusCode::NOT_FOUND,
-            format!("no repository named `{repo_name}`"),
-        )
-    })?;
-    if let Err(refusal) = authorize(state, repo_name, repo, headers).await {
-        return Ok(refusal);
-    }
+    let repo = match readable_repo(state, repo_name, headers).await? {
+        Ok(repo) => repo,
+        Err(refusal) => return Ok(refusal),
+    };
     if *what == "resolve" {
         let (options, refresh) = resolve_options(query)?;
         if refresh {
@@ -122,6 +117,23 @@ async fn answer(
     .into_response())
 }
 
+/// The repository named `repo_name`, or the refusal its readers' check gives.
+async fn readable_repo<'a>(
+    state: &'a AppState,
+    repo_name: &str,
+    headers: &HeaderMap,
+) -> Result<Result<&'a Arc<dyn crate::protocols::Protocol>, Response>, ApiError> {
+    let repo = state.repos.get(repo_name).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("no repository named `{repo_name}`"),
+        )
+    })?;
+    Ok(authorize(state, repo_name, repo, headers)
+        .await
+        .map(|_| repo))
+}
+
 /// Largest requirements file `POST /-/api/REPO/resolve` reads.
 const MAX_REQUIREMENTS_FILE: usize = 1024 * 1024;
 const NDJSON: &str = "application/x-ndjson";
@@ -155,15 +167,10 @@ async fn ensure(
             "POST serves /-/api/REPO/resolve, with a requirements file as the body",
         ));
     };
-    let repo = state.repos.get(*repo_name).ok_or_else(|| {
-        ApiError::client(
-            StatusCode::NOT_FOUND,
-            format!("no repository named `{repo_name}`"),
-        )
-    })?;
-    if let Err(refusal) = authorize(state, repo_name, repo, headers).await {
-        return Ok(refusal);
-    }
+    let repo = match readable_repo(state, repo_name, headers).await? {
+        Ok(repo) => repo,
+        Err(refusal) => return Ok(refusal),
+    };
     if body.len() > MAX_REQUIREMENTS_FILE {
         return Err(ApiError::client(
             StatusCode::PAYLOAD_TOO_LARGE,

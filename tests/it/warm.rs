@@ -87,6 +87,39 @@ fn warm_twice(config: &Path, repo: &str, lockfile: &Path) -> usize {
     files
 }
 
+/// `pip install -r requirements` (with `extra` options) into a new target from an
+/// empty cache through `index`, then the fixture's import check.
+fn pip_install_and_import(index: &str, requirements: &Path, scratch: &Path, extra: &[&str]) {
+    let target = tempfile::tempdir_in(scratch).expect("target");
+    let cache = tempfile::tempdir_in(scratch).expect("pip cache");
+    crate::e2e_clients::run(
+        Command::new(python())
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .args(["--index-url", index])
+            .args(extra)
+            .arg("-r")
+            .arg(requirements)
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .arg("--target")
+            .arg(target.path())
+            .env("PIP_CONFIG_FILE", "/dev/null"),
+        "pip install -r",
+    );
+    crate::e2e_clients::run(
+        Command::new(python())
+            .args(["-c", crate::e2e_clients::IMPORT_CHECK])
+            .env("PYTHONPATH", target.path()),
+        "import after pip install -r",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn npm_ci_from_a_warmed_granary_asks_the_upstream_nothing() {
     let dir = tempfile::tempdir().expect("dir");
@@ -230,33 +263,9 @@ async fn pip_installs_a_compiled_requirements_file_from_a_warmed_granary_asking_
         .expect("warm");
     let after_warm = upstream.total_hits();
 
-    let target = scratch.join("target");
-    let (index, cache, target2) = (index_url.clone(), scratch.join("pip-cache"), target.clone());
+    let (index, s2) = (index_url.clone(), scratch.clone());
     tokio::task::spawn_blocking(move || {
-        crate::e2e_clients::run(
-            Command::new(python())
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                ])
-                .args(["--index-url", &index, "--require-hashes", "-r"])
-                .arg(&requirements)
-                .arg("--cache-dir")
-                .arg(&cache)
-                .arg("--target")
-                .arg(&target2)
-                .env("PIP_CONFIG_FILE", "/dev/null"),
-            "pip install -r",
-        );
-        crate::e2e_clients::run(
-            Command::new(python())
-                .args(["-c", crate::e2e_clients::IMPORT_CHECK])
-                .env("PYTHONPATH", &target2),
-            "import after pip install -r",
-        );
+        pip_install_and_import(&index, &requirements, &s2, &["--require-hashes"]);
     })
     .await
     .expect("pip install");
@@ -298,27 +307,9 @@ async fn an_unpinned_requirements_file_is_resolved_by_granary_then_warmed() {
     assert_eq!(failed, 0, "{report}");
     let after_warm = upstream.total_hits();
 
-    let target = scratch.join("target");
-    let (index, cache, target2) = (index_url, scratch.join("pip-cache"), target.clone());
+    let s2 = scratch.clone();
     tokio::task::spawn_blocking(move || {
-        crate::e2e_clients::run(
-            Command::new(python())
-                .args(["-m", "pip", "install", "--disable-pip-version-check"])
-                .args(["--no-input", "--index-url", &index, "-r"])
-                .arg(&requirements)
-                .arg("--cache-dir")
-                .arg(&cache)
-                .arg("--target")
-                .arg(&target2)
-                .env("PIP_CONFIG_FILE", "/dev/null"),
-            "pip install -r (unpinned)",
-        );
-        crate::e2e_clients::run(
-            Command::new(python())
-                .args(["-c", crate::e2e_clients::IMPORT_CHECK])
-                .env("PYTHONPATH", &target2),
-            "import after pip install -r",
-        );
+        pip_install_and_import(&index_url, &requirements, &s2, &[]);
     })
     .await
     .expect("pip install");

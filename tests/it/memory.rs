@@ -83,3 +83,95 @@ async fn streaming_1_gib_to_20_clients_keeps_rss_bounded() {
         "peak RSS {peak_kib} KiB exceeds {RSS_BOUND_KIB} KiB"
     );
 }
+
+/// Found by the soak: dependency extraction read each published archive whole into
+/// memory (and the allocator kept it). A 300 MiB sdist (under the extractor's 512 MiB
+/// limit) fetched once: after its extraction ran, peak RSS is still within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extracting_a_300_mib_sdist_does_not_read_it_into_memory() {
+    const SDIST_BYTES: u64 = 300 * 1024 * 1024;
+    let upstream = FakeUpstream::start(None).await;
+    let pattern: Bytes = (0..256 * 1024u32)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    upstream.script(
+        "simple/big-sdist/",
+        Scripted::ok(
+            serde_json::json!({
+                "meta": {"api-version": "1.0"}, "name": "big-sdist",
+                "files": [{"filename": "big_sdist-1.0.tar.gz", "url": "../../dl/big_sdist-1.0.tar.gz", "hashes": {}, "size": SDIST_BYTES}]
+            })
+            .to_string(),
+        )
+        .header("content-type", "application/vnd.pypi.simple.v1+json"),
+    );
+    upstream.script(
+        "dl/big_sdist-1.0.tar.gz",
+        Scripted {
+            repeat_to: Some(SDIST_BYTES),
+            ..Scripted::ok(pattern)
+        },
+    );
+    let scratch = tempfile::tempdir().expect("scratch");
+    let config = scratch.path().join("granary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"{}\"\n",
+            scratch.path().join("data").display(),
+            upstream.url("simple/")
+        ),
+    )
+    .expect("config");
+    let granary = GranaryProcess::spawn(&config);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, idle_kib) = granary.memory_kib();
+    let client = reqwest::Client::new();
+    let url = format!(
+        "http://{}/pypi/files/big-sdist/big_sdist-1.0.tar.gz",
+        granary.addr
+    );
+    let mut stream = client
+        .get(&url)
+        .send()
+        .await
+        .expect("response")
+        .bytes_stream();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        received += chunk.expect("chunk").len() as u64;
+    }
+    assert_eq!(received, SDIST_BYTES);
+    // The extractor runs after publication, off the request path: wait (bounded) for
+    // it to have counted this artifact.
+    let metrics = format!("http://{}/-/metrics", granary.addr);
+    let mut extracted = false;
+    for _ in 0..120 {
+        let text = client
+            .get(&metrics)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        extracted = text
+            .lines()
+            .filter(|l| l.starts_with("granary_dependency_extractions_total{"))
+            .any(|l| !l.ends_with(" 0"));
+        if extracted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(extracted, "the extractor never counted the sdist");
+    let (peak_kib, _) = granary.memory_kib();
+    eprintln!(
+        "memory: idle RSS {idle_kib} KiB, peak RSS {peak_kib} KiB after extracting a 300 MiB sdist"
+    );
+    assert!(
+        peak_kib < RSS_BOUND_KIB,
+        "peak RSS {peak_kib} KiB exceeds {RSS_BOUND_KIB} KiB: the archive was read into memory"
+    );
+}

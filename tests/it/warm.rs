@@ -75,13 +75,20 @@ fn counts(report: &str) -> (usize, usize, usize, usize) {
     )
 }
 
-/// Warms `second` from `lockfile` twice: first everything is fetched from the
-/// upstream, then everything is already cached. Returns the number of files.
+/// Warms `second` from `lockfile` twice: first everything comes from the upstream
+/// (nothing fails; an index document may be reported already cached when a download
+/// that needs it ran first, as the fetches run in parallel — CI saw cargo's
+/// `fx-core` index file so), then everything is already cached. Returns the number
+/// of files.
 fn warm_twice(config: &Path, repo: &str, lockfile: &Path) -> usize {
     let first = warm(config, repo, lockfile);
     let (files, fetched, cached, failed) = counts(&first);
     assert!(files > 0, "{first}");
-    assert_eq!((fetched, cached, failed), (files, 0, 0), "{first}");
+    assert_eq!((fetched + cached, failed), (files, 0), "{first}");
+    assert!(
+        fetched * 2 > files,
+        "most files came from the upstream: {first}"
+    );
     let again = warm(config, repo, lockfile);
     assert_eq!(counts(&again), (files, 0, files, 0), "{again}");
     files

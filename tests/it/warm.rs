@@ -85,9 +85,10 @@ fn warm_twice(config: &Path, repo: &str, lockfile: &Path) -> usize {
     let (files, fetched, cached, failed) = counts(&first);
     assert!(files > 0, "{first}");
     assert_eq!((fetched + cached, failed), (files, 0), "{first}");
+    // Each lockfile names at least as many artifacts as index documents.
     assert!(
-        fetched * 2 > files,
-        "most files came from the upstream: {first}"
+        fetched * 2 >= files,
+        "at least the artifacts came from the upstream: {first}"
     );
     let again = warm(config, repo, lockfile);
     assert_eq!(counts(&again), (files, 0, files, 0), "{again}");

@@ -52,11 +52,7 @@ async fn answer(
         Err(refusal) => return Ok(refusal),
     };
     if *what == "resolve" {
-        let (options, refresh) = resolve_options(query)?;
-        if refresh {
-            // Recomputing on demand costs the upstream: the admin role only.
-            super::admin::authorize(state, headers).await?;
-        }
+        let (options, refresh) = resolve_query(state, query, headers).await?;
         let (resolved, outcome) = state
             .resolutions
             .resolve(
@@ -183,10 +179,7 @@ async fn ensure(
             format!("the requirements file is not UTF-8: {error}"),
         )
     })?;
-    let (options, refresh) = resolve_options(query)?;
-    if refresh {
-        super::admin::authorize(state, headers).await?;
-    }
+    let (options, refresh) = resolve_query(state, query, headers).await?;
     let resolved = state
         .resolutions
         .resolve(
@@ -229,6 +222,20 @@ async fn ensure(
         );
     }
     Ok(response)
+}
+
+/// [`resolve_options`], with `refresh` allowed to the admin role only (recomputing on
+/// demand costs the upstream).
+async fn resolve_query(
+    state: &AppState,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(ResolveOptions, bool), ApiError> {
+    let (options, refresh) = resolve_options(query)?;
+    if refresh {
+        super::admin::authorize(state, headers).await?;
+    }
+    Ok((options, refresh))
 }
 
 /// `max_depth`, `include_optional`, `target` and `refresh` from the query string.

@@ -13,28 +13,34 @@ const ARTIFACT_BYTES: u64 = 1024 * 1024 * 1024;
 const CLIENTS: usize = 20;
 const RSS_BOUND_KIB: u64 = 150 * 1000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streaming_1_gib_to_20_clients_keeps_rss_bounded() {
+/// A granary (the real binary) whose PyPI upstream lists one project with one file
+/// of `bytes` bytes (a repeated pattern), and its idle RSS in KiB. The upstream and
+/// the scratch directory live as long as the granary is used.
+async fn granary_with_one_file(
+    project: &str,
+    filename: &str,
+    bytes: u64,
+) -> (FakeUpstream, tempfile::TempDir, GranaryProcess, u64) {
     let upstream = FakeUpstream::start(None).await;
     let pattern: Bytes = (0..256 * 1024u32)
         .map(|i| (i % 253) as u8)
         .collect::<Vec<u8>>()
         .into();
     upstream.script(
-        "simple/huge/",
+        &format!("simple/{project}/"),
         Scripted::ok(
             serde_json::json!({
-                "meta": {"api-version": "1.0"}, "name": "huge",
-                "files": [{"filename": "huge-1.0.tar.gz", "url": "../../dl/huge-1.0.tar.gz", "hashes": {}, "size": ARTIFACT_BYTES}]
+                "meta": {"api-version": "1.0"}, "name": project,
+                "files": [{"filename": filename, "url": format!("../../dl/{filename}"), "hashes": {}, "size": bytes}]
             })
             .to_string(),
         )
         .header("content-type", "application/vnd.pypi.simple.v1+json"),
     );
     upstream.script(
-        "dl/huge-1.0.tar.gz",
+        &format!("dl/{filename}"),
         Scripted {
-            repeat_to: Some(ARTIFACT_BYTES),
+            repeat_to: Some(bytes),
             ..Scripted::ok(pattern)
         },
     );
@@ -52,6 +58,13 @@ async fn streaming_1_gib_to_20_clients_keeps_rss_bounded() {
     let granary = GranaryProcess::spawn(&config);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, idle_kib) = granary.memory_kib();
+    (upstream, scratch, granary, idle_kib)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_1_gib_to_20_clients_keeps_rss_bounded() {
+    let (upstream, _scratch, granary, idle_kib) =
+        granary_with_one_file("huge", "huge-1.0.tar.gz", ARTIFACT_BYTES).await;
 
     let url = format!("http://{}/pypi/files/huge/huge-1.0.tar.gz", granary.addr);
     let client = reqwest::Client::new();
@@ -90,43 +103,8 @@ async fn streaming_1_gib_to_20_clients_keeps_rss_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extracting_a_300_mib_sdist_does_not_read_it_into_memory() {
     const SDIST_BYTES: u64 = 300 * 1024 * 1024;
-    let upstream = FakeUpstream::start(None).await;
-    let pattern: Bytes = (0..256 * 1024u32)
-        .map(|i| (i % 251) as u8)
-        .collect::<Vec<u8>>()
-        .into();
-    upstream.script(
-        "simple/big-sdist/",
-        Scripted::ok(
-            serde_json::json!({
-                "meta": {"api-version": "1.0"}, "name": "big-sdist",
-                "files": [{"filename": "big_sdist-1.0.tar.gz", "url": "../../dl/big_sdist-1.0.tar.gz", "hashes": {}, "size": SDIST_BYTES}]
-            })
-            .to_string(),
-        )
-        .header("content-type", "application/vnd.pypi.simple.v1+json"),
-    );
-    upstream.script(
-        "dl/big_sdist-1.0.tar.gz",
-        Scripted {
-            repeat_to: Some(SDIST_BYTES),
-            ..Scripted::ok(pattern)
-        },
-    );
-    let scratch = tempfile::tempdir().expect("scratch");
-    let config = scratch.path().join("granary.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[repos.pypi]\nformat = \"pypi\"\nupstream = \"{}\"\n",
-            scratch.path().join("data").display(),
-            upstream.url("simple/")
-        ),
-    )
-    .expect("config");
-    let granary = GranaryProcess::spawn(&config);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, idle_kib) = granary.memory_kib();
+    let (_upstream, _scratch, granary, idle_kib) =
+        granary_with_one_file("big-sdist", "big_sdist-1.0.tar.gz", SDIST_BYTES).await;
     let client = reqwest::Client::new();
     let url = format!(
         "http://{}/pypi/files/big-sdist/big_sdist-1.0.tar.gz",

@@ -61,6 +61,9 @@ pub fn plan(file_name: &str, text: &str) -> Result<Vec<WarmFetch>, String> {
     let mut pins = BTreeSet::new();
     let mut problems = Vec::new();
     for (number, line) in logical_lines(text) {
+        if line.starts_with('-') {
+            continue; // pip's options: granary is the index
+        }
         let at = format!("{file_name} line {number}");
         match super::dependencies::parse_requirement(&line) {
             Ok(requirement) => match pinned(&requirement) {
@@ -159,9 +162,11 @@ pub fn pinned_file(pins: &[(String, String)]) -> String {
     file
 }
 
-/// Requirement lines without comments, options (`--hash`, `-r`, `--index-url`) and
-/// continuations, with their first line's number.
-fn logical_lines(text: &str) -> Vec<(usize, String)> {
+/// The logical lines of a requirements file as pip reads them — comments and line
+/// continuations removed, a requirement's own options (`--hash=…`) cut off — with
+/// their first line's number. Lines of pip options (`-r`, `--index-url`, …) start
+/// with `-`.
+pub(super) fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut lines = Vec::new();
     let mut current = String::new();
     let mut first = 0;
@@ -183,7 +188,7 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
         if !continues {
             // Options after the requirement (`--hash=...`) end it.
             let requirement = current.split(" --").next().unwrap_or("").trim();
-            if !requirement.is_empty() && !requirement.starts_with('-') {
+            if !requirement.is_empty() {
                 lines.push((first, requirement.to_owned()));
             }
             current.clear();

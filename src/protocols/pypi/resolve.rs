@@ -479,36 +479,7 @@ impl Provider {
 /// The first line that is not a requirement, by number.
 pub fn requirements_file(text: &str) -> Result<Vec<Requirement<pep508_rs::VerbatimUrl>>, String> {
     let mut requirements = Vec::new();
-    let mut logical = String::new();
-    let mut first_line = 0;
-    for (number, raw) in text.lines().enumerate() {
-        if logical.is_empty() {
-            first_line = number + 1;
-        }
-        let line = match raw.find(" #").or_else(|| raw.find("\t#")) {
-            Some(at) => &raw[..at],
-            None if raw.trim_start().starts_with('#') => "",
-            None => raw,
-        };
-        if let Some(continued) = line.strip_suffix('\\') {
-            logical.push_str(continued);
-            logical.push(' ');
-            continue;
-        }
-        logical.push_str(line);
-        let whole = std::mem::take(&mut logical);
-        // pip's per-requirement options (`--hash=…`) follow the requirement.
-        let requirement = whole
-            .split(" --")
-            .next()
-            .unwrap_or_default()
-            .split("\t--")
-            .next()
-            .unwrap_or_default()
-            .trim();
-        if requirement.is_empty() {
-            continue;
-        }
+    for (number, requirement) in super::lockfile::logical_lines(text) {
         if let Some(option) = requirement.strip_prefix('-') {
             let name = option.split([' ', '=']).next().unwrap_or_default();
             if matches!(
@@ -516,14 +487,14 @@ pub fn requirements_file(text: &str) -> Result<Vec<Requirement<pep508_rs::Verbat
                 "r" | "-requirement" | "c" | "-constraint" | "e" | "-editable"
             ) {
                 return Err(format!(
-                    "line {first_line}: `{requirement}` names another file or a local tree; send one file of requirements"
+                    "line {number}: `{requirement}` names another file or a local tree; send one file of requirements"
                 ));
             }
             continue;
         }
         requirements.push(
-            parse_requirement(requirement)
-                .map_err(|error| format!("line {first_line}: `{requirement}`: {error}"))?,
+            parse_requirement(&requirement)
+                .map_err(|error| format!("line {number}: `{requirement}`: {error}"))?,
         );
     }
     if requirements.is_empty() {

@@ -441,6 +441,123 @@ def start_nginx(procs: Processes, work: str, name: str, root: str, access_log: s
     return port
 
 
+PROXY_CACHE_CONF = """
+worker_processes {workers};
+daemon off;
+pid {work}/nginx-{name}.pid;
+error_log {work}/nginx-{name}-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-{name}-body;
+    proxy_temp_path {work}/nginx-{name}-proxy;
+    fastcgi_temp_path {work}/nginx-{name}-fastcgi;
+    uwsgi_temp_path {work}/nginx-{name}-uwsgi;
+    scgi_temp_path {work}/nginx-{name}-scgi;
+    proxy_cache_path {work}/nginx-{name}-cache levels=1:2 keys_zone={name}:64m max_size=20g inactive=1d use_temp_path=off;
+    upstream origin {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+    map $http_accept $form {{
+        ~vnd\\.pypi\\.simple\\.v1\\+json json;
+        default html;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache {name};
+            proxy_cache_key $uri$form;
+            proxy_cache_valid 200 10m;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 60s;
+            proxy_cache_lock_age 60s;
+            proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
+            proxy_cache_background_update on;
+            proxy_buffering on;
+        }}
+    }}
+}}
+"""
+
+
+def start_proxy_cache(procs: Processes, work: str, name: str, upstream_port: int) -> tuple[int, subprocess.Popen]:
+    """nginx `proxy_cache` in front of the upstream, in its strongest configuration for
+    a registry: one upstream request per key (`proxy_cache_lock`), stale copies while
+    one request updates (`use_stale updating`, `background_update`), keep-alive to the
+    upstream, and the page's form (HTML or PEP 691 JSON, by `Accept`) in the key. The
+    fixture's links are relative, so it needs no rewriting. Starts with an empty cache."""
+    port = free_port()
+    shutil.rmtree(os.path.join(work, f"nginx-{name}-cache"), ignore_errors=True)
+    conf = os.path.join(work, f"nginx-{name}.conf")
+    with open(conf, "w") as f:
+        f.write(PROXY_CACHE_CONF.format(workers=os.cpu_count() or 2, work=work, name=name, port=port,
+                                        upstream_port=upstream_port))
+    process = procs.start(["nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return port, process
+        time.sleep(0.05)
+    raise RuntimeError("nginx proxy_cache did not come up")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def cold_closure_scenario(procs: Processes, binary: str, work: str, uv: str, upstream_port: int, manifest: dict,
+                          rounds: int, rows: list, memory: list) -> None:
+    """The cold install at real size: `pip install` and `uv pip install` of the 32-project
+    closure whose pages run to 5.6 MB, each client with an empty cache, through an
+    empty granary vs. the upstream directly vs. an empty nginx `proxy_cache`, in
+    alternating rounds; then each page fetched alone, cold, through granary vs. direct."""
+    upstream = f"http://127.0.0.1:{upstream_port}/simple/"
+    scratch = os.path.join(work, "closure-installs")
+    os.makedirs(scratch, exist_ok=True)
+    sizes = manifest["closure_page_bytes"]
+    label = (f"cold install, {len(sizes)}-project closure, pages {min(sizes.values()) // 1024} KB-"
+             f"{max(sizes.values()) / 1e6:.1f} MB")
+    for tool in (["uv", uv], ["pip"]):
+        through, direct, nginx = [], [], []
+        peak = 0
+        for index in range(rounds):
+            cold = Granary(procs, binary, work, upstream, f"closure-{tool[0]}-{index}")
+            through.append(run_install(tool, f"{cold.url}/pypi/simple/", scratch, manifest["closure_root"]))
+            peak = max(peak, cold.rss_kib()[0])
+            cold.stop()
+            direct.append(run_install(tool, upstream, scratch, manifest["closure_root"]))
+            port, cache = start_proxy_cache(procs, work, f"pc-{tool[0]}-{index}", upstream_port)
+            nginx.append(run_install(tool, f"http://127.0.0.1:{port}/simple/", scratch, manifest["closure_root"]))
+            stop(cache)
+        t, d, n = statistics.median(through), statistics.median(direct), statistics.median(nginx)
+        spread = f" ({min(through):.2f}-{max(through):.2f})"
+        rows.append([f"{label}: {tool[0]}", "seconds (median)", f"{t:.2f}{spread}", f"{d:.2f} (direct)",
+                     f"{n:.2f} (nginx proxy_cache)", ratio(t, d), ratio(t, n)])
+        memory.append([f"cold closure, {tool[0]} install", "", fmt(peak / 1024, 1)])
+    # Each big page alone: what one client waits for on a miss.
+    cold = Granary(procs, binary, work, upstream, "closure-pages")
+    biggest = sorted(sizes, key=sizes.get)[-3:]
+    for name in biggest:
+        for accept, form in ((JSON_ACCEPT, "JSON"), (HTML_ACCEPT, "HTML")):
+            started = time.monotonic()
+            fetch(f"{upstream}{name}/", accept)
+            d = time.monotonic() - started
+            started = time.monotonic()
+            fetch(f"{cold.url}/pypi/simple/{name}/", accept if form == "JSON" else HTML_ACCEPT)
+            t = time.monotonic() - started
+            rows.append([f"cold page alone, {sizes[name] / 1e6:.1f} MB JSON upstream, {form} asked", "ms",
+                         f"{t * 1000:.0f}", f"{d * 1000:.0f} (direct)", "", ratio(t, d), ""])
+            cold.stop()
+            cold = Granary(procs, binary, work, upstream, f"closure-pages-{name}-{form}")
+    cold.stop()
+
+
 def start_varnish(procs: Processes, work: str, backend_port: int) -> int:
     port = free_port()
     instance = os.path.join(work, "varnish")
@@ -578,7 +695,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario")
     parser.add_argument("--install-rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (index, artifacts, installs, "
-                        "stampede, npm, resolve, web, badges); default: all, and only then is results/latest.md written")
+                        "stampede, closure, npm, resolve, web, badges); default: all, and only then is results/latest.md written")
     args = parser.parse_args()
     only = {name.strip() for name in args.only.split(",") if name.strip()}
 
@@ -734,6 +851,9 @@ def main() -> None:
             rows.append([name, "total s (100 MB/s per upstream connection)", f"{total:.2f}", f"{base_total:.2f}", "", ratio(total, base_total), ""])
             rows.append([name, "complete bodies", f"{len(complete)}/200", "", "", "", ""])
             memory.append(["stampede", "", fmt(cold.rss_kib()[0] / 1024, 1)])
+        if want("closure"):
+            cold_closure_scenario(procs, args.binary, work, args.uv, upstream_port, manifest, args.install_rounds,
+                                  rows, memory)
         if want("npm"):
             npm_scenarios(procs, args.binary, work, args.seconds, args.rounds, args.install_rounds, rows, memory)
         if want("resolve"):

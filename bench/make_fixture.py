@@ -6,7 +6,9 @@
 - artifacts of 10 KB, 1 MB, 10 MB and 50 MB (random bytes, correct hashes), plus a
   50 MB artifact used only by the stampede scenario;
 - a 20-package tree of real wheels (bench-root depends on bench-pkg-00..18, which
-  depend on each other) for the pip/uv cold-miss scenario.
+  depend on each other) for the pip/uv cold-miss scenario;
+- a 32-project closure of real wheels whose pages are real-world sized (see
+  `big_closure`), in HTML and PEP 691 JSON, for the cold-install scenario at real size.
 
 Usage: make_fixture.py OUT_DIR
 """
@@ -41,6 +43,71 @@ def page(name: str, files: list[dict]) -> str:
         lines.append(f"<a {attributes}>{f['filename']}</a><br/>")
     lines.append("</body></html>")
     return "\n".join(lines) + "\n"
+
+
+# Files per page in the real-size closure: its JSON pages run from about 8 KB to about
+# 6 MB, as the largest public projects' do (a binary package publishes dozens of
+# wheels per release over hundreds of releases).
+CLOSURE_FILES = [8, 10, 12, 16, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400,
+                 500, 600, 800, 1000, 1200, 1500, 1800, 2200, 2600, 3000, 4000, 5000, 7000, 10000]
+PLATFORMS = ["manylinux_2_17_x86_64.manylinux2014_x86_64", "manylinux_2_17_aarch64.manylinux2014_aarch64",
+             "musllinux_1_1_x86_64", "macosx_10_12_x86_64", "macosx_11_0_arm64", "win_amd64", "win32",
+             "manylinux_2_17_i686.manylinux2014_i686", "manylinux_2_17_ppc64le.manylinux2014_ppc64le",
+             "manylinux_2_17_s390x.manylinux2014_s390x"]
+PYTHONS = ["cp38", "cp39", "cp310", "cp311", "cp312", "cp313", "pp39", "pp310"]
+
+
+def big_closure(out: str, rng: random.Random, manifest: dict) -> None:
+    """`closure-root` and the 31 projects it needs (closure-00..30, depending on each
+    other), each installable as one real pure-Python wheel, version 99.0, whose page
+    also lists the CLOSURE_FILES binary wheels and sdists of its earlier releases (never
+    downloaded: the installed version is the newest). Written as HTML and as PEP 691
+    JSON with relative URLs, so a plain reverse-proxy cache serves them unchanged."""
+    names = [f"closure-{i:02d}" for i in range(31)] + ["closure-root"]
+    sizes = {}
+    for index, name in enumerate(names):
+        requires = names[:31] if name == "closure-root" else names[index + 1:index + 3][: 2 if index < 30 else 0]
+        requires = [r for r in requires if r != "closure-root"]
+        dist = name.replace("-", "_")
+        filename, data, metadata = make_wheel(name, "99.0", dist, requires, ">=3.8")
+        write(os.path.join(out, "packages", filename), data)
+        write(os.path.join(out, "packages", filename + ".metadata"), metadata)
+        files = []
+        count = CLOSURE_FILES[(index * 13) % len(CLOSURE_FILES)] if name != "closure-root" else 4
+        version_number = 0
+        while len(files) < count - 1:
+            version = f"{version_number // 50}.{(version_number // 5) % 10}.{version_number % 5}"
+            version_number += 1
+            for python in PYTHONS:
+                for platform in PLATFORMS:
+                    if len(files) >= count - 1:
+                        break
+                    files.append({"filename": f"{dist}-{version}-{python}-{python}-{platform}.whl",
+                                  "sha256": hashlib.sha256(f"{name}{version}{python}{platform}".encode()).hexdigest(),
+                                  "requires_python": ">=3.8", "size": rng.randint(200_000, 2_000_000),
+                                  "metadata_sha256": hashlib.sha256(f"m{name}{version}{python}{platform}".encode()).hexdigest()})
+            files.append({"filename": f"{dist}-{version}.tar.gz",
+                          "sha256": hashlib.sha256(f"{name}{version}sdist".encode()).hexdigest(),
+                          "requires_python": ">=3.8", "size": rng.randint(50_000, 500_000)})
+        files.append({"filename": filename, "sha256": hashlib.sha256(data).hexdigest(), "requires_python": ">=3.8",
+                      "size": len(data), "metadata_sha256": hashlib.sha256(metadata).hexdigest()})
+        write(os.path.join(out, "simple", name, "index.html"), page(name, files).encode())
+        document = {
+            "meta": {"api-version": "1.1"}, "name": name,
+            "versions": sorted({f["filename"].split("-")[1].removesuffix(".tar.gz") for f in files}),
+            "files": [{"filename": f["filename"], "url": f"../../packages/{f['filename']}",
+                       "hashes": {"sha256": f["sha256"]}, "requires-python": f["requires_python"],
+                       "size": f["size"], "upload-time": "2024-05-01T12:34:56.789012Z", "yanked": False,
+                       **({"core-metadata": {"sha256": f["metadata_sha256"]},
+                           "data-dist-info-metadata": {"sha256": f["metadata_sha256"]}} if f.get("metadata_sha256") else {})}
+                      for f in files],
+        }
+        body = json.dumps(document).encode()
+        write(os.path.join(out, "simple", name, "index.json"), body)
+        sizes[name] = len(body)
+        manifest["projects"].append(name)
+    manifest["closure_root"] = "closure-root"
+    manifest["closure_page_bytes"] = sizes
 
 
 def main(out: str) -> None:
@@ -94,6 +161,8 @@ def main(out: str) -> None:
                 })
         write(os.path.join(out, "simple", name, "index.html"), page(name, files).encode())
         manifest["projects"].append(name)
+
+    big_closure(out, rng, manifest)
 
     root = ["<!DOCTYPE html><html><body>"] + [f'<a href="{p}/">{p}</a>' for p in manifest["projects"]] + ["</body></html>"]
     write(os.path.join(out, "simple", "index.html"), "\n".join(root).encode())

@@ -28,6 +28,7 @@ use crate::config::Format;
 use crate::engine::{
     ArtifactLookup, ArtifactRequest, CacheEngine, CacheKey, CacheStatus, ExpectedDigest,
     IndexLookup, IndexRequest, IndexSource, ProxyError, Rendition, UpstreamClient,
+    UpstreamError,
 };
 use crate::http_cache::FreshnessPolicy;
 use crate::storage::BlobStore;
@@ -473,23 +474,25 @@ pub struct DocumentReply {
 }
 
 impl DocumentReply {
-    /// The rendition `name` of a found document.
+    /// The rendition `name` of a found document, rendered if no request has asked
+    /// for it before.
     ///
-    /// # Panics
-    /// When the document has no such rendition: every source renders all of its own.
-    #[must_use]
-    pub fn new(
+    /// # Errors
+    /// When the document cannot be rendered in that form (a stored body no longer
+    /// readable): the upstream's document is malformed.
+    pub async fn new(
         lookup: IndexLookup,
         name: &str,
         content_type: &'static str,
         base_url: Option<String>,
-    ) -> Self {
-        let rendition = lookup
-            .document
-            .rendition(name)
-            .cloned()
-            .unwrap_or_else(|| panic!("a stored document lacks its `{name}` rendition"));
-        Self {
+    ) -> Result<Self, RequestError> {
+        let rendition = lookup.document.rendition(name).await.map_err(|reason| {
+            RequestError::Proxy(Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
+                upstream: format!("the stored `{name}` form"),
+                reason,
+            })))
+        })?;
+        Ok(Self {
             rendition,
             content_type,
             status: lookup.status,
@@ -501,7 +504,7 @@ impl DocumentReply {
                 .and_then(|date| http::HeaderValue::from_str(date).ok()),
             warning: lookup.warning,
             base_url,
-        }
+        })
     }
 }
 

@@ -84,7 +84,7 @@ pub struct Graph {
 /// The fingerprint of an index document, as [`Graph::documents`] records it.
 #[must_use]
 pub fn fingerprint(document: &crate::engine::IndexDocument) -> Option<String> {
-    document.renditions.first().map(|r| r.etag.clone())
+    document.found.then(|| document.fingerprint().to_owned())
 }
 
 /// Collects nodes and edges while a resolver runs; [`GraphBuilder::finish`] numbers

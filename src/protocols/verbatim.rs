@@ -3,18 +3,21 @@
 
 use bytes::Bytes;
 
-use super::{DocumentReply, Reply};
+use super::{DocumentReply, Reply, RequestError};
+use crate::engine::index::{Parsed, OFFLOAD_BYTES};
 use crate::engine::upstream::display_url;
 use crate::engine::{
-    Fetched, IndexLookup, Rendition, UpstreamClient, UpstreamDocument, UpstreamError,
+    Fetched, IndexDocument, IndexLookup, UpstreamClient, UpstreamDocument, UpstreamError,
 };
 use crate::http_cache::Validators;
 
 /// The name of the one rendition.
 pub const AS_SERVED: &str = "as-served";
 
-/// GETs `path` below the upstream root and checks the body with `check`; a body that
-/// fails it is [`UpstreamError::Malformed`] and is never stored.
+/// GETs `path` below the upstream root and checks the body with `check` (on the
+/// blocking pool when it is large), which returns its parsed form if the protocol
+/// keeps one; a body that fails it is [`UpstreamError::Malformed`] and is never
+/// stored.
 ///
 /// # Errors
 /// Transport failures, unexpected statuses, oversized or malformed bodies.
@@ -24,7 +27,7 @@ pub async fn fetch_checked(
     accept: Option<&str>,
     validators: &Validators,
     max_bytes: usize,
-    check: impl FnOnce(&[u8]) -> Result<(), String>,
+    check: impl FnOnce(&[u8]) -> Result<Option<Parsed>, String> + Send + 'static,
 ) -> Result<Fetched, UpstreamError> {
     let url = upstream
         .root()
@@ -40,7 +43,15 @@ pub async fn fetch_checked(
         UpstreamDocument::Body {
             body, validators, ..
         } => {
-            check(&body).map_err(|reason| UpstreamError::Malformed {
+            let checked = if body.len() < OFFLOAD_BYTES {
+                check(&body)
+            } else {
+                let body = body.clone();
+                tokio::task::spawn_blocking(move || check(&body))
+                    .await
+                    .unwrap_or_else(|_| Err("reading the document panicked".to_owned()))
+            };
+            let parsed = checked.map_err(|reason| UpstreamError::Malformed {
                 upstream: display_url(&url),
                 reason,
             })?;
@@ -48,6 +59,7 @@ pub async fn fetch_checked(
                 canonical: body,
                 validators,
                 ttl: None,
+                parsed,
             })
         }
         UpstreamDocument::NotModified(validators) => Ok(Fetched::NotModified { validators }),
@@ -55,19 +67,25 @@ pub async fn fetch_checked(
     }
 }
 
-/// The one rendition: the canonical bytes, shared.
+/// The one form's name, for [`crate::engine::IndexSource::forms`].
+pub const FORMS: &[&str] = &[AS_SERVED];
+
+/// The one form: the canonical bytes, shared.
 #[must_use]
-pub fn render(canonical: &Bytes) -> Vec<Rendition> {
-    vec![Rendition::new(AS_SERVED, canonical.clone())]
+pub fn render(document: &IndexDocument) -> Bytes {
+    document.canonical.clone()
 }
 
 /// A found document's reply.
-#[must_use]
-pub fn reply(lookup: IndexLookup, content_type: &'static str, base_url: Option<String>) -> Reply {
-    Reply::Document(DocumentReply::new(
-        lookup,
-        AS_SERVED,
-        content_type,
-        base_url,
+///
+/// # Errors
+/// When the document cannot be rendered.
+pub async fn reply(
+    lookup: IndexLookup,
+    content_type: &'static str,
+    base_url: Option<String>,
+) -> Result<Reply, RequestError> {
+    Ok(Reply::Document(
+        DocumentReply::new(lookup, AS_SERVED, content_type, base_url).await?,
     ))
 }

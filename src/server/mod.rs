@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod authorize;
 mod badge;
+mod bodies;
 pub mod error;
 mod middleware;
 mod ops;

@@ -17,6 +17,7 @@ use http::{HeaderMap, Method, StatusCode};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use super::bodies::{accepts_gzip, DocumentBodies, MIN_COMPRESSED_BYTES};
 use crate::engine::artifact::leases::BlobLease;
 use crate::engine::ArtifactBody;
 use crate::http_cache::if_none_match_hits;
@@ -38,59 +39,17 @@ const INDEX_CACHE_CONTROL: &str = "max-age=0, must-revalidate";
 /// Artifacts never change once stored.
 const ARTIFACT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
-/// Templated documents assembled for one base URL, by their validator (which covers
-/// the document and the base): a large packument is put together once per client
-/// address, not once per response. Bounded in bytes.
-#[derive(Debug, Clone)]
-pub struct AssembledDocuments(moka::sync::Cache<String, Bytes>);
-
-impl AssembledDocuments {
-    #[must_use]
-    pub fn new(capacity_bytes: u64) -> Self {
-        Self(
-            moka::sync::Cache::builder()
-                .max_capacity(capacity_bytes)
-                .weigher(|key: &String, body: &Bytes| {
-                    u32::try_from(key.len() + body.len()).unwrap_or(u32::MAX)
-                })
-                .build(),
-        )
-    }
-
-    /// The parts with `base` between them, made once per `validator`.
-    fn assemble(&self, validator: &str, parts: &[Bytes], base: &[u8]) -> Bytes {
-        if let Some(body) = self.0.get(validator) {
-            return body;
-        }
-        let length = parts.iter().map(Bytes::len).sum::<usize>() + base.len() * (parts.len() - 1);
-        let mut body = Vec::with_capacity(length);
-        for (index, part) in parts.iter().enumerate() {
-            if index > 0 {
-                body.extend_from_slice(base);
-            }
-            body.extend_from_slice(part);
-        }
-        let body = Bytes::from(body);
-        self.0.insert(validator.to_owned(), body.clone());
-        body
-    }
-}
-
 pub(super) async fn reply(
     reply: Reply,
     request: Request,
     metrics: &Metrics,
     blobs: &Arc<dyn BlobStore>,
-    assembled: &AssembledDocuments,
+    bodies: &DocumentBodies,
     repo: &str,
 ) -> Response {
     match reply {
         Reply::Redirect { location } => Redirect::permanent(&location).into_response(),
-        Reply::Document(document) => {
-            let mut response = document_response(document, request.headers(), assembled);
-            response.extensions_mut().insert(Compressible);
-            response
-        }
+        Reply::Document(document) => document_response(document, request.headers(), bodies),
         Reply::Passthrough(reply) => {
             let mut response = Response::new(Body::from(reply.body));
             response.extensions_mut().insert(Compressible);
@@ -154,7 +113,7 @@ fn not_modified(request_headers: &HeaderMap, etag: &str) -> bool {
 fn document_response(
     document: DocumentReply,
     request_headers: &HeaderMap,
-    assembled: &AssembledDocuments,
+    bodies: &DocumentBodies,
 ) -> Response {
     // A templated document (one with base-URL markers) is the same bytes for every client but the
     // base URL between its parts: its validator covers the base too.
@@ -182,10 +141,28 @@ fn document_response(
         if document_not_modified(request_headers, &etag_text, document.last_modified.as_ref()) {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
-            let mut response = match templated {
-                None => Response::new(Body::from(document.rendition.body)),
-                Some((parts, base)) => {
-                    Response::new(Body::from(assembled.assemble(&etag_text, &parts, &base)))
+            let body = match templated {
+                None => document.rendition.body,
+                Some((parts, base)) => bodies.assemble(&etag_text, &parts, &base),
+            };
+            // gzip, when the client takes it, from the copy made once per validator.
+            let gzipped = (body.len() >= MIN_COMPRESSED_BYTES && accepts_gzip(request_headers))
+                .then(|| bodies.gzipped(&etag_text, &body));
+            let mut response = match gzipped {
+                Some(Some(gzipped)) => {
+                    let mut response = Response::new(Body::from(gzipped));
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    response
+                }
+                // Being compressed for later requests: this one is answered as is.
+                Some(None) => Response::new(Body::from(body)),
+                // Another coding (br) may still be made per response.
+                None => {
+                    let mut response = Response::new(Body::from(body));
+                    response.extensions_mut().insert(Compressible);
+                    response
                 }
             };
             response.headers_mut().insert(

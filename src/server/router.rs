@@ -147,7 +147,7 @@ async fn dispatch_inner(state: &AppState, request: Request) -> Result<Response, 
         request,
         &state.metrics,
         &state.blobs,
-        &state.assembled,
+        &state.bodies,
         repo.settings().label,
     )
     .await)

@@ -60,8 +60,8 @@ pub struct Inner {
     pub max_stored_bytes: Option<u64>,
     /// `max_concurrent_requests`.
     pub max_concurrent_requests: usize,
-    /// Templated documents put together per base URL.
-    pub assembled: super::respond::AssembledDocuments,
+    /// Documents' bodies made once: templated ones per base URL, gzip forms.
+    pub bodies: super::bodies::DocumentBodies,
     /// Turns for requests in flight (`max_concurrent_requests`).
     pub request_permits: Arc<tokio::sync::Semaphore>,
     /// This process's claim on `data_dir` (its lock and temporary directory).
@@ -206,7 +206,7 @@ impl AppState {
                 max_stored_bytes: config.storage.max_size.map(|size| size.as_u64()),
                 max_concurrent_requests: config.max_concurrent_requests,
                 // Shares the index pages' budget: a tenth of it, at least 8 MiB.
-                assembled: super::respond::AssembledDocuments::new(
+                bodies: super::bodies::DocumentBodies::new(
                     (config.cache.memory_capacity.as_u64() / 10).max(8 << 20),
                 ),
                 request_permits: Arc::new(tokio::sync::Semaphore::new(

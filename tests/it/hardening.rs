@@ -11,10 +11,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use granary::clock::{Clock, ManualClock, SystemClock};
 use granary::engine::redis::RedisTier;
+use granary::engine::index::Parsed;
 use granary::engine::{
     ArtifactBody, ArtifactCache, ArtifactCacheOptions, ArtifactLookup, ArtifactRequest, CacheKey,
     Category, DigestAlgorithm, DownloadLocks, ExpectedDigest, Fetched, IndexCache, IndexRequest,
-    IndexSource, Rendition, SharedIndex, UpstreamClient, UpstreamError, UpstreamOptions,
+    IndexDocument, IndexSource, SharedIndex, UpstreamClient, UpstreamError, UpstreamOptions,
 };
 use granary::http_cache::{FreshnessPolicy, Lifetimes, Validators};
 use granary::metadata::{
@@ -334,10 +335,12 @@ impl MetadataStore for InstrumentedStore {
     }
 }
 
-/// An index source answering from memory, counting fetches and renders.
+/// An index source answering from memory, counting fetches, reads of stored
+/// bodies, and renders.
 #[derive(Debug, Default)]
 struct CountingSource {
     fetches: AtomicUsize,
+    checks: AtomicUsize,
     renders: AtomicUsize,
 }
 
@@ -349,11 +352,19 @@ impl IndexSource for CountingSource {
             canonical: Bytes::from_static(b"the document"),
             validators: Validators::default(),
             ttl: None,
+            parsed: None,
         })
     }
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
+    fn check(&self, _: &Bytes) -> Result<Option<Parsed>, String> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        Ok(None)
+    }
+    fn forms(&self) -> &'static [&'static str] {
+        &["plain"]
+    }
+    fn render(&self, document: &IndexDocument, _: &str) -> Result<Bytes, String> {
         self.renders.fetch_add(1, Ordering::SeqCst);
-        Ok(vec![Rendition::new("plain", canonical.clone())])
+        Ok(document.canonical.clone())
     }
     fn format_version(&self) -> u32 {
         1
@@ -367,8 +378,14 @@ impl IndexSource for SourceHandle {
     async fn fetch(&self, validators: &Validators) -> Result<Fetched, UpstreamError> {
         self.0.fetch(validators).await
     }
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
-        self.0.render(canonical)
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String> {
+        self.0.check(canonical)
+    }
+    fn forms(&self) -> &'static [&'static str] {
+        self.0.forms()
+    }
+    fn render(&self, document: &IndexDocument, form: &str) -> Result<Bytes, String> {
+        self.0.render(document, form)
     }
     fn format_version(&self) -> u32 {
         self.0.format_version()
@@ -519,17 +536,33 @@ async fn concurrent_loads_of_a_stored_page_read_and_render_it_once() {
         .await
         .expect("stored");
     wait_for_row(store.as_ref(), "granary:index:pypi:pypi:page").await;
-    let renders_before = source.renders.load(Ordering::SeqCst);
+    assert_eq!(
+        source.checks.load(Ordering::SeqCst),
+        0,
+        "a fetched page is not read back"
+    );
 
     let restarted = IndexCache::new(1 << 20, shared, clock, Metrics::new());
     let lookups = (0..50).map(|_| restarted.lookup(index_request(&source)));
+    let mut documents = Vec::new();
     for lookup in futures::future::join_all(lookups).await {
-        assert_eq!(lookup.expect("lookup").status.as_str(), "hit");
+        let lookup = lookup.expect("lookup");
+        assert_eq!(lookup.status.as_str(), "hit");
+        documents.push(lookup.document);
     }
     assert_eq!(
-        source.renders.load(Ordering::SeqCst) - renders_before,
+        source.checks.load(Ordering::SeqCst),
         1,
-        "50 concurrent loads rendered the stored page once"
+        "50 concurrent loads read the stored page once"
+    );
+    let renditions = documents.iter().map(|document| document.rendition("plain"));
+    for rendition in futures::future::join_all(renditions).await {
+        assert_eq!(&rendition.expect("rendered").body[..], b"the document");
+    }
+    assert_eq!(
+        source.renders.load(Ordering::SeqCst),
+        1,
+        "50 concurrent requests for the loaded page rendered it once"
     );
     assert_eq!(source.fetches.load(Ordering::SeqCst), 1, "no refetch");
 }

@@ -20,11 +20,15 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use moka::future::Cache;
-use sha2::{Digest as _, Sha256};
 use tracing::{debug, warn};
 
+pub mod document;
 pub mod shared;
 
+pub use self::document::{
+    tight, IndexDocument, Parsed, Rendition, StoredParts, BASE_MARKER_SERIALIZED,
+    BASE_MARKER_TEXT, OFFLOAD_BYTES,
+};
 use self::shared::SharedIndex;
 use super::coordination::{LocalRefreshLock, RefreshLock, Role, SingleFlight};
 use super::redis::new_token;
@@ -33,127 +37,6 @@ use crate::clock::Clock;
 use crate::http_cache::{Freshness, FreshnessPolicy, Lifetimes, Validators};
 use crate::metadata::IndexRecord;
 use crate::metrics::Metrics;
-
-/// One form of a document as served to clients (e.g. PEP 691 JSON, PEP 503 HTML).
-#[derive(Debug, Clone)]
-pub struct Rendition {
-    /// The protocol's name for this form.
-    pub name: &'static str,
-    pub body: Bytes,
-    /// Our own strong validator: a hash of exactly these bytes.
-    pub etag: String,
-    /// `etag` as a ready header value (built once, not per response).
-    pub etag_header: http::HeaderValue,
-    /// When the body holds base-URL markers (npm's absolute tarball URLs): the body
-    /// split at them, shared; each response puts its base URL between the parts.
-    pub parts: Option<Arc<Vec<Bytes>>>,
-}
-
-/// Stands for the base URL clients reach granary at, inside a JSON string value.
-pub const BASE_MARKER_TEXT: &str = "\u{0}granary-base\u{0}";
-/// [`BASE_MARKER_TEXT`] as it appears in serialized JSON.
-pub const BASE_MARKER_SERIALIZED: &[u8] = b"\\u0000granary-base\\u0000";
-
-/// Splits `body` at every base marker, or `None` if it has none.
-fn split_at_markers(body: &Bytes) -> Option<Arc<Vec<Bytes>>> {
-    let marker = BASE_MARKER_SERIALIZED;
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut at = 0;
-    while at + marker.len() <= body.len() {
-        if &body[at..at + marker.len()] == marker {
-            parts.push(body.slice(start..at));
-            at += marker.len();
-            start = at;
-        } else {
-            at += 1;
-        }
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    parts.push(body.slice(start..));
-    Some(Arc::new(parts))
-}
-
-impl Rendition {
-    #[must_use]
-    pub fn new(name: &'static str, body: Bytes) -> Self {
-        let digest = Sha256::digest(&body);
-        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
-        let etag_header =
-            http::HeaderValue::from_str(&etag).expect("quoted hex is a valid header value");
-        let parts = split_at_markers(&body);
-        Self {
-            name,
-            body,
-            etag,
-            etag_header,
-            parts,
-        }
-    }
-}
-
-/// A stored index document (or negative result) with everything needed to serve it.
-#[derive(Debug)]
-pub struct IndexDocument {
-    /// `false`: the upstream said this does not exist.
-    pub found: bool,
-    /// The protocol's canonical serialized form (upstream URLs, not rewritten).
-    pub canonical: Bytes,
-    pub renditions: Vec<Rendition>,
-    pub validators: Validators,
-    pub stored_at: SystemTime,
-    pub lifetimes: Lifetimes,
-    /// A form the protocol derives from `canonical` on demand (a parsed packument),
-    /// made once per stored document instead of once per request.
-    pub derived: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
-}
-
-impl IndexDocument {
-    /// The protocol's parsed form of this document, made by `make` on first use and
-    /// shared by every later request. One protocol reads a given document, so it is
-    /// always asked for with the same type.
-    ///
-    /// # Panics
-    /// When asked for with a type other than the one made first.
-    pub fn derived<T: std::any::Any + Send + Sync>(
-        &self,
-        make: impl FnOnce(&Bytes) -> T,
-    ) -> Arc<T> {
-        let any = self.derived.get_or_init(|| Arc::new(make(&self.canonical)));
-        Arc::clone(any)
-            .downcast::<T>()
-            .unwrap_or_else(|_| panic!("a document's derived form is read with one type"))
-    }
-
-    #[must_use]
-    pub fn rendition(&self, name: &str) -> Option<&Rendition> {
-        self.renditions.iter().find(|r| r.name == name)
-    }
-
-    /// What the in-memory tier counts this document as (bytes, approximately).
-    ///
-    /// Besides the canonical form and every rendition it counts the parsed form a
-    /// protocol derives on first use (measured at 1.3–1.5 times the canonical JSON
-    /// for project pages; counted as twice, made or not, since the weight is taken at
-    /// insertion) and the entry's own structures. Without the derived form the tier
-    /// held about three times its configured bound (found by the soak;
-    /// `tests/index_weight.rs` measures it with a counting allocator).
-    #[must_use]
-    pub fn weight(&self) -> u32 {
-        const ENTRY_OVERHEAD: usize = 1024;
-        let renditions = self.renditions.iter().map(|r| r.body.len()).sum::<usize>();
-        let derived = self.canonical.len().saturating_mul(2);
-        let bytes = self
-            .canonical
-            .len()
-            .saturating_add(renditions)
-            .saturating_add(derived)
-            .saturating_add(ENTRY_OVERHEAD);
-        u32::try_from(bytes).unwrap_or(u32::MAX)
-    }
-}
 
 /// What the upstream answered.
 #[derive(Debug)]
@@ -164,12 +47,16 @@ pub enum Fetched {
         /// This document's own time to live, when it has one shorter than the
         /// repository's (a cached response's `max-age`); absent: the policy's TTL.
         ttl: Option<Duration>,
+        /// The protocol's parsed form of `canonical`, when the fetch made it (it
+        /// becomes the document's derived form: a miss parses once).
+        parsed: Option<Parsed>,
     },
     /// A document that must not be stored or shared (a response with
     /// `Set-Cookie`): handed to the request whose flight fetched it only; requests
     /// that joined the flight get [`ProxyError::NotShareable`] and fetch their own.
     Uncacheable {
         canonical: Bytes,
+        parsed: Option<Parsed>,
     },
     NotModified {
         validators: Validators,
@@ -182,11 +69,21 @@ pub enum Fetched {
 pub trait IndexSource: Send + Sync {
     /// Fetches the document; conditionally when `validators` are not empty.
     async fn fetch(&self, validators: &Validators) -> Result<Fetched, UpstreamError>;
-    /// Builds the forms served to clients from the canonical body.
+    /// Reads a canonical body from the shared tiers (written by this or another
+    /// replica): checks that it can be served and returns its parsed form, if the
+    /// protocol has one, to become the document's derived form.
     ///
     /// # Errors
-    /// A description of why the canonical body cannot be read.
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String>;
+    /// A description of why the body cannot be read.
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String>;
+    /// The names of the forms served to clients (e.g. PEP 691 JSON and PEP 503 HTML).
+    fn forms(&self) -> &'static [&'static str];
+    /// Builds the form `form` of a found document, from its canonical body or its
+    /// derived form. Called once per form per stored document, when first asked for.
+    ///
+    /// # Errors
+    /// A description of why the document cannot be rendered.
+    fn render(&self, document: &IndexDocument, form: &str) -> Result<Bytes, String>;
     /// Version of the canonical form; stored entries of another version are refetched.
     fn format_version(&self) -> u32;
 }
@@ -221,36 +118,16 @@ const SHARED_CONSULT_DEADLINE: Duration = Duration::from_millis(200);
 /// answering, so another replica asking a moment later finds the page there; a
 /// slower store is written behind the response.
 const SHARED_PERSIST_WAIT: Duration = Duration::from_millis(250);
-/// Canonical bodies at least this large are rendered on the blocking pool, not on
-/// an async worker (an npm packument reaches tens of MB).
-const OFFLOAD_RENDER_BYTES: usize = 256 * 1024;
 
-/// Renders a just-fetched body; a body that cannot be rendered is the upstream's
-/// malformed document.
-async fn render_fetched(
-    request: &IndexRequest,
-    canonical: &Bytes,
-) -> Result<Vec<Rendition>, Arc<ProxyError>> {
-    render(&request.source, canonical).await.map_err(|reason| {
-        Arc::new(ProxyError::Upstream(UpstreamError::Malformed {
-            upstream: request.key.as_str().to_owned(),
-            reason,
-        }))
-    })
-}
-
-/// Renders `canonical`, off the async workers when it is large.
-async fn render(
-    source: &Arc<dyn IndexSource>,
-    canonical: &Bytes,
-) -> Result<Vec<Rendition>, String> {
-    if canonical.len() < OFFLOAD_RENDER_BYTES {
-        return source.render(canonical);
+/// Checks a stored body (parsing it, on the blocking pool when it is large).
+async fn check(source: &Arc<dyn IndexSource>, canonical: &Bytes) -> Result<Option<Parsed>, String> {
+    if canonical.len() < OFFLOAD_BYTES {
+        return source.check(canonical);
     }
     let (source, canonical) = (Arc::clone(source), canonical.clone());
-    tokio::task::spawn_blocking(move || source.render(&canonical))
+    tokio::task::spawn_blocking(move || source.check(&canonical))
         .await
-        .unwrap_or_else(|_| Err("rendering the document panicked".to_owned()))
+        .unwrap_or_else(|_| Err("reading the document panicked".to_owned()))
 }
 
 /// The engine for index documents. Cheap to clone.
@@ -568,20 +445,22 @@ impl IndexCache {
         request: &IndexRequest,
         record: IndexRecord,
     ) -> Result<Arc<IndexDocument>, String> {
-        let renditions = if record.found {
-            render(&request.source, &record.body).await?
+        let parsed = if record.found {
+            check(&request.source, &record.body).await?
         } else {
-            Vec::new()
+            None
         };
-        let document = Arc::new(IndexDocument {
-            found: record.found,
-            canonical: record.body,
-            renditions,
-            validators: record.validators,
-            stored_at: record.stored_at,
-            lifetimes: record.lifetimes,
-            derived: std::sync::OnceLock::new(),
-        });
+        let document = Arc::new(IndexDocument::new(
+            StoredParts {
+                found: record.found,
+                canonical: record.body,
+                validators: record.validators,
+                stored_at: record.stored_at,
+                lifetimes: record.lifetimes,
+            },
+            Some(Arc::clone(&request.source)),
+            parsed,
+        ));
         self.inner
             .memory
             .insert(request.key.as_str().to_owned(), Arc::clone(&document))
@@ -789,20 +668,21 @@ impl IndexCache {
             .map_err(|e| Arc::new(ProxyError::from(e)))?;
         let now = self.inner.clock.now();
         let (document, status) = match fetched {
-            Fetched::Uncacheable { canonical } => {
-                let renditions = render_fetched(request, &canonical).await?;
-                let document = IndexDocument {
-                    found: true,
-                    canonical,
-                    renditions,
-                    validators: Validators::default(),
-                    stored_at: now,
-                    lifetimes: Lifetimes {
-                        fresh_until: now,
-                        stale_until: now,
+            Fetched::Uncacheable { canonical, parsed } => {
+                let document = IndexDocument::new(
+                    StoredParts {
+                        found: true,
+                        canonical,
+                        validators: Validators::default(),
+                        stored_at: now,
+                        lifetimes: Lifetimes {
+                            fresh_until: now,
+                            stale_until: now,
+                        },
                     },
-                    derived: std::sync::OnceLock::new(),
-                };
+                    Some(Arc::clone(&request.source)),
+                    parsed,
+                );
                 // Neither kept in memory nor written anywhere.
                 return Ok((Arc::new(document), CacheStatus::Bypass));
             }
@@ -810,24 +690,26 @@ impl IndexCache {
                 canonical,
                 validators,
                 ttl,
+                parsed,
             } => {
-                let renditions = render_fetched(request, &canonical).await?;
-                let document = IndexDocument {
-                    found: true,
-                    canonical,
-                    renditions,
-                    validators,
-                    stored_at: now,
-                    lifetimes: match ttl {
-                        Some(ttl) => FreshnessPolicy {
-                            ttl: ttl.min(request.policy.ttl),
-                            ..request.policy
-                        }
-                        .lifetimes(now),
-                        None => request.policy.lifetimes(now),
+                let document = IndexDocument::new(
+                    StoredParts {
+                        found: true,
+                        canonical,
+                        validators,
+                        stored_at: now,
+                        lifetimes: match ttl {
+                            Some(ttl) => FreshnessPolicy {
+                                ttl: ttl.min(request.policy.ttl),
+                                ..request.policy
+                            }
+                            .lifetimes(now),
+                            None => request.policy.lifetimes(now),
+                        },
                     },
-                    derived: std::sync::OnceLock::new(),
-                };
+                    Some(Arc::clone(&request.source)),
+                    parsed,
+                );
                 self.wait_for_shared_write(self.persist(request, &document))
                     .await;
                 (document, CacheStatus::Miss)
@@ -860,31 +742,27 @@ impl IndexCache {
                     shared.renew(&record, now).await;
                 }))
                 .await;
-                let document = IndexDocument {
-                    found: true,
-                    canonical: cached.canonical.clone(),
-                    renditions: cached.renditions.clone(),
-                    validators,
-                    stored_at: now,
-                    lifetimes,
-                    derived: std::sync::OnceLock::new(),
-                };
-                (document, CacheStatus::Revalidated)
+                (
+                    cached.renewed(validators, now, lifetimes),
+                    CacheStatus::Revalidated,
+                )
             }
             Fetched::NotFound => {
                 let fresh_until = now + request.negative_ttl;
-                let document = IndexDocument {
-                    found: false,
-                    canonical: Bytes::new(),
-                    renditions: Vec::new(),
-                    validators: Validators::default(),
-                    stored_at: now,
-                    lifetimes: Lifetimes {
-                        fresh_until,
-                        stale_until: fresh_until,
+                let document = IndexDocument::new(
+                    StoredParts {
+                        found: false,
+                        canonical: Bytes::new(),
+                        validators: Validators::default(),
+                        stored_at: now,
+                        lifetimes: Lifetimes {
+                            fresh_until,
+                            stale_until: fresh_until,
+                        },
                     },
-                    derived: std::sync::OnceLock::new(),
-                };
+                    None,
+                    None,
+                );
                 self.wait_for_shared_write(self.persist(request, &document))
                     .await;
                 (document, CacheStatus::Miss)
@@ -989,18 +867,20 @@ mod tests {
 
     #[test]
     fn a_derived_form_is_made_once_per_document() {
-        let document = IndexDocument {
-            found: true,
-            canonical: Bytes::from_static(b"{\"name\":\"x\"}"),
-            renditions: Vec::new(),
-            validators: Validators::default(),
-            stored_at: SystemTime::UNIX_EPOCH,
-            lifetimes: Lifetimes {
-                fresh_until: SystemTime::UNIX_EPOCH,
-                stale_until: SystemTime::UNIX_EPOCH,
+        let document = IndexDocument::new(
+            StoredParts {
+                found: true,
+                canonical: Bytes::from_static(b"{\"name\":\"x\"}"),
+                validators: Validators::default(),
+                stored_at: SystemTime::UNIX_EPOCH,
+                lifetimes: Lifetimes {
+                    fresh_until: SystemTime::UNIX_EPOCH,
+                    stale_until: SystemTime::UNIX_EPOCH,
+                },
             },
-            derived: std::sync::OnceLock::new(),
-        };
+            None,
+            None,
+        );
         let made = AtomicUsize::new(0);
         for _ in 0..100 {
             let parsed = document.derived(|canonical| {

@@ -272,11 +272,7 @@ impl CargoRepo {
 
     async fn config(&self, engine: &CacheEngine, base_url: &str) -> Result<Reply, RequestError> {
         let lookup = self.config_lookup(engine).await?;
-        Ok(verbatim::reply(
-            lookup,
-            CONFIG_TYPE,
-            Some(base_url.to_owned()),
-        ))
+        verbatim::reply(lookup, CONFIG_TYPE, Some(base_url.to_owned())).await
     }
 
     async fn index_lookup(
@@ -300,7 +296,7 @@ impl CargoRepo {
         if !lookup.document.found {
             return Err(not_found(name));
         }
-        Ok(verbatim::reply(lookup, INDEX_FILE_TYPE, None))
+        verbatim::reply(lookup, INDEX_FILE_TYPE, None).await
     }
 
     async fn download(

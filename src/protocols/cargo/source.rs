@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::index;
-use crate::engine::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
+use crate::engine::index::{tight, Parsed};
+use crate::engine::{Fetched, IndexDocument, IndexSource, UpstreamClient, UpstreamError};
 use crate::http_cache::Validators;
 use crate::protocols::verbatim;
 
@@ -40,17 +41,26 @@ impl IndexSource for ConfigSource {
             None,
             validators,
             MAX_CONFIG_BYTES,
-            |body| index::parse_config(body).map(drop),
+            |body| index::parse_config(body).map(|_| None),
         )
         .await
     }
 
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
-        let config = index::parse_config(canonical)?;
-        Ok(vec![Rendition::new(
-            verbatim::AS_SERVED,
-            index::rewrite_config(&config, &self.repo, self.auth_required).into(),
-        )])
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String> {
+        index::parse_config(canonical).map(|_| None)
+    }
+
+    fn forms(&self) -> &'static [&'static str] {
+        verbatim::FORMS
+    }
+
+    fn render(&self, document: &IndexDocument, _form: &str) -> Result<Bytes, String> {
+        let config = index::parse_config(&document.canonical)?;
+        Ok(tight(index::rewrite_config(
+            &config,
+            &self.repo,
+            self.auth_required,
+        )))
     }
 
     fn format_version(&self) -> u32 {
@@ -67,14 +77,26 @@ impl IndexSource for IndexFileSource {
             None,
             validators,
             MAX_INDEX_FILE_BYTES,
-            |body| index::parse_index_file(body, &self.name).map(drop),
+            {
+                let name = self.name.clone();
+                move |body| index::parse_index_file(body, &name).map(|_| None)
+            },
         )
         .await
     }
 
+    /// The parsed form (entries and resolution candidates) is made on first use.
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String> {
+        index::parse_index_file(canonical, &self.name).map(|_| None)
+    }
+
+    fn forms(&self) -> &'static [&'static str] {
+        verbatim::FORMS
+    }
+
     /// Index files hold no URLs: served byte for byte.
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
-        Ok(verbatim::render(canonical))
+    fn render(&self, document: &IndexDocument, _form: &str) -> Result<Bytes, String> {
+        Ok(verbatim::render(document))
     }
 
     fn format_version(&self) -> u32 {

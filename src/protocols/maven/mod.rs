@@ -182,18 +182,14 @@ impl MavenRepo {
         match (&path.kind, path.checksum) {
             (FileKind::Metadata | FileKind::SnapshotFile | FileKind::PrefixList, None) => {
                 let lookup = self.document(engine, &path).await?;
-                Ok(verbatim::reply(lookup, content_type, None))
+                verbatim::reply(lookup, content_type, None).await
             }
             (
                 FileKind::Metadata | FileKind::SnapshotFile | FileKind::PrefixList,
                 Some(algorithm),
             ) => {
                 let lookup = self.document(engine, &path).await?;
-                let served = &lookup
-                    .document
-                    .rendition(verbatim::AS_SERVED)
-                    .expect("verbatim documents have one rendition")
-                    .body;
+                let served = &lookup.document.canonical;
                 let mut hasher = algorithm.hasher();
                 hasher.update(served);
                 Ok(checksum_reply(

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::check;
+use crate::engine::index::Parsed;
 use crate::engine::{
-    DigestAlgorithm, Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError,
+    DigestAlgorithm, Fetched, IndexDocument, IndexSource, UpstreamClient, UpstreamError,
 };
 use crate::http_cache::Validators;
 use crate::protocols::verbatim;
@@ -30,6 +31,17 @@ pub enum DocumentCheck {
     AnyBytes,
     /// An upstream checksum file of this algorithm.
     Checksum(DigestAlgorithm),
+}
+
+impl DocumentCheck {
+    /// Whether `body` is a document of this kind.
+    fn check(self, body: &[u8]) -> Result<(), String> {
+        match self {
+            Self::MetadataXml => check::metadata_xml(body),
+            Self::Checksum(algorithm) => check::checksum_file(body, algorithm).map(drop),
+            Self::AnyBytes => Ok(()),
+        }
+    }
 }
 
 /// One file below the upstream root, fetched as a document.
@@ -54,20 +66,22 @@ impl IndexSource for MavenFileSource {
             None,
             validators,
             max_bytes,
-            |body| match wanted {
-                DocumentCheck::MetadataXml => check::metadata_xml(body),
-                DocumentCheck::Checksum(algorithm) => {
-                    check::checksum_file(body, algorithm).map(drop)
-                }
-                DocumentCheck::AnyBytes => Ok(()),
-            },
+            move |body| wanted.check(body).map(|()| None),
         )
         .await
     }
 
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String> {
+        self.check.check(canonical).map(|()| None)
+    }
+
+    fn forms(&self) -> &'static [&'static str] {
+        verbatim::FORMS
+    }
+
     /// Served byte for byte: Maven documents hold no URLs.
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
-        Ok(verbatim::render(canonical))
+    fn render(&self, document: &IndexDocument, _form: &str) -> Result<Bytes, String> {
+        Ok(verbatim::render(document))
     }
 
     fn format_version(&self) -> u32 {

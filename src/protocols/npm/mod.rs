@@ -322,12 +322,15 @@ impl NpmRepo {
         } else {
             (source::FULL, FULL_TYPE)
         };
-        Ok(Reply::Document(DocumentReply::new(
-            lookup,
-            rendition,
-            content_type,
-            Some(request.base_url.to_owned()),
-        )))
+        Ok(Reply::Document(
+            DocumentReply::new(
+                lookup,
+                rendition,
+                content_type,
+                Some(request.base_url.to_owned()),
+            )
+            .await?,
+        ))
     }
 
     async fn version(
@@ -471,9 +474,7 @@ fn found_packument(lookup: &IndexLookup, name: &str) -> Result<Arc<Value>, Reque
     if !lookup.document.found {
         return Err(not_found(name));
     }
-    Ok(lookup.document.derived(|canonical| {
-        source::parse(canonical).expect("a stored packument was rendered, so it parses")
-    }))
+    Ok(source::packument_of(&lookup.document))
 }
 
 /// Whether the client prefers the abbreviated form (npm, pnpm and yarn send it first).

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::keys::upstream_path;
 use super::rewrite;
-use crate::engine::{Fetched, IndexSource, Rendition, UpstreamClient, UpstreamError};
+use crate::engine::index::{tight, Parsed};
+use crate::engine::{Fetched, IndexDocument, IndexSource, UpstreamClient, UpstreamError};
 use crate::http_cache::Validators;
 use crate::protocols::verbatim;
 
@@ -41,6 +42,14 @@ pub fn parse(body: &[u8]) -> Result<Value, String> {
     Ok(value)
 }
 
+/// A packument's parsed form, as every reader of a stored packument shares it.
+#[must_use]
+pub fn packument_of(document: &IndexDocument) -> Arc<Value> {
+    document.derived(|canonical| {
+        parse(canonical).expect("a stored packument was checked when it was fetched or loaded")
+    })
+}
+
 #[async_trait]
 impl IndexSource for PackumentSource {
     async fn fetch(&self, validators: &Validators) -> Result<Fetched, UpstreamError> {
@@ -51,23 +60,26 @@ impl IndexSource for PackumentSource {
             Some("application/json"),
             validators,
             MAX_PACKUMENT_BYTES,
-            |body| parse(body).map(drop),
+            |body| parse(body).map(|value| Some(Arc::new(value) as Parsed)),
         )
         .await
     }
 
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
-        let packument = parse(canonical)?;
-        Ok(vec![
-            Rendition::new(
-                FULL,
-                rewrite::full(&packument, &self.repo, &self.name).into(),
-            ),
-            Rendition::new(
-                ABBREVIATED,
-                rewrite::abbreviated(&packument, &self.repo, &self.name).into(),
-            ),
-        ])
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String> {
+        parse(canonical).map(|value| Some(Arc::new(value) as Parsed))
+    }
+
+    fn forms(&self) -> &'static [&'static str] {
+        &[FULL, ABBREVIATED]
+    }
+
+    fn render(&self, document: &IndexDocument, form: &str) -> Result<Bytes, String> {
+        let packument = packument_of(document);
+        Ok(tight(if form == FULL {
+            rewrite::full(&packument, &self.repo, &self.name)
+        } else {
+            rewrite::abbreviated(&packument, &self.repo, &self.name)
+        }))
     }
 
     fn format_version(&self) -> u32 {

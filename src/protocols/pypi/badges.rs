@@ -328,10 +328,7 @@ impl PypiRepo {
                 self.name
             )));
         }
-        let page = index.document.derived(|canonical| {
-            serde_json::from_slice::<ProjectPage>(canonical)
-                .expect("a stored canonical page was rendered successfully, so it parses")
-        });
+        let page = super::source::page_of(&index.document);
         match stage {
             Stage::Index => Ok(index_facts(&page)),
             Stage::Release => {

@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::badges::version_of;
 use super::core_metadata::{self, CoreMetadataFields};
-use super::model::ProjectPage;
 use super::{keys, PypiRepo, METADATA_SUFFIX};
 use crate::engine::{CacheEngine, CacheKey, Category, Published};
 use crate::protocols::contents::published_bytes;
@@ -187,10 +186,7 @@ impl PypiRepo {
             if !page.document.found {
                 return None;
             }
-            let page = page.document.derived(|canonical| {
-                serde_json::from_slice::<ProjectPage>(canonical)
-                    .expect("a stored canonical page was rendered successfully, so it parses")
-            });
+            let page = super::source::page_of(&page.document);
             let digest = page.file(base)?.hashes.get("sha256")?.to_ascii_lowercase();
             (base.to_owned(), digest)
         } else {

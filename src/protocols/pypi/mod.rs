@@ -33,7 +33,7 @@ use super::{
     RequestError,
 };
 pub use keys::{is_valid_project_name, normalize};
-use model::{CoreMetadata, ProjectPage};
+use model::CoreMetadata;
 use negotiate::{negotiate, SimpleFormat};
 use source::{ListSource, ProjectSource};
 
@@ -213,7 +213,7 @@ impl PypiRepo {
                 },
             )
             .await?;
-        self.document_reply(lookup, format, "project list")
+        self.document_reply(lookup, format, "project list").await
     }
 
     async fn project_page(
@@ -224,7 +224,7 @@ impl PypiRepo {
     ) -> Result<Reply, RequestError> {
         let format = negotiate(accept).ok_or(RequestError::NotAcceptable(negotiate::AVAILABLE))?;
         let lookup = self.lookup_project(engine, project).await?;
-        self.document_reply(lookup, format, project)
+        self.document_reply(lookup, format, project).await
     }
 
     async fn lookup_project(
@@ -243,7 +243,7 @@ impl PypiRepo {
         .await
     }
 
-    fn document_reply(
+    async fn document_reply(
         &self,
         lookup: IndexLookup,
         format: SimpleFormat,
@@ -260,12 +260,9 @@ impl PypiRepo {
         } else {
             source::HTML
         };
-        Ok(Reply::Document(DocumentReply::new(
-            lookup,
-            name,
-            format.content_type(),
-            None,
-        )))
+        Ok(Reply::Document(
+            DocumentReply::new(lookup, name, format.content_type(), None).await?,
+        ))
     }
 
     async fn file(
@@ -296,10 +293,7 @@ impl PypiRepo {
                     )));
                 }
                 // Parsed once per stored page, not once per file (pages reach megabytes).
-                let page = index.document.derived(|canonical| {
-                    serde_json::from_slice::<ProjectPage>(canonical)
-                        .expect("a stored canonical page was rendered successfully, so it parses")
-                });
+                let page = source::page_of(&index.document);
                 let (url, hashes, size) = if let Some(file) = page.file(filename) {
                     (file.url.clone(), &file.hashes, file.size)
                 } else {

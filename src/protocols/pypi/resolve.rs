@@ -328,10 +328,7 @@ impl Provider {
             .borrow_mut()
             .insert(name.to_owned(), fingerprint(&lookup.document));
         let project = if lookup.document.found {
-            let page = lookup.document.derived(|canonical| {
-                serde_json::from_slice::<ProjectPage>(canonical)
-                    .expect("a stored canonical page was rendered successfully, so it parses")
-            });
+            let page = crate::protocols::pypi::source::page_of(&lookup.document);
             Project {
                 releases: releases(&page, &self.target),
             }

@@ -9,8 +9,9 @@ use url::Url;
 use super::model::{ProjectList, ProjectPage, FORMAT_VERSION};
 use super::{parse, rewrite};
 use crate::engine::upstream::display_url;
+use crate::engine::index::{tight, Parsed, OFFLOAD_BYTES};
 use crate::engine::{
-    Fetched, IndexSource, Rendition, UpstreamClient, UpstreamDocument, UpstreamError,
+    Fetched, IndexDocument, IndexSource, UpstreamClient, UpstreamDocument, UpstreamError,
 };
 use crate::http_cache::Validators;
 
@@ -45,18 +46,31 @@ impl IndexSource for ProjectSource {
             .join(&format!("{}/", self.project))
             .map_err(|e| malformed(self.upstream.root(), &e.to_string()))?;
         let raw = fetch_raw(&self.upstream, &url, validators).await?;
-        raw.into_fetched(|body, json, base| {
-            let page = parse::project_page(body, json, base, &self.project)?;
-            Ok(serde_json::to_vec(&page).expect("serializing the model cannot fail"))
+        let project = self.project.clone();
+        raw.into_fetched(move |body, json, base| {
+            let page = parse::project_page(body, json, base, &project)?;
+            let canonical = serde_json::to_vec(&page).expect("serializing the model cannot fail");
+            Ok((canonical, Some(Arc::new(page) as Parsed)))
         })
+        .await
     }
 
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String> {
         let page: ProjectPage = serde_json::from_slice(canonical).map_err(|e| e.to_string())?;
-        Ok(vec![
-            Rendition::new(JSON, rewrite::project_json(&page, &self.project).into()),
-            Rendition::new(HTML, rewrite::project_html(&page, &self.project).into()),
-        ])
+        Ok(Some(Arc::new(page)))
+    }
+
+    fn forms(&self) -> &'static [&'static str] {
+        &[JSON, HTML]
+    }
+
+    fn render(&self, document: &IndexDocument, form: &str) -> Result<Bytes, String> {
+        let page = page_of(document);
+        Ok(tight(if form == JSON {
+            rewrite::project_json(&page, &self.project)
+        } else {
+            rewrite::project_html(&page, &self.project)
+        }))
     }
 
     fn format_version(&self) -> u32 {
@@ -71,16 +85,31 @@ impl IndexSource for ListSource {
         let raw = fetch_raw(&self.upstream, &url, validators).await?;
         raw.into_fetched(|body, json, _| {
             let list = parse::project_list(body, json)?;
-            Ok(serde_json::to_vec(&list).expect("serializing the model cannot fail"))
+            let canonical = serde_json::to_vec(&list).expect("serializing the model cannot fail");
+            Ok((canonical, Some(Arc::new(list) as Parsed)))
         })
+        .await
     }
 
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String> {
         let list: ProjectList = serde_json::from_slice(canonical).map_err(|e| e.to_string())?;
-        Ok(vec![
-            Rendition::new(JSON, rewrite::list_json(&list).into()),
-            Rendition::new(HTML, rewrite::list_html(&list).into()),
-        ])
+        Ok(Some(Arc::new(list)))
+    }
+
+    fn forms(&self) -> &'static [&'static str] {
+        &[JSON, HTML]
+    }
+
+    fn render(&self, document: &IndexDocument, form: &str) -> Result<Bytes, String> {
+        let list = document.derived(|canonical| {
+            serde_json::from_slice::<ProjectList>(canonical)
+                .expect("a stored project list was checked when it was fetched or loaded")
+        });
+        Ok(tight(if form == JSON {
+            rewrite::list_json(&list)
+        } else {
+            rewrite::list_html(&list)
+        }))
     }
 
     fn format_version(&self) -> u32 {
@@ -100,10 +129,23 @@ enum RawDocument {
     NotFound,
 }
 
+/// A project page's parsed form, as every reader of a stored page shares it.
+#[must_use]
+pub fn page_of(document: &IndexDocument) -> Arc<ProjectPage> {
+    document.derived(|canonical| {
+        serde_json::from_slice::<ProjectPage>(canonical)
+            .expect("a stored page was checked when it was fetched or loaded")
+    })
+}
+
 impl RawDocument {
-    fn into_fetched(
+    /// Reads the upstream's body into the canonical form and its parsed form; a
+    /// large body is read on the blocking pool, not on an async worker.
+    async fn into_fetched(
         self,
-        canonicalize: impl FnOnce(&[u8], bool, &Url) -> Result<Vec<u8>, String>,
+        canonicalize: impl FnOnce(&[u8], bool, &Url) -> Result<(Vec<u8>, Option<Parsed>), String>
+            + Send
+            + 'static,
     ) -> Result<Fetched, UpstreamError> {
         match self {
             Self::Body {
@@ -113,12 +155,20 @@ impl RawDocument {
                 validators,
                 upstream,
             } => {
-                let canonical = canonicalize(&bytes, json, &base)
-                    .map_err(|reason| UpstreamError::Malformed { upstream, reason })?;
+                let read = if bytes.len() < OFFLOAD_BYTES {
+                    canonicalize(&bytes, json, &base)
+                } else {
+                    tokio::task::spawn_blocking(move || canonicalize(&bytes, json, &base))
+                        .await
+                        .unwrap_or_else(|_| Err("reading the document panicked".to_owned()))
+                };
+                let (canonical, parsed) =
+                    read.map_err(|reason| UpstreamError::Malformed { upstream, reason })?;
                 Ok(Fetched::Document {
-                    canonical: canonical.into(),
+                    canonical: tight(canonical),
                     validators,
                     ttl: None,
+                    parsed,
                 })
             }
             Self::NotModified(validators) => Ok(Fetched::NotModified { validators }),

@@ -36,9 +36,10 @@ use super::{
     path, Protocol, ProtocolRequest, Reply, RepoSettings, RequestContext, RequestError,
     ResponseReply,
 };
+use crate::engine::index::Parsed;
 use crate::engine::{
-    CacheKey, CacheStatus, Category, Fetched, IndexRequest, IndexSource, ProxyError, Rendition,
-    UpstreamClient, UpstreamError,
+    CacheKey, CacheStatus, Category, Fetched, IndexDocument, IndexRequest, IndexSource,
+    ProxyError, UpstreamClient, UpstreamError,
 };
 use crate::http_cache::{FreshnessPolicy, Validators};
 pub use stored::StoredResponse;
@@ -342,20 +343,32 @@ impl IndexSource for ResponseSource {
             body: response.body,
         };
         let canonical = Bytes::from(stored.encode());
-        match stored::storable_for(&stored, &response.headers, &self.rule) {
+        let ttl = stored::storable_for(&stored, &response.headers, &self.rule);
+        let parsed = Some(Arc::new(stored) as Parsed);
+        match ttl {
             Some(ttl) => Ok(Fetched::Document {
                 canonical,
                 validators,
                 ttl: Some(ttl),
+                parsed,
             }),
-            None => Ok(Fetched::Uncacheable { canonical }),
+            None => Ok(Fetched::Uncacheable { canonical, parsed }),
         }
     }
 
-    fn render(&self, canonical: &Bytes) -> Result<Vec<Rendition>, String> {
+    fn check(&self, canonical: &Bytes) -> Result<Option<Parsed>, String> {
         let stored =
             StoredResponse::decode(canonical).ok_or_else(|| "not a stored response".to_owned())?;
-        Ok(vec![Rendition::new("response", stored.body)])
+        Ok(Some(Arc::new(stored)))
+    }
+
+    /// Served whole from the stored response (its derived form), not as a rendition.
+    fn forms(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn render(&self, _document: &IndexDocument, form: &str) -> Result<Bytes, String> {
+        Err(format!("a stored response has no `{form}` form"))
     }
 
     fn format_version(&self) -> u32 {

@@ -13,6 +13,7 @@ Prints one markdown table and writes it to bench/results/latest.md.
 """
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -407,6 +408,8 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     tcp_nopush on;
+    gzip_static on;
+    gzip_vary on;
     keepalive_requests 1000000;
     client_body_temp_path {work}/nginx-{name}-body;
     proxy_temp_path {work}/nginx-{name}-proxy;
@@ -608,10 +611,13 @@ def to_ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, connections: int, seconds: int, accept: str | None = None, script: str | None = None) -> dict:
+def wrk(url: str, connections: int, seconds: int, accept: str | None = None, script: str | None = None,
+        encoding: str | None = None) -> dict:
     args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
     if accept:
         args += ["-H", f"Accept: {accept}"]
+    if encoding:
+        args += ["-H", f"Accept-Encoding: {encoding}"]
     if script:
         args += ["-s", script]
     output = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
@@ -731,6 +737,9 @@ def main() -> None:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "wb") as f:
                     f.write(body)
+                # nginx's `gzip_static` serves this to clients that take gzip.
+                with open(path + ".gz", "wb") as f:
+                    f.write(gzip.compress(body, 6))
             fetch(f"http://127.0.0.1:{varnish_port}/simple/{project}/")
         for label in ("10m", "50m"):
             artifact = manifest["artifacts"][label]
@@ -764,6 +773,19 @@ def main() -> None:
                              f'{n["p50"]:.2f} / {n["p99"]:.2f}', v and f'{v["p50"]:.2f} / {v["p99"]:.2f}' or "–", "", ""])
                 peak, _ = granary.rss_kib()
                 memory.append([f"hot index hit, {label}", "", fmt(peak / 1024, 1)])
+
+            # 1b. Hot index hit as pip, uv and npm ask: with `Accept-Encoding: gzip`,
+            # against nginx serving a precompressed copy (`gzip_static`).
+            granary.reset_peak_rss()
+            path = f"/pypi/simple/{popular}/"
+            fetch(f"{granary.url}{path}", JSON_ACCEPT)
+            result = measure_alternating({"granary": granary.url + path, "nginx": static + path}, args.rounds,
+                                         connections=64, seconds=args.seconds, accept=JSON_ACCEPT, encoding="gzip")
+            g, n = result["granary"], result["nginx"]
+            rows.append(["hot index hit, JSON, gzip, 64 conn", "requests/s", fmt(g["rps"]), fmt(n["rps"]) + " (gzip_static)", "–",
+                         ratio(g["rps"], n["rps"]), ""])
+            rows.append(["hot index hit, JSON, gzip, 64 conn", "p50 / p99 ms", f'{g["p50"]:.2f} / {g["p99"]:.2f}',
+                         f'{n["p50"]:.2f} / {n["p99"]:.2f}', "–", "", ""])
 
             # 2. Hot index, many keys.
             granary.reset_peak_rss()

@@ -27,8 +27,7 @@ use http::{HeaderMap, Method};
 use crate::config::Format;
 use crate::engine::{
     ArtifactLookup, ArtifactRequest, CacheEngine, CacheKey, CacheStatus, ExpectedDigest,
-    IndexLookup, IndexRequest, IndexSource, ProxyError, Rendition, UpstreamClient,
-    UpstreamError,
+    IndexLookup, IndexRequest, IndexSource, ProxyError, Rendition, UpstreamClient, UpstreamError,
 };
 use crate::http_cache::FreshnessPolicy;
 use crate::storage::BlobStore;

@@ -10,12 +10,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use granary::clock::{Clock, ManualClock, SystemClock};
-use granary::engine::redis::RedisTier;
 use granary::engine::index::Parsed;
+use granary::engine::redis::RedisTier;
 use granary::engine::{
     ArtifactBody, ArtifactCache, ArtifactCacheOptions, ArtifactLookup, ArtifactRequest, CacheKey,
-    Category, DigestAlgorithm, DownloadLocks, ExpectedDigest, Fetched, IndexCache, IndexRequest,
-    IndexDocument, IndexSource, SharedIndex, UpstreamClient, UpstreamError, UpstreamOptions,
+    Category, DigestAlgorithm, DownloadLocks, ExpectedDigest, Fetched, IndexCache, IndexDocument,
+    IndexRequest, IndexSource, SharedIndex, UpstreamClient, UpstreamError, UpstreamOptions,
 };
 use granary::http_cache::{FreshnessPolicy, Lifetimes, Validators};
 use granary::metadata::{

@@ -162,7 +162,12 @@ impl IndexDocument {
     /// The same document with new validators and lifetimes (a `304 Not Modified`):
     /// everything already parsed and rendered is kept.
     #[must_use]
-    pub fn renewed(&self, validators: Validators, stored_at: SystemTime, lifetimes: Lifetimes) -> Self {
+    pub fn renewed(
+        &self,
+        validators: Validators,
+        stored_at: SystemTime,
+        lifetimes: Lifetimes,
+    ) -> Self {
         let derived = OnceLock::new();
         if let Some(parsed) = self.derived.get() {
             let _ = derived.set(Arc::clone(parsed));
@@ -199,9 +204,7 @@ impl IndexDocument {
     /// # Panics
     /// When asked for with a type other than the one made first.
     pub fn derived<T: Any + Send + Sync>(&self, make: impl FnOnce(&Bytes) -> T) -> Arc<T> {
-        let any = self
-            .derived
-            .get_or_init(|| Arc::new(make(&self.canonical)));
+        let any = self.derived.get_or_init(|| Arc::new(make(&self.canonical)));
         Arc::clone(any)
             .downcast::<T>()
             .unwrap_or_else(|_| panic!("a document's derived form is read with one type"))

@@ -26,8 +26,8 @@ pub mod document;
 pub mod shared;
 
 pub use self::document::{
-    tight, IndexDocument, Parsed, Rendition, StoredParts, BASE_MARKER_SERIALIZED,
-    BASE_MARKER_TEXT, OFFLOAD_BYTES,
+    tight, IndexDocument, Parsed, Rendition, StoredParts, BASE_MARKER_SERIALIZED, BASE_MARKER_TEXT,
+    OFFLOAD_BYTES,
 };
 use self::shared::SharedIndex;
 use super::coordination::{LocalRefreshLock, RefreshLock, Role, SingleFlight};

@@ -233,13 +233,27 @@ fn parse_metadata_attribute(value: &str) -> CoreMetadata {
 /// and only names granary serves: a page never lists a file its URL would refuse
 /// (found by fuzzing: a name with a control character or blank ends was listed, and
 /// read back from the HTML form as another name).
+/// Keeps the first of each filename, and only names granary serves.
 fn dedup_files(files: &mut Vec<DistFile>) {
-    let mut seen = std::collections::HashSet::new();
-    files
-        .retain(|f| super::keys::is_valid_filename(&f.filename) && seen.insert(f.filename.clone()));
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(files.len());
+        files
+            .iter()
+            .map(|f| {
+                super::keys::is_valid_filename(&f.filename) && seen.insert(f.filename.as_str())
+            })
+            .collect()
+    };
+    let mut keep = keep.into_iter();
+    files.retain(|_| keep.next().unwrap_or(false));
 }
 
+/// Hash names and values in lower case (rebuilt only when one is not already).
 fn lowercase_values(map: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let has_upper = |text: &String| text.bytes().any(|b| b.is_ascii_uppercase());
+    if !map.iter().any(|(k, v)| has_upper(k) || has_upper(v)) {
+        return map;
+    }
     map.into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
         .collect()

@@ -8,8 +8,8 @@ use url::Url;
 
 use super::model::{ProjectList, ProjectPage, FORMAT_VERSION};
 use super::{parse, rewrite};
-use crate::engine::upstream::display_url;
 use crate::engine::index::{tight, Parsed, OFFLOAD_BYTES};
+use crate::engine::upstream::display_url;
 use crate::engine::{
     Fetched, IndexDocument, IndexSource, UpstreamClient, UpstreamDocument, UpstreamError,
 };

@@ -38,8 +38,8 @@ use super::{
 };
 use crate::engine::index::Parsed;
 use crate::engine::{
-    CacheKey, CacheStatus, Category, Fetched, IndexDocument, IndexRequest, IndexSource,
-    ProxyError, UpstreamClient, UpstreamError,
+    CacheKey, CacheStatus, Category, Fetched, IndexDocument, IndexRequest, IndexSource, ProxyError,
+    UpstreamClient, UpstreamError,
 };
 use crate::http_cache::{FreshnessPolicy, Validators};
 pub use stored::StoredResponse;

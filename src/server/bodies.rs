@@ -3,7 +3,7 @@
 //!
 //! A document of megabytes compressed per response costs tens of milliseconds of CPU
 //! each time (a 5.6 MB project page: about 60 ms), which is most of what a client
-//! asking with `Accept-Encoding: gzip` (pip, uv, npm, cargo) waits for. Here each
+//! asking with `Accept-Encoding: gzip` (every package manager does) waits for. Here each
 //! validator's gzip form is made once. A small one is made at once. A large one is
 //! made on the blocking pool when it is asked for a second time, and answered
 //! uncompressed until then (always acceptable to a client): no client waits for

@@ -77,11 +77,7 @@ class Processes:
     def stop_all(self) -> None:
         for process in reversed(self.started):
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                stop(process)
 
 
 RESOLVE_PACKAGES = 400
@@ -507,6 +503,7 @@ def start_proxy_cache(procs: Processes, work: str, name: str, upstream_port: int
 
 
 def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=10)

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{DocumentReply, Reply, RequestError};
-use crate::engine::index::{Parsed, OFFLOAD_BYTES};
+use crate::engine::index::{sized_work, Parsed};
 use crate::engine::upstream::display_url;
 use crate::engine::{
     Fetched, IndexDocument, IndexLookup, UpstreamClient, UpstreamDocument, UpstreamError,
@@ -43,13 +43,9 @@ pub async fn fetch_checked(
         UpstreamDocument::Body {
             body, validators, ..
         } => {
-            let checked = if body.len() < OFFLOAD_BYTES {
-                check(&body)
-            } else {
+            let checked = {
                 let body = body.clone();
-                tokio::task::spawn_blocking(move || check(&body))
-                    .await
-                    .unwrap_or_else(|_| Err("reading the document panicked".to_owned()))
+                sized_work(body.len(), move || check(&body)).await
             };
             let parsed = checked.map_err(|reason| UpstreamError::Malformed {
                 upstream: display_url(&url),

@@ -83,6 +83,23 @@ pub fn tight(body: impl Into<Vec<u8>>) -> Bytes {
 /// pool, not on an async worker (a PyPI page reaches 6 MB, an npm packument tens).
 pub const OFFLOAD_BYTES: usize = 256 * 1024;
 
+/// Runs `work` on a document of `bytes` bytes (reading or rendering it): inline
+/// when it is small, on the blocking pool from [`OFFLOAD_BYTES`] up.
+///
+/// # Errors
+/// `work`'s error, or that it panicked.
+pub async fn sized_work<T: Send + 'static>(
+    bytes: usize,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    if bytes < OFFLOAD_BYTES {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| Err("reading or rendering the document panicked".to_owned()))
+}
+
 /// What is stored for a document, in every tier.
 #[derive(Debug, Clone)]
 pub struct StoredParts {
@@ -185,18 +202,6 @@ impl IndexDocument {
         }
     }
 
-    /// What the tiers store for this document.
-    #[must_use]
-    pub fn stored_parts(&self) -> StoredParts {
-        StoredParts {
-            found: self.found,
-            canonical: self.canonical.clone(),
-            validators: self.validators.clone(),
-            stored_at: self.stored_at,
-            lifetimes: self.lifetimes,
-        }
-    }
-
     /// The protocol's parsed form of this document, made by `make` on first use and
     /// shared by every later request. One protocol reads a given document, so it is
     /// always asked for with the same type.
@@ -231,13 +236,7 @@ impl IndexDocument {
                     .render(&this, form)
                     .map(|body| Rendition::new(form, body))
             };
-            if self.canonical.len() < OFFLOAD_BYTES {
-                render()
-            } else {
-                tokio::task::spawn_blocking(render)
-                    .await
-                    .unwrap_or_else(|_| Err("rendering the document panicked".to_owned()))
-            }
+            sized_work(self.canonical.len(), render).await
         })
         .await
         .cloned()

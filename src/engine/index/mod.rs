@@ -26,8 +26,8 @@ pub mod document;
 pub mod shared;
 
 pub use self::document::{
-    tight, IndexDocument, Parsed, Rendition, StoredParts, BASE_MARKER_SERIALIZED, BASE_MARKER_TEXT,
-    OFFLOAD_BYTES,
+    sized_work, tight, IndexDocument, Parsed, Rendition, StoredParts, BASE_MARKER_SERIALIZED,
+    BASE_MARKER_TEXT, OFFLOAD_BYTES,
 };
 use self::shared::SharedIndex;
 use super::coordination::{LocalRefreshLock, RefreshLock, Role, SingleFlight};
@@ -121,13 +121,8 @@ const SHARED_PERSIST_WAIT: Duration = Duration::from_millis(250);
 
 /// Checks a stored body (parsing it, on the blocking pool when it is large).
 async fn check(source: &Arc<dyn IndexSource>, canonical: &Bytes) -> Result<Option<Parsed>, String> {
-    if canonical.len() < OFFLOAD_BYTES {
-        return source.check(canonical);
-    }
     let (source, canonical) = (Arc::clone(source), canonical.clone());
-    tokio::task::spawn_blocking(move || source.check(&canonical))
-        .await
-        .unwrap_or_else(|_| Err("reading the document panicked".to_owned()))
+    sized_work(canonical.len(), move || source.check(&canonical)).await
 }
 
 /// The engine for index documents. Cheap to clone.

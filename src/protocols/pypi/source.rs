@@ -8,7 +8,7 @@ use url::Url;
 
 use super::model::{ProjectList, ProjectPage, FORMAT_VERSION};
 use super::{parse, rewrite};
-use crate::engine::index::{tight, Parsed, OFFLOAD_BYTES};
+use crate::engine::index::{sized_work, tight, Parsed};
 use crate::engine::upstream::display_url;
 use crate::engine::{
     Fetched, IndexDocument, IndexSource, UpstreamClient, UpstreamDocument, UpstreamError,
@@ -155,13 +155,7 @@ impl RawDocument {
                 validators,
                 upstream,
             } => {
-                let read = if bytes.len() < OFFLOAD_BYTES {
-                    canonicalize(&bytes, json, &base)
-                } else {
-                    tokio::task::spawn_blocking(move || canonicalize(&bytes, json, &base))
-                        .await
-                        .unwrap_or_else(|_| Err("reading the document panicked".to_owned()))
-                };
+                let read = sized_work(bytes.len(), move || canonicalize(&bytes, json, &base)).await;
                 let (canonical, parsed) =
                     read.map_err(|reason| UpstreamError::Malformed { upstream, reason })?;
                 Ok(Fetched::Document {

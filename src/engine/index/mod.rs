@@ -486,6 +486,13 @@ impl IndexCache {
                     return;
                 }
             }
+            if this.refreshed_elsewhere(&request, &cached).await {
+                if let Some(redis) = &redis {
+                    let _ = redis.unlock(&key, &shared_token).await;
+                }
+                this.inner.refresh_lock.release(&key, &token);
+                return;
+            }
             let (result, _) = this
                 .inner
                 .flights
@@ -507,6 +514,33 @@ impl IndexCache {
                 None => warn!(%key, "background refresh panicked"),
             }
         });
+    }
+
+    /// Whether another replica has stored a fresh copy newer than `cached` (taking it
+    /// into memory if so): a request that served `cached` stale because the shared
+    /// tiers answered slowly, or that read them just before another replica's refresh
+    /// landed, must not fetch the page again. Joins the shared load in flight for the
+    /// key if there is one.
+    async fn refreshed_elsewhere(
+        &self,
+        request: &IndexRequest,
+        cached: &Arc<IndexDocument>,
+    ) -> bool {
+        if !self.inner.shared.is_shared {
+            return false;
+        }
+        let (this, shared_request, in_memory) = (self.clone(), request.clone(), Arc::clone(cached));
+        let (loaded, _) = self
+            .inner
+            .loads
+            .run(request.key.as_str(), || async move {
+                this.load_shared(&shared_request, Some(in_memory)).await
+            })
+            .await;
+        loaded.flatten().is_some_and(|document| {
+            !Arc::ptr_eq(&document, cached)
+                && document.lifetimes.freshness(self.inner.clock.now()) == Freshness::Fresh
+        })
     }
 
     async fn refresh_and_wait(

@@ -98,29 +98,35 @@ impl SharedIndex {
         }
     }
 
-    /// Writes the record to every tier; a failing tier is logged, not fatal.
+    /// Writes the record to every tier at once; a failing tier is logged, not fatal.
+    /// Redis, where other replicas look first, is never queued behind a busy
+    /// database.
     pub async fn store(&self, record: &IndexRecord, now: SystemTime) {
-        if let Err(error) = self.metadata.put_index_entry(record).await {
-            warn!(key = %record.key, %error, "could not store index entry in the metadata store");
-        }
-        self.store_redis(record, now).await;
+        let database = async {
+            if let Err(error) = self.metadata.put_index_entry(record).await {
+                warn!(key = %record.key, %error, "could not store index entry in the metadata store");
+            }
+        };
+        tokio::join!(database, self.store_redis(record, now));
     }
 
-    /// After a `304`: new lifetimes in every tier.
+    /// After a `304`: new lifetimes in every tier, at once.
     pub async fn renew(&self, record: &IndexRecord, now: SystemTime) {
-        if let Err(error) = self
-            .metadata
-            .renew_index_entry(
-                &record.key,
-                record.stored_at,
-                record.lifetimes,
-                &record.validators,
-            )
-            .await
-        {
-            warn!(key = %record.key, %error, "could not renew index entry in the metadata store");
-        }
-        self.store_redis(record, now).await;
+        let database = async {
+            if let Err(error) = self
+                .metadata
+                .renew_index_entry(
+                    &record.key,
+                    record.stored_at,
+                    record.lifetimes,
+                    &record.validators,
+                )
+                .await
+            {
+                warn!(key = %record.key, %error, "could not renew index entry in the metadata store");
+            }
+        };
+        tokio::join!(database, self.store_redis(record, now));
     }
 
     async fn store_redis(&self, record: &IndexRecord, now: SystemTime) {

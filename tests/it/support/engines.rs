@@ -256,3 +256,14 @@ impl Drop for Garage {
         let _ = self.child.wait();
     }
 }
+
+/// `stored_at` (Unix milliseconds) of an index record in Redis: its header line, as
+/// the replicas write it.
+pub async fn index_stored_at_in_redis(
+    redis: &granary::engine::redis::RedisTier,
+    key: &str,
+) -> Option<i64> {
+    let value = redis.get(key).await.ok()??;
+    let header = value.split(|b| *b == b'\n').next()?;
+    serde_json::from_slice::<serde_json::Value>(header).ok()?["stored_at"].as_i64()
+}

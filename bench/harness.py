@@ -29,6 +29,8 @@ import tempfile
 import time
 import urllib.request
 
+import replicas
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -571,14 +573,14 @@ def start_varnish(procs: Processes, work: str, backend_port: int) -> int:
 
 class Granary:
     def __init__(self, procs: Processes, binary: str, work: str, upstream: str, name: str, fmt: str = "pypi",
-                 repo_extra: str = "") -> None:
+                 repo_extra: str = "", top_extra: str = "") -> None:
         self.port = free_port()
         self.data = os.path.join(work, f"granary-{name}")
         shutil.rmtree(self.data, ignore_errors=True)
         config = os.path.join(work, f"granary-{name}.toml")
         with open(config, "w") as f:
             # Request logs off, as nginx's and Varnish's are for the load targets.
-            f.write(f'listen = "127.0.0.1:{self.port}"\ndata_dir = "{self.data}"\nlog = "warn"\n'
+            f.write(f'listen = "127.0.0.1:{self.port}"\ndata_dir = "{self.data}"\nlog = "warn"\n{top_extra}\n'
                     f'[repos.{fmt}]\nformat = "{fmt}"\nupstream = "{upstream}"\n{repo_extra}')
         self.process = procs.start([binary, "serve", "--config", config], stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.port}/-/health")
@@ -698,7 +700,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario")
     parser.add_argument("--install-rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (index, artifacts, installs, "
-                        "stampede, closure, npm, resolve, web, badges); default: all, and only then is results/latest.md written")
+                        "stampede, replicas, closure, npm, resolve, web, badges); default: all, and only then is results/latest.md written")
     args = parser.parse_args()
     only = {name.strip() for name in args.only.split(",") if name.strip()}
 
@@ -874,6 +876,11 @@ def main() -> None:
             rows.append([name, "total s (100 MB/s per upstream connection)", f"{total:.2f}", f"{base_total:.2f}", "", ratio(total, base_total), ""])
             rows.append([name, "complete bodies", f"{len(complete)}/200", "", "", "", ""])
             memory.append(["stampede", "", fmt(cold.rss_kib()[0] / 1024, 1)])
+        if want("replicas"):
+            # 5b. The same stampede spread over three replicas sharing PostgreSQL,
+            # Redis and S3, with and without streaming between replicas.
+            replicas.scenario(procs, args.binary, work, upstream, manifest["artifacts"]["stampede"], upstream_log,
+                              args.stampede_client, args.install_rounds, rows, notes)
         if want("closure"):
             cold_closure_scenario(procs, args.binary, work, args.uv, upstream_port, manifest, args.install_rounds,
                                   rows, memory)

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub redis_errors: Counter,
     pub redis_up: Gauge,
     pub cross_replica_waits: Counter,
+    /// Downloads in flight on another replica that this one streamed from it.
+    pub cross_replica_streams: Counter,
     /// Artifact downloads waiting for a turn (`max_concurrent_fills`), per repository.
     pub fills_queued: Family<RepoLabels, Gauge>,
     /// Requests that panicked (answered 500).
@@ -166,6 +168,12 @@ impl Metrics {
             "Artifact requests that waited for another replica's download",
             cross_replica_waits.clone(),
         );
+        let cross_replica_streams = Counter::default();
+        registry.register(
+            "cross_replica_streams",
+            "Artifact downloads in flight on another replica streamed from it",
+            cross_replica_streams.clone(),
+        );
         let fills_queued = Family::<RepoLabels, Gauge>::default();
         registry.register(
             "fills_queued",
@@ -206,6 +214,7 @@ impl Metrics {
             redis_errors,
             redis_up,
             cross_replica_waits,
+            cross_replica_streams,
             requests,
             cache_results,
             coalesced_requests,

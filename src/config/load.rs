@@ -212,6 +212,21 @@ fn validate_backends(config: &Config) -> anyhow::Result<()> {
         if redis.timeout.0.is_zero() {
             bail!("`redis.timeout`: must be more than 0s");
         }
+        if let Some(secret) = &redis.replica_secret {
+            if secret.0.len() < 16 {
+                bail!("`redis.replica_secret`: at least 16 characters (it lets a caller read downloads in flight)");
+            }
+        }
+        if let Some(url) = &redis.replica_url {
+            let parsed = Url::parse(url)
+                .with_context(|| format!("`redis.replica_url`: `{url}` is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                bail!("`redis.replica_url`: expected http://host:port, got `{url}`");
+            }
+            if url.contains(' ') {
+                bail!("`redis.replica_url`: must not contain spaces");
+            }
+        }
     }
     if config.metadata.timeout.0.is_zero() {
         bail!("`metadata.timeout`: must be more than 0s");
@@ -432,6 +447,20 @@ mod tests {
             "{short}"
         );
         with_redis("artifact_lock_ttl = \"2s\"\nartifact_wait = \"60s\"").expect("consistent");
+        let weak = with_redis("replica_secret = \"short\"").expect_err("a short secret");
+        assert!(
+            weak.to_string().contains("`redis.replica_secret`"),
+            "{weak}"
+        );
+        let nowhere = with_redis("replica_url = \"ftp://replica-a\"").expect_err("not http");
+        assert!(
+            nowhere.to_string().contains("`redis.replica_url`"),
+            "{nowhere}"
+        );
+        with_redis(
+            "replica_secret = \"0123456789abcdef0123\"\nreplica_url = \"http://127.0.0.2:8080\"",
+        )
+        .expect("streaming between replicas");
         let fills = load_file(
             "[repos.p]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:1/simple/\"\nmax_concurrent_fills = 0\n",
         )

@@ -170,6 +170,16 @@ pub struct RedisConfig {
     /// How long a replica waits for another replica's download before failing.
     #[serde(default = "default_fill_wait")]
     pub artifact_wait: HumanDuration,
+    /// A secret every replica shares. With it, a replica whose clients ask for an
+    /// artifact another replica is downloading streams the bytes from that replica
+    /// as they arrive (and checks them as its own download would), instead of
+    /// waiting for the whole file to be stored.
+    #[serde(default)]
+    pub replica_secret: Option<Secret>,
+    /// The address other replicas reach this one at, e.g. `http://10.1.2.3:8080`.
+    /// Default: the address `listen` bound, when it is not a wildcard.
+    #[serde(default)]
+    pub replica_url: Option<String>,
 }
 
 /// Settings of `/-/status`.

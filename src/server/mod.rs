@@ -12,6 +12,7 @@ pub mod error;
 mod middleware;
 mod ops;
 mod own_paths;
+mod replica;
 mod request_id;
 pub(crate) mod respond;
 pub(crate) mod router;
@@ -62,6 +63,7 @@ pub async fn serve(
         .local_addr()
         .context("listener has no local address")?;
     info!(%address, repos = ?config.repos.keys().collect::<Vec<_>>(), "granary listening");
+    advertise_to_replicas(&state, &config, address);
 
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let server = accept::serve_connections(
@@ -89,6 +91,31 @@ pub async fn serve(
     }
     info!("granary stopped");
     Ok(())
+}
+
+/// With streaming between replicas configured, puts this replica's address in the
+/// download locks it takes: `redis.replica_url`, else the bound address unless it is
+/// a wildcard (then the others cannot know it, and wait for the stored file instead).
+fn advertise_to_replicas(state: &AppState, config: &Config, address: std::net::SocketAddr) {
+    let Some(redis) = &config.redis else {
+        return;
+    };
+    if redis.replica_secret.is_none() {
+        return;
+    }
+    match &redis.replica_url {
+        Some(url) => state.engine.artifacts.advertise(url),
+        None if !address.ip().is_unspecified() => {
+            state
+                .engine
+                .artifacts
+                .advertise(&format!("http://{address}"));
+        }
+        None => warn!(
+            %address,
+            "`redis.replica_secret` is set but `listen` is a wildcard address: set `redis.replica_url` so other replicas can stream downloads from this one"
+        ),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

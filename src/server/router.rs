@@ -15,7 +15,8 @@ use tower_http::compression::CompressionLayer;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{admin, api, authorize, badge, middleware, ops, respond};
+use super::{admin, api, authorize, badge, middleware, ops, replica, respond};
+use crate::engine::artifact::REPLICA_FILL_PATH;
 use crate::protocols::path::MAX_PATH_BYTES;
 use crate::protocols::{ProtocolRequest, RequestContext, RequestError};
 
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/api/{*path}", get(api::api).post(api::resolve_file))
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
+        .route(REPLICA_FILL_PATH, get(replica::follow_fill))
         .fallback(dispatch)
         // A request id, a span, one log line, one metrics sample and the traffic
         // counters per request (errors and panics included), sized before compression.

@@ -11,6 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{
     AccessConfig, AccessMode, AuthConfig, Config, RepoConfig, Secret, UpstreamAuth as ConfigAuth,
 };
+use crate::engine::artifact::ReplicaStreams;
 use crate::engine::redis::RedisTier;
 use crate::engine::{
     ArtifactCache, ArtifactCacheOptions, CacheEngine, DownloadLocks, IndexCache, SharedIndex,
@@ -151,6 +152,7 @@ impl AppState {
                     max_stored_bytes: config.storage.max_size.map(|size| size.as_u64()),
                     download_locks,
                     hot_capacity_bytes: config.cache.artifact_memory_capacity.as_u64(),
+                    replica_streams: replica_streams(config)?,
                 },
                 clock,
                 metrics.clone(),
@@ -389,5 +391,20 @@ fn repo_access(name: &str, repo: &RepoConfig) -> Access {
             Access::Authenticated
         }
         Some(AccessConfig::Mode(AccessMode::Anonymous)) | None => Access::Anonymous,
+    }
+}
+
+/// Streaming downloads between replicas, with `redis.replica_secret` and the download
+/// lock.
+fn replica_streams(config: &Config) -> anyhow::Result<Option<ReplicaStreams>> {
+    match &config.redis {
+        Some(redis) if redis.artifact_lock => match &redis.replica_secret {
+            Some(secret) => Ok(Some(
+                ReplicaStreams::new(&secret.0)
+                    .context("cannot build the client between replicas")?,
+            )),
+            None => Ok(None),
+        },
+        _ => Ok(None),
     }
 }

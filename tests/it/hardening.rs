@@ -28,6 +28,7 @@ use granary::storage::{
 };
 use tokio::sync::Notify;
 
+use crate::support::engines::index_stored_at_in_redis;
 use crate::support::{one_file_page, sha256_hex, Engines, FakeUpstream, Scripted, TestGranary};
 
 fn body_of(size: usize, seed: u8) -> Vec<u8> {
@@ -115,6 +116,7 @@ async fn rig(
             max_stored_bytes: None,
             download_locks,
             hot_capacity_bytes: 0,
+            replica_streams: None,
         },
         Arc::new(SystemClock),
         metrics,
@@ -205,6 +207,8 @@ struct InstrumentedStore {
     hang: Arc<AtomicBool>,
     /// Index writes take 300 ms (a busy database).
     slow_writes: Arc<AtomicBool>,
+    /// Index reads take 500 ms (longer than a request waits for the shared tiers).
+    slow_reads: Arc<AtomicBool>,
     artifact_lookups: Arc<AtomicUsize>,
 }
 
@@ -214,6 +218,7 @@ impl InstrumentedStore {
             inner,
             hang: Arc::default(),
             slow_writes: Arc::default(),
+            slow_reads: Arc::default(),
             artifact_lookups: Arc::default(),
         }
     }
@@ -229,6 +234,9 @@ impl InstrumentedStore {
 impl MetadataStore for InstrumentedStore {
     async fn index_entry(&self, key: &str) -> Result<Option<IndexRecord>, MetadataError> {
         self.gate().await;
+        if self.slow_reads.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         self.inner.index_entry(key).await
     }
     async fn api_token(&self, hash: &str) -> Result<Option<ApiTokenRecord>, MetadataError> {
@@ -413,6 +421,175 @@ async fn wait_for_row(store: &dyn MetadataStore, key: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the index entry was never persisted");
+}
+
+const PAGE_KEY: &str = "granary:index:pypi:pypi:page";
+
+/// Waits (at most 3 s) until `probe` holds true.
+async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    for _ in 0..300 {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+fn millis(time: SystemTime) -> i64 {
+    i64::try_from(
+        time.duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits")
+}
+
+// Found by CI (scale_out's refresh test, now and then): a refreshed page reached Redis
+// only after the database had taken it, so while the database was busy the other
+// replicas went on serving their stale copies. Both tiers are now written at once.
+#[tokio::test]
+async fn a_refresh_reaches_other_replicas_through_redis_while_the_database_hangs() {
+    let Some(engines) = Engines::from_env(
+        "a_refresh_reaches_other_replicas_through_redis_while_the_database_hangs",
+    ) else {
+        return;
+    };
+    let redis = engines.redis();
+    let dir = tempfile::tempdir().expect("dir");
+    let instrumented = InstrumentedStore::new(
+        SqliteMetadataStore::open(&dir.path().join("granary.db"))
+            .await
+            .expect("sqlite"),
+    );
+    let hang = Arc::clone(&instrumented.hang);
+    let store: Arc<dyn MetadataStore> = Arc::new(GuardedMetadataStore::new(
+        instrumented,
+        Duration::from_secs(5),
+    ));
+    let tier = RedisTier::new(&redis.url(), Duration::from_secs(1), Metrics::new()).expect("redis");
+    let clock = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+    ));
+    let replica = || {
+        IndexCache::new(
+            1 << 20,
+            SharedIndex {
+                metadata: Arc::clone(&store),
+                redis: Some(Arc::clone(&tier)),
+                is_shared: true,
+            },
+            Arc::clone(&clock) as Arc<dyn Clock>,
+            Metrics::new(),
+        )
+    };
+    let (first, second) = (replica(), replica());
+    let source = Arc::new(CountingSource::default());
+    let miss = first.lookup(index_request(&source)).await.expect("miss");
+    assert_eq!(miss.status.as_str(), "miss");
+    wait_for_row(store.as_ref(), PAGE_KEY).await;
+    let shared = second.lookup(index_request(&source)).await.expect("hit");
+    assert_eq!(
+        shared.status.as_str(),
+        "hit",
+        "the second replica reads the first's copy"
+    );
+
+    hang.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(65));
+    let refreshed_at = millis(clock.now());
+    let stale = first.lookup(index_request(&source)).await.expect("stale");
+    assert_eq!(
+        stale.status.as_str(),
+        "stale",
+        "served stale, refreshed behind"
+    );
+    // The database write hangs (the store gives up after 5 s); Redis has it at once.
+    eventually("the refreshed page is in Redis", async || {
+        index_stored_at_in_redis(&tier, PAGE_KEY).await == Some(refreshed_at)
+    })
+    .await;
+    let seen = second.lookup(index_request(&source)).await.expect("lookup");
+    assert_eq!(
+        seen.status.as_str(),
+        "hit",
+        "the second replica sees the refresh"
+    );
+    assert_eq!(millis(seen.document.stored_at), refreshed_at);
+    assert_eq!(
+        source.fetches.load(Ordering::SeqCst),
+        2,
+        "one refresh for both"
+    );
+}
+
+// Found with the test above: a replica whose read of the shared tiers took longer than
+// a request waits (200 ms) served its stale copy, as it should, and then refreshed the
+// page from the upstream although another replica had already stored a fresh copy.
+// Its background refresh now takes that copy instead.
+#[tokio::test]
+async fn a_slow_shared_read_does_not_make_a_replica_fetch_a_page_another_refreshed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = SqliteMetadataStore::open(&dir.path().join("granary.db"))
+        .await
+        .expect("sqlite");
+    let fast: Arc<dyn MetadataStore> = Arc::new(sqlite.clone());
+    let instrumented = InstrumentedStore::new(sqlite);
+    let slow_reads = Arc::clone(&instrumented.slow_reads);
+    let slow: Arc<dyn MetadataStore> = Arc::new(instrumented);
+    let clock = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+    ));
+    // Two replicas sharing one database (as with PostgreSQL), no Redis.
+    let replica = |metadata: &Arc<dyn MetadataStore>| {
+        IndexCache::new(
+            1 << 20,
+            SharedIndex {
+                metadata: Arc::clone(metadata),
+                redis: None,
+                is_shared: true,
+            },
+            Arc::clone(&clock) as Arc<dyn Clock>,
+            Metrics::new(),
+        )
+    };
+    let (first, second) = (replica(&fast), replica(&slow));
+    let source = Arc::new(CountingSource::default());
+    let miss = first.lookup(index_request(&source)).await.expect("miss");
+    assert_eq!(miss.status.as_str(), "miss");
+    wait_for_row(fast.as_ref(), PAGE_KEY).await;
+    let shared = second.lookup(index_request(&source)).await.expect("hit");
+    assert_eq!(shared.status.as_str(), "hit");
+
+    clock.advance(Duration::from_secs(65));
+    let refreshed_at = millis(clock.now());
+    let stale = first.lookup(index_request(&source)).await.expect("stale");
+    assert_eq!(stale.status.as_str(), "stale");
+    eventually("the refresh is in the database", async || {
+        fast.index_entry(PAGE_KEY)
+            .await
+            .expect("store")
+            .is_some_and(|record| millis(record.stored_at) == refreshed_at)
+    })
+    .await;
+
+    slow_reads.store(true, Ordering::SeqCst);
+    let waited = second.lookup(index_request(&source)).await.expect("lookup");
+    assert_eq!(
+        waited.status.as_str(),
+        "stale",
+        "the read outlasts the 200 ms a request waits: the copy in memory is served"
+    );
+    eventually("the second replica serves the refreshed copy", async || {
+        let lookup = second.lookup(index_request(&source)).await.expect("lookup");
+        lookup.status.as_str() == "hit" && millis(lookup.document.stored_at) == refreshed_at
+    })
+    .await;
+    assert_eq!(
+        source.fetches.load(Ordering::SeqCst),
+        2,
+        "the second replica took the first one's refresh instead of fetching again"
+    );
 }
 
 // Defect 2: with the metadata store stalled, index requests that memory can answer

@@ -2,12 +2,16 @@
 //! five cross-replica promises, each against the real binary and real engines.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 
-use crate::support::engines::{Garage, RedisServer};
+use granary::engine::redis::RedisTier;
+use granary::metrics::Metrics;
+
+use crate::support::engines::{index_stored_at_in_redis, Garage, RedisServer};
 use crate::support::{
     build_pypi_fixture, one_file_page, python, sha256_hex, Engines, FakeUpstream, GranaryProcess,
     Scripted,
@@ -33,13 +37,24 @@ struct Cluster {
 }
 
 async fn cluster(engines: &Engines, count: usize, upstream: &str, extra: &str) -> Cluster {
+    cluster_with(engines, count, upstream, "", extra).await
+}
+
+/// A cluster with `redis_extra` lines in every replica's `[redis]` section.
+async fn cluster_with(
+    engines: &Engines,
+    count: usize,
+    upstream: &str,
+    redis_extra: &str,
+    extra: &str,
+) -> Cluster {
     let dir = tempfile::tempdir().expect("dir");
     let database = engines.database().await;
     let redis = engines.redis();
     let garage = engines.garage();
     let prefix = format!("t{:08x}", rand::random::<u32>());
     let shared = format!(
-        "[metadata]\ndatabase_url = \"{database}\"\n\n[redis]\nurl = \"{}\"\nartifact_lock_ttl = \"2s\"\nartifact_wait = \"60s\"\n\n{}\n\
+        "[metadata]\ndatabase_url = \"{database}\"\n\n[redis]\nurl = \"{}\"\nartifact_lock_ttl = \"2s\"\nartifact_wait = \"60s\"\n{redis_extra}\n\n{}\n\
          [repos.pypi]\nformat = \"pypi\"\nupstream = \"{upstream}\"\n{extra}\n",
         redis.url(),
         garage.storage_toml(&prefix),
@@ -111,6 +126,159 @@ async fn sixty_requests_over_three_replicas_fetch_an_artifact_once() {
     assert_eq!(blob_objects(&cluster).await.len(), 1);
 }
 
+const REPLICA_SECRET: &str = "replica-secret-for-tests-0123456789";
+
+/// Reads `response` until at least `want` body bytes arrived; returns them.
+async fn read_at_least(response: &mut reqwest::Response, want: usize) -> Vec<u8> {
+    let mut received = Vec::new();
+    while received.len() < want {
+        match response.chunk().await.expect("body") {
+            Some(chunk) => received.extend_from_slice(&chunk),
+            None => break,
+        }
+    }
+    received
+}
+
+// Issue #16: a replica whose clients asked for an artifact another replica was
+// downloading gave them nothing until the whole file was stored. Now it streams the
+// download from that replica as it arrives: here the upstream holds the second half
+// back, and the other replicas' clients still get the first half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_stream_another_replicas_download_as_it_arrives() {
+    let Some(engines) =
+        Engines::from_env("replicas_stream_another_replicas_download_as_it_arrives")
+    else {
+        return;
+    };
+    let upstream = FakeUpstream::start(None).await;
+    let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let half = body.len() / 2;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    upstream.script(
+        "simple/stream/",
+        one_file_page("stream", "stream-1.0.tar.gz", &body),
+    );
+    upstream.script(
+        "dl/stream-1.0.tar.gz",
+        Scripted {
+            hold_after: Some((half, Arc::clone(&gate))),
+            ..Scripted::ok(body.clone())
+        },
+    );
+    let cluster = cluster_with(
+        &engines,
+        3,
+        &upstream.url("simple/"),
+        &format!("replica_secret = \"{REPLICA_SECRET}\""),
+        "",
+    )
+    .await;
+    let path = "pypi/files/stream/stream-1.0.tar.gz";
+    let client = reqwest::Client::new();
+    let mut filling = client
+        .get(cluster.replicas[0].url(path))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(filling.status(), 200);
+    // Everything the upstream sent before it stalled, but the byte held back until
+    // the download is verified.
+    let mut received = vec![tokio::time::timeout(
+        Duration::from_secs(30),
+        read_at_least(&mut filling, half - 1),
+    )
+    .await
+    .expect("the filling replica's client gets what the upstream sent")];
+    let mut followers = Vec::new();
+    for replica in [1, 2] {
+        let mut response = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.get(cluster.replicas[replica].url(path)).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("replica {replica} answers while the upstream holds back"))
+        .expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.content_length(), Some(body.len() as u64));
+        let first =
+            // Each fill holds its last byte back until verified, so a byte or two short
+            // of the half.
+            tokio::time::timeout(Duration::from_secs(30), read_at_least(&mut response, half - 2))
+                .await
+                .unwrap_or_else(|_| panic!("replica {replica} streams the first half"));
+        assert_eq!(
+            first,
+            body[..first.len()],
+            "replica {replica}'s first bytes"
+        );
+        followers.push((response, first));
+    }
+    assert_eq!(upstream.hits("dl/stream-1.0.tar.gz"), 1);
+
+    gate.add_permits(1);
+    received[0].extend(read_at_least(&mut filling, body.len()).await);
+    for (mut response, mut first) in followers {
+        first.extend(read_at_least(&mut response, body.len()).await);
+        received.push(first);
+    }
+    for bytes in &received {
+        assert_eq!(sha256_hex(bytes), sha256_hex(&body));
+    }
+    assert_eq!(
+        upstream.hits("dl/stream-1.0.tar.gz"),
+        1,
+        "one upstream download"
+    );
+    for replica in [1, 2] {
+        let metrics = client
+            .get(cluster.replicas[replica].url("-/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            metrics.contains("granary_cross_replica_streams_total 1"),
+            "replica {replica} streamed once from replica 0"
+        );
+    }
+    // Stored once, by the replica that downloaded it; then a hit everywhere.
+    for _ in 0..200 {
+        if blob_objects(&cluster).await.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(blob_objects(&cluster).await.len(), 1);
+    let again = client
+        .get(cluster.replicas[2].url(path))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(again.headers()["x-cache"], "HIT");
+
+    // The endpoint between replicas wants the shared secret.
+    let internal = cluster.replicas[0].url("-/replica/fill?key=anything");
+    let anonymous = client.get(&internal).send().await.expect("response");
+    assert_eq!(anonymous.status(), 401);
+    let wrong = client
+        .get(&internal)
+        .bearer_auth("not-the-replica-secret-at-all")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(wrong.status(), 401);
+    let nothing = client
+        .get(&internal)
+        .bearer_auth(REPLICA_SECRET)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(nothing.status(), 404, "no download of that key in flight");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_page_refreshed_on_one_replica_is_fresh_on_the_others() {
     let Some(engines) =
@@ -145,6 +313,10 @@ async fn an_index_page_refreshed_on_one_replica_is_fresh_on_the_others() {
     assert_eq!(get(1).await, "HIT", "served from the shared tier");
     assert_eq!(get(2).await, "HIT");
     assert_eq!(upstream.hits("simple/alpha/"), 1);
+    let probe = RedisTier::new(&cluster.redis.url(), Duration::from_secs(1), Metrics::new())
+        .expect("redis");
+    let first_copy = index_stored_at_in_redis(&probe, "granary:index:pypi:pypi:alpha").await;
+    assert!(first_copy.is_some(), "the page is in Redis");
 
     tokio::time::sleep(Duration::from_millis(2300)).await; // past the TTL, inside the grace
     assert_eq!(
@@ -158,9 +330,28 @@ async fn an_index_page_refreshed_on_one_replica_is_fresh_on_the_others() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await; // let the refresh reach Redis
-    assert_eq!(get(1).await, "HIT", "replica 1 sees replica 0's refresh");
-    assert_eq!(get(2).await, "HIT");
+    // Until the refresh has reached Redis, the others rightly serve their stale copies.
+    let mut landed = false;
+    for _ in 0..250 {
+        let copy = index_stored_at_in_redis(&probe, "granary:index:pypi:pypi:alpha").await;
+        if copy.is_some() && copy != first_copy {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(landed, "replica 0's refresh reached Redis");
+    for replica in [1, 2] {
+        let seen = get(replica).await;
+        // A replica waits 200 ms for the shared tiers before answering from its own
+        // stale copy (a loaded machine can take that long); the shared read goes on
+        // and its next answer is the refreshed copy, fetched by no one again.
+        if seen == "STALE" {
+            assert_eq!(get(replica).await, "HIT", "replica {replica}, second ask");
+        } else {
+            assert_eq!(seen, "HIT", "replica {replica} sees replica 0's refresh");
+        }
+    }
     assert_eq!(
         upstream.hits("simple/alpha/"),
         2,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::fill::Fill;
+use super::fill::{Fill, FillSource};
 use super::{ArtifactCache, ArtifactLookup, ArtifactRequest};
 use crate::engine::coordination::{DownloadLocks, Role, TryLock};
 use crate::engine::ProxyError;
@@ -63,7 +63,7 @@ impl ArtifactCache {
                     Some(stored) => Ok(Acquired::Stored(stored)),
                     // Published, then gone (evicted meanwhile): fetch it here.
                     None => Ok(Acquired::Fill(
-                        self.join_or_start(request.clone(), None)
+                        self.join_or_start(request.clone(), None, FillSource::Upstream)
                             .await
                             .map_err(Arc::new)?,
                     )),
@@ -93,7 +93,10 @@ impl ArtifactCache {
                     // guard releases the lock when it is dropped.
                     return match self.metadata().artifact(&key).await {
                         Ok(Some(_)) => WaitOutcome::Published,
-                        Ok(None) => match self.join_or_start(request.clone(), Some(held)).await {
+                        Ok(None) => match self
+                            .join_or_start(request.clone(), Some(held), FillSource::Upstream)
+                            .await
+                        {
                             Ok(fill) => WaitOutcome::Fill(fill),
                             Err(error) => WaitOutcome::Failed(Arc::new(error)),
                         },
@@ -105,6 +108,16 @@ impl ArtifactCache {
                         waited = true;
                         self.metrics().cross_replica_waits.inc();
                         debug!(%key, "another replica is downloading; waiting for it");
+                    }
+                    // Follow its download as it arrives, when it shares it.
+                    if let Some(response) = self.open_from_holder(&key).await {
+                        return match self
+                            .join_or_start(request.clone(), None, FillSource::Replica(response))
+                            .await
+                        {
+                            Ok(fill) => WaitOutcome::Fill(fill),
+                            Err(error) => WaitOutcome::Failed(Arc::new(error)),
+                        };
                     }
                     let now = Instant::now();
                     if now >= deadline {
@@ -128,7 +141,10 @@ impl ArtifactCache {
                 }
                 // Redis down: fall back to this replica's own single flight.
                 TryLock::Unavailable => {
-                    return match self.join_or_start(request.clone(), None).await {
+                    return match self
+                        .join_or_start(request.clone(), None, FillSource::Upstream)
+                        .await
+                    {
                         Ok(fill) => WaitOutcome::Fill(fill),
                         Err(error) => WaitOutcome::Failed(Arc::new(error)),
                     };

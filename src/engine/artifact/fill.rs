@@ -73,6 +73,16 @@ pub(crate) struct Fill {
     pub(super) started: Instant,
     /// Clients following the fill right now.
     pub(super) readers: std::sync::atomic::AtomicUsize,
+    /// Streamed from the replica that downloads it, not stored here.
+    pub(super) from_replica: bool,
+}
+
+/// Where a fill's bytes come from.
+#[derive(Debug)]
+pub(super) enum FillSource {
+    Upstream,
+    /// The replica downloading the same artifact, already answering `200`.
+    Replica(reqwest::Response),
 }
 
 /// A fill in progress, for the status page.
@@ -123,7 +133,9 @@ impl ArtifactCache {
         &self,
         request: ArtifactRequest,
         held: Option<HeldDownloadLock>,
+        source: FillSource,
     ) -> Result<Arc<Fill>, ProxyError> {
+        let from_replica = matches!(source, FillSource::Replica(_));
         let key = request.key.as_str().to_owned();
         if let Some(fill) = self.local_fill(&request.key) {
             return Ok(fill);
@@ -159,6 +171,7 @@ impl ArtifactCache {
             state: state_rx,
             started: Instant::now(),
             readers: std::sync::atomic::AtomicUsize::new(0),
+            from_replica,
         });
         {
             let mut fills = self.inner.fills.lock().expect("fill map is never poisoned");
@@ -180,12 +193,16 @@ impl ArtifactCache {
         tokio::spawn(async move {
             let _registration = registration;
             let outcome = this
-                .run_fill(&request, write_file, guard, &recent, &state_tx)
+                .run_fill(&request, source, write_file, guard, &recent, &state_tx)
                 .await;
             if let Some(held) = held {
                 held.release().await;
             }
             match outcome {
+                Ok(size) if from_replica => {
+                    debug!(key = %request.key, size, "artifact streamed from another replica");
+                    state_tx.send_replace(FillState::Done { size });
+                }
                 Ok(size) => {
                     info!(key = %request.key, size, "artifact stored");
                     state_tx.send_replace(FillState::Done { size });
@@ -223,26 +240,40 @@ impl ArtifactCache {
         Ok(fill)
     }
 
+    #[allow(clippy::too_many_lines)] // one pipeline, read top to bottom
     async fn run_fill(
         &self,
         request: &ArtifactRequest,
+        source: FillSource,
         mut file: tokio::fs::File,
         mut guard: TempFileGuard,
         recent: &RecentChunks,
         state: &watch::Sender<FillState>,
     ) -> Result<u64, ProxyError> {
         let key = request.key.as_str();
-        // At most `max_concurrent_fills` downloads per upstream; the rest queue here.
-        let _permit = request.upstream.fill_permit().await;
-        let response = request
-            .upstream
-            .get(
-                &request.url,
-                RequestKind::Artifact,
-                None,
-                &Validators::default(),
-            )
-            .await?;
+        // The replica streamed from, for messages.
+        let mut replica = None;
+        let (response, from_replica, _permit) = match source {
+            FillSource::Upstream => {
+                // At most `max_concurrent_fills` downloads per upstream; the rest queue
+                // here.
+                let permit = request.upstream.fill_permit().await;
+                let response = request
+                    .upstream
+                    .get(
+                        &request.url,
+                        RequestKind::Artifact,
+                        None,
+                        &Validators::default(),
+                    )
+                    .await?;
+                (response, false, Some(permit))
+            }
+            FillSource::Replica(response) => {
+                replica = Some(display_url(response.url()));
+                (response, true, None)
+            }
+        };
         let status = response.status();
         if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
             return Err(ProxyError::UpstreamNotFound {
@@ -273,10 +304,19 @@ impl ArtifactCache {
                 });
             }
         }
-        state.send_replace(FillState::Streaming {
-            written: 0,
+        let mut watermark = Watermark {
+            state,
             content_length: expected_size,
-        });
+            shown: 0,
+            at: Instant::now(),
+        };
+        watermark
+            .show(&mut file, 0)
+            .await
+            .map_err(|source| ProxyError::TempFile {
+                key: key.to_owned(),
+                source,
+            })?;
 
         let mut hasher = StreamHasher::new(
             request.expected.iter().map(|e| e.algorithm).chain(
@@ -292,15 +332,38 @@ impl ArtifactCache {
         };
         let mut temp_bytes = temp_bytes;
         let mut written: u64 = 0;
-        let mut published: u64 = 0;
-        let mut last_publish = Instant::now();
         let mut body = response.bytes_stream();
         let temp_error = |source| ProxyError::TempFile {
             key: key.to_owned(),
             source,
         };
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| request.upstream.body_error(&request.url, &e))?;
+        loop {
+            // Bytes written but not yet shown to readers are shown as soon as the
+            // source pauses, not when its next chunk comes (an upstream that stalls
+            // mid-body would otherwise keep readers up to 256 KiB behind).
+            let next = if written > watermark.shown {
+                if let Ok(next) = tokio::time::timeout(PUBLISH_INTERVAL, body.next()).await {
+                    next
+                } else {
+                    watermark
+                        .show(&mut file, written)
+                        .await
+                        .map_err(temp_error)?;
+                    continue;
+                }
+            } else {
+                body.next().await
+            };
+            let Some(chunk) = next else {
+                break;
+            };
+            let chunk = chunk.map_err(|error| match &replica {
+                Some(replica) => UpstreamError::Body {
+                    upstream: format!("the replica downloading it ({replica})"),
+                    reason: error.to_string(),
+                },
+                None => request.upstream.body_error(&request.url, &error),
+            })?;
             written += chunk.len() as u64;
             if let Some(limit) = expected_size {
                 if written > limit {
@@ -313,25 +376,22 @@ impl ArtifactCache {
             }
             hasher.update(&chunk);
             temp_bytes.add(chunk.len() as u64);
-            request.upstream.record_bytes(chunk.len() as u64);
+            if !from_replica {
+                request.upstream.record_bytes(chunk.len() as u64);
+            }
             recent.push(written - chunk.len() as u64, chunk.clone());
             file.write_all(&chunk).await.map_err(temp_error)?;
-            if written - published >= PUBLISH_BYTES || last_publish.elapsed() >= PUBLISH_INTERVAL {
-                // tokio's File hands writes to a blocking thread; flush so readers' reads see them.
-                file.flush().await.map_err(temp_error)?;
-                published = written;
-                last_publish = Instant::now();
-                state.send_replace(FillState::Streaming {
-                    written,
-                    content_length: expected_size,
-                });
+            if watermark.due(written) {
+                watermark
+                    .show(&mut file, written)
+                    .await
+                    .map_err(temp_error)?;
             }
         }
-        file.flush().await.map_err(temp_error)?;
-        state.send_replace(FillState::Streaming {
-            written,
-            content_length: expected_size,
-        });
+        watermark
+            .show(&mut file, written)
+            .await
+            .map_err(temp_error)?;
         if let Some(expected) = expected_size {
             if written != expected {
                 return Err(ProxyError::SizeMismatch {
@@ -362,6 +422,10 @@ impl ArtifactCache {
         let digest = Digest::from_hex(&sha256).expect("hex::encode of a sha256 is a valid digest");
         drop(file);
         state.send_replace(FillState::Verified { size: written });
+        if from_replica {
+            // The replica that downloaded it stores it.
+            return Ok(written);
+        }
         // Hold a lease on the digest from before the blob is published until its row
         // is written, so an eviction of the same content cannot interleave and leave
         // a row without its blob.
@@ -402,6 +466,34 @@ impl ArtifactCache {
         });
         debug!(%key, written, "fill complete");
         Ok(written)
+    }
+}
+
+/// How far a fill's readers may read: moved only after the bytes before it are
+/// flushed to the temporary file.
+struct Watermark<'a> {
+    state: &'a watch::Sender<FillState>,
+    content_length: Option<u64>,
+    shown: u64,
+    at: Instant,
+}
+
+impl Watermark<'_> {
+    fn due(&self, written: u64) -> bool {
+        written - self.shown >= PUBLISH_BYTES || self.at.elapsed() >= PUBLISH_INTERVAL
+    }
+
+    async fn show(&mut self, file: &mut tokio::fs::File, written: u64) -> std::io::Result<()> {
+        // tokio's File hands writes to a blocking thread; flush so readers' reads see
+        // them.
+        file.flush().await?;
+        self.shown = written;
+        self.at = Instant::now();
+        self.state.send_replace(FillState::Streaming {
+            written,
+            content_length: self.content_length,
+        });
+        Ok(())
     }
 }
 

@@ -10,11 +10,13 @@
 //! | `hot` | small hot artifacts, whole, in memory |
 //! | `leases` | blobs being served or published are never evicted |
 //! | `across_replicas` | one download per key across replicas, waiters woken by Redis |
+//! | `from_replica` | a replica's clients follow another replica's download as it arrives |
 //! | `access` | batched last-access times |
 
 mod access;
 mod across_replicas;
 mod fill;
+mod from_replica;
 pub mod hot;
 pub mod leases;
 mod reader;
@@ -35,6 +37,7 @@ use url::Url;
 pub(crate) use access::AccessLog;
 use fill::Fill;
 pub use fill::FillProgress;
+pub use from_replica::{ReplicaStreams, REPLICA_FILL_PATH};
 use hot::{HotArtifact, HotArtifacts, MAX_HOT_ARTIFACT_BYTES};
 use leases::{BlobLease, BlobLeases};
 pub use reader::FillReader;
@@ -120,6 +123,8 @@ pub struct ArtifactCacheOptions {
     pub download_locks: Option<DownloadLocks>,
     /// Bytes of small hot artifacts kept in memory.
     pub hot_capacity_bytes: u64,
+    /// Streaming downloads in flight between replicas (with the download lock).
+    pub replica_streams: Option<ReplicaStreams>,
 }
 
 /// The engine for immutable artifacts. Cheap to clone.
@@ -149,6 +154,7 @@ struct Inner {
     download_locks: Option<DownloadLocks>,
     /// One waiter per key on this replica while another replica downloads it.
     cross_replica_waits: SingleFlight<across_replicas::WaitOutcome>,
+    replica_streams: Option<ReplicaStreams>,
     published: broadcast::Sender<Published>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
@@ -181,6 +187,7 @@ impl ArtifactCache {
                 eviction_wanted: Arc::new(Notify::new()),
                 download_locks: options.download_locks,
                 cross_replica_waits: SingleFlight::default(),
+                replica_streams: options.replica_streams,
                 published: broadcast::channel(PUBLISHED_EVENTS_CAPACITY).0,
                 clock,
                 metrics,
@@ -392,7 +399,10 @@ impl ArtifactCache {
                 return Ok(stored);
             }
             match &self.inner.download_locks {
-                None => self.join_or_start(request, None).await.map_err(Arc::new)?,
+                None => self
+                    .join_or_start(request, None, fill::FillSource::Upstream)
+                    .await
+                    .map_err(Arc::new)?,
                 Some(locks) => match self.fill_across_replicas(&request, locks).await? {
                     across_replicas::Acquired::Stored(lookup) => return Ok(lookup),
                     across_replicas::Acquired::Fill(fill) => fill,

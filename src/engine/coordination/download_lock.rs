@@ -12,7 +12,7 @@
 //! the metadata store only as a fallback (a lost message, Redis restarting).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -34,6 +34,9 @@ pub struct DownloadLocks {
     /// How long a replica waits for another replica's download.
     pub wait: Duration,
     wakers: Arc<Wakers>,
+    /// Where other replicas can stream this replica's downloads from, once known (set
+    /// when the listener is bound); written into the lock's value after the token.
+    advertised: Arc<OnceLock<String>>,
 }
 
 /// Per key, the [`Notify`] of this replica's waiter, if one waits.
@@ -93,12 +96,36 @@ impl DownloadLocks {
             ttl,
             wait,
             wakers,
+            advertised: Arc::default(),
         }
+    }
+
+    /// Tells the other replicas, through the locks this replica takes from now on,
+    /// where to stream its downloads from. Set once; later calls are ignored.
+    pub fn advertise(&self, url: &str) {
+        let _ = self.advertised.set(url.trim_end_matches('/').to_owned());
+    }
+
+    /// Where the replica holding `key`'s lock can be streamed from, if it said so.
+    pub async fn holder_url(&self, key: &str) -> Option<String> {
+        let value = self
+            .redis
+            .get(&crate::engine::redis::lock_key(key))
+            .await
+            .ok()??;
+        let value = String::from_utf8(value).ok()?;
+        value
+            .split_once(' ')
+            .map(|(_, url)| url.to_owned())
+            .filter(|url| !url.is_empty())
     }
 
     /// Takes the lock on `key` if nobody holds it.
     pub async fn try_lock(&self, key: &str) -> TryLock {
-        let token = new_token();
+        let token = match self.advertised.get() {
+            Some(url) => format!("{} {url}", new_token()),
+            None => new_token(),
+        };
         match self.redis.try_lock(key, &token, self.ttl).await {
             Ok(true) => TryLock::Held(HeldDownloadLock::start(
                 Arc::clone(&self.redis),

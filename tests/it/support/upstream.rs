@@ -42,6 +42,8 @@ pub struct Scripted {
     /// Instead of `body`, send `body` over and over until this many bytes went out
     /// (large bodies without holding them in memory).
     pub repeat_to: Option<u64>,
+    /// After this many bytes, wait for a permit of the semaphore before the rest.
+    pub hold_after: Option<(usize, Arc<tokio::sync::Semaphore>)>,
 }
 
 impl Scripted {
@@ -53,6 +55,7 @@ impl Scripted {
             pace: None,
             cut_after: None,
             repeat_to: None,
+            hold_after: None,
         }
     }
 
@@ -285,10 +288,12 @@ fn scripted_response(
     let chunk_size = scripted.pace.map_or(64 * 1024, |(size, _)| size.max(1));
     let pause = scripted.pace.map(|(_, pause)| pause);
     let cut_after = scripted.cut_after;
+    let hold_after = scripted.hold_after.clone();
     let stream = futures::stream::unfold(0usize, move |offset| {
         let body = body.clone();
         let finished = Arc::clone(&finished);
         let path = path.clone();
+        let hold_after = hold_after.clone();
         async move {
             let end = cut_after.unwrap_or(body.len()).min(body.len());
             if offset >= end {
@@ -306,7 +311,15 @@ fn scripted_response(
                     tokio::time::sleep(pause).await;
                 }
             }
-            let next = (offset + chunk_size).min(end);
+            let mut next = (offset + chunk_size).min(end);
+            if let Some((at, gate)) = &hold_after {
+                if offset == *at {
+                    let _ = gate.acquire().await;
+                }
+                if offset < *at {
+                    next = next.min(*at);
+                }
+            }
             if next == body.len() {
                 finished
                     .lock()

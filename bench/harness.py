@@ -582,7 +582,10 @@ class Granary:
             # Request logs off, as nginx's and Varnish's are for the load targets.
             f.write(f'listen = "127.0.0.1:{self.port}"\ndata_dir = "{self.data}"\nlog = "warn"\n{top_extra}\n'
                     f'[repos.{fmt}]\nformat = "{fmt}"\nupstream = "{upstream}"\n{repo_extra}')
-        self.process = procs.start([binary, "serve", "--config", config], stderr=subprocess.DEVNULL)
+        # GRANARY_BENCH_LOGS=DIR keeps each granary's log there (warnings and errors).
+        logs = os.environ.get("GRANARY_BENCH_LOGS")
+        stderr = open(os.path.join(logs, f"{name}.log"), "w") if logs else subprocess.DEVNULL
+        self.process = procs.start([binary, "serve", "--config", config], stderr=stderr)
         wait_http(f"http://127.0.0.1:{self.port}/-/health")
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -122,7 +122,7 @@ def scenario(procs: Processes, binary: str, work: str, upstream: str, artifact: 
             break
         time.sleep(0.1)
     results = {True: [], False: []}
-    for round_number in range(rounds):
+    for round_number in range(max(rounds, 1)):
         for streaming in (False, True):
             results[streaming].append(run_round(procs, binary, work, upstream, artifact, upstream_log,
                                                 stampede_client, engines, storage, redis_url, streaming,

@@ -1101,6 +1101,48 @@ async fn concurrent_readiness_probes_all_succeed() {
     );
 }
 
+// Found by bench/run's three-replica stampede: each of 50 concurrent requests for a
+// cold artifact looked its row up on its own, so three replicas opened 150 database
+// connections at once, PostgreSQL (max_connections 100) refused a third of them, and
+// those requests failed after `metadata.timeout`. Now one query per key per replica.
+#[tokio::test]
+async fn a_stampede_on_one_replica_looks_the_row_up_once() {
+    let upstream = FakeUpstream::start(None).await;
+    let body = body_of(256 * 1024, 8);
+    upstream.script(
+        "dl/s.tar.gz",
+        Scripted {
+            pace: Some((16 * 1024, Duration::from_millis(10))),
+            ..Scripted::ok(body.clone())
+        },
+    );
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&lookups);
+    let rig = rig(
+        &upstream.url(""),
+        move |inner| {
+            Arc::new(InstrumentedStore {
+                artifact_lookups: counter,
+                ..InstrumentedStore::new(inner)
+            })
+        },
+        |s| Arc::new(s),
+        None,
+    )
+    .await;
+    let request = rig.request("s/s.tar.gz", &upstream.url("dl/s.tar.gz"), &body);
+    let fetches = (0..50).map(|_| rig.cache.fetch(request.clone()));
+    for lookup in futures::future::join_all(fetches).await {
+        assert_eq!(read_all(lookup.expect("fetch"), &rig.blobs).await, body);
+    }
+    assert_eq!(upstream.hits("dl/s.tar.gz"), 1);
+    assert_eq!(
+        lookups.load(Ordering::SeqCst),
+        1,
+        "fifty requests, one row lookup"
+    );
+}
+
 // The published-artifact event: features subscribe to it off the request path.
 #[tokio::test]
 async fn every_stored_artifact_is_announced_once() {

@@ -510,6 +510,10 @@ impl Drop for Registration {
                 .get(&self.fill.key)
                 .is_some_and(|current| Arc::ptr_eq(current, &self.fill))
             {
+                // Before the removal, under the map's lock: a request that no longer
+                // finds this fill also sees the count moved, and does not join a row
+                // lookup begun before this fill's row was written.
+                self.cache.inner.fills_ended.fetch_add(1, Ordering::SeqCst);
                 fills.remove(&self.fill.key);
             }
         }

@@ -47,7 +47,7 @@ use super::digest::{DigestAlgorithm, ExpectedDigest};
 use super::events::Published;
 use super::{CacheKey, CacheStatus, ProxyError, UpstreamClient};
 use crate::clock::Clock;
-use crate::metadata::{ArtifactRecord, MetadataStore};
+use crate::metadata::{ArtifactRecord, MetadataError, MetadataStore};
 use crate::metrics::Metrics;
 use crate::storage::{BlobStore, Digest, StoredBlob};
 
@@ -155,6 +155,11 @@ struct Inner {
     /// One waiter per key on this replica while another replica downloads it.
     cross_replica_waits: SingleFlight<across_replicas::WaitOutcome>,
     replica_streams: Option<ReplicaStreams>,
+    /// Concurrent lookups of one key's row share one query: a stampede on a replica
+    /// costs one database connection, not one per request.
+    row_lookups: SingleFlight<Result<Option<ArtifactRecord>, Arc<MetadataError>>>,
+    /// Fills ended so far; part of a row lookup's flight key (see `artifact_row`).
+    fills_ended: AtomicU64,
     published: broadcast::Sender<Published>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
@@ -188,6 +193,8 @@ impl ArtifactCache {
                 download_locks: options.download_locks,
                 cross_replica_waits: SingleFlight::default(),
                 replica_streams: options.replica_streams,
+                row_lookups: SingleFlight::default(),
+                fills_ended: AtomicU64::new(0),
                 published: broadcast::channel(PUBLISHED_EVENTS_CAPACITY).0,
                 clock,
                 metrics,
@@ -318,7 +325,7 @@ impl ArtifactCache {
                 status: CacheStatus::Hit,
             }));
         }
-        let Some(record) = self.inner.metadata.artifact(key.as_str()).await? else {
+        let Some(record) = self.artifact_row(key.as_str()).await? else {
             return Ok(None);
         };
         // Lease first, then look: an eviction cannot remove what we are about to serve.
@@ -358,6 +365,41 @@ impl ArtifactCache {
             },
             status: CacheStatus::Hit,
         }))
+    }
+
+    /// The key's artifact row, one query for all concurrent lookups of the key. A
+    /// lookup joins only one begun since the last fill ended: a request that missed
+    /// a fill in the map because it had just ended must not take a "no row" read
+    /// before that fill's row was written (and download the artifact again).
+    async fn artifact_row(&self, key: &str) -> Result<Option<ArtifactRecord>, MetadataError> {
+        let generation = self
+            .inner
+            .fills_ended
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let metadata = Arc::clone(&self.inner.metadata);
+        let owned = key.to_owned();
+        let (row, _) = self
+            .inner
+            .row_lookups
+            .run(&format!("{generation} {key}"), || async move {
+                metadata.artifact(&owned).await.map_err(Arc::new)
+            })
+            .await;
+        match row {
+            Some(Ok(row)) => Ok(row),
+            Some(Err(error)) => Err(match Arc::try_unwrap(error) {
+                Ok(error) => error,
+                Err(shared) => match &*shared {
+                    MetadataError::Unavailable(reason) => {
+                        MetadataError::Unavailable(reason.clone())
+                    }
+                    other => MetadataError::Unavailable(other.to_string()),
+                },
+            }),
+            None => Err(MetadataError::Unavailable(format!(
+                "the lookup of `{key}` stopped"
+            ))),
+        }
     }
 
     fn record_hit(&self, key: &CacheKey) {

@@ -29,9 +29,13 @@ import tempfile
 import time
 import urllib.request
 
+from harness import measure_alternating
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEBIAN_REPOSITORY = "/usr/share/maven-repo"
+HOT_SECONDS = 5
+HOT_ROUNDS = 3
 
 
 def free_port() -> int:
@@ -71,7 +75,7 @@ class Processes:
 
 
 NGINX_CONF = """
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {work}/nginx-{port}.pid;
 error_log {work}/nginx-{port}-error.log warn;
@@ -89,13 +93,14 @@ http {{
 """
 
 
-def static_server(procs: Processes, root: str, probe: str, work: str, port: int | None = None) -> str:
+def static_server(procs: Processes, root: str, probe: str, work: str, port: int | None = None,
+                  workers: str = "1") -> str:
     """nginx serving `root`, or Python's static file server where nginx is missing."""
     port = port or free_port()
     if shutil.which("nginx"):
         conf = os.path.join(work, f"nginx-{port}.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(work=work, port=port, root=root))
+            f.write(NGINX_CONF.format(work=work, port=port, root=root, workers=workers))
         procs.start(["nginx", "-c", conf, "-p", work])
     else:
         procs.start([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", root])
@@ -116,6 +121,31 @@ def granary(procs: Processes, binary: str, work: str, repos: dict[str, tuple[str
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/-/health")
     return process, url
+
+
+def hot_documents(procs: Processes, work: str, granary_url: str, documents: list[tuple[str, str]],
+                  seconds: int, rounds: int) -> list[list[str]]:
+    """Hot hits on a warm granary against nginx (one worker per core) serving
+    granary's exact bytes, wrk with 64 connections, alternating rounds."""
+    if not (shutil.which("nginx") and shutil.which("wrk")):
+        return [[label, "–", "–", "skipped: nginx or wrk missing"] for label, _ in documents]
+    mirror = tempfile.mkdtemp(dir=work)
+    os.chmod(mirror, 0o755)  # nginx workers drop privileges
+    for _, path in documents:
+        body = urllib.request.urlopen(granary_url + path).read()
+        target = os.path.join(mirror, path.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(body)
+    static = static_server(procs, mirror, documents[0][1], work, workers="auto")
+    rows = []
+    for label, path in documents:
+        result = measure_alternating({"granary": granary_url + path, "nginx": static + path}, rounds,
+                                     connections=64, seconds=seconds)
+        g, n = result["granary"], result["nginx"]
+        rows.append([label, f'{g["rps"]:,.0f} ({g["p99"]:.2f} ms p99)', f'{n["rps"]:,.0f} ({n["p99"]:.2f} ms p99)',
+                     f'{g["rps"] / n["rps"]:.2f}×'])
+    return rows
 
 
 def timed(args: list[str], cwd: str, env: dict) -> float:
@@ -149,7 +179,8 @@ def cargo_fetch(registry: str, work: str) -> float:
     return time.monotonic() - started
 
 
-def cargo_rounds(procs: Processes, binary: str, work: str, rounds: int) -> dict[str, list[float]]:
+def cargo_rounds(procs: Processes, binary: str, work: str, rounds: int,
+                 hot: list[list[str]]) -> dict[str, list[float]]:
     fixture = os.path.join(work, "cargo-registry")
     port = free_port()
     upstream = f"http://127.0.0.1:{port}"
@@ -165,6 +196,8 @@ def cargo_rounds(procs: Processes, binary: str, work: str, rounds: int) -> dict[
         times["cold granary"].append(cargo_fetch(f"{cold}/crates/", work))
         procs.stop(cold_process)
         times["warm granary"].append(cargo_fetch(f"{warm}/crates/", work))
+    hot += hot_documents(procs, work, warm, [("cargo index file (fx-util)", "/crates/fx/-u/fx-util")],
+                         HOT_SECONDS, HOT_ROUNDS)
     procs.stop(warm_process)
     return times
 
@@ -213,7 +246,8 @@ def mvn_resolve(central: str, fixture: str, work: str, plugin: str) -> float:
                   f"org.apache.maven.plugins:maven-dependency-plugin:{plugin}:resolve"], project, env)
 
 
-def maven_rounds(procs: Processes, binary: str, work: str, rounds: int) -> dict[str, list[float]]:
+def maven_rounds(procs: Processes, binary: str, work: str, rounds: int,
+                 hot: list[list[str]]) -> dict[str, list[float]]:
     fixture_dir = os.path.join(work, "maven-repository")
     subprocess.run([sys.executable, os.path.join(ROOT, "tests/fixtures/maven/make_repository.py"), fixture_dir],
                    check=True, capture_output=True)
@@ -230,6 +264,9 @@ def maven_rounds(procs: Processes, binary: str, work: str, rounds: int) -> dict[
         times["cold granary"].append(mvn_resolve(f"{cold}/debian/", f"{cold}/fixture/", work, plugin))
         procs.stop(cold_process)
         times["warm granary"].append(mvn_resolve(f"{warm}/debian/", f"{warm}/fixture/", work, plugin))
+    hot += hot_documents(procs, work, warm,
+                         [("maven-metadata.xml (fx-core)", "/fixture/com/example/fixture/fx-core/maven-metadata.xml")],
+                         HOT_SECONDS, HOT_ROUNDS)
     procs.stop(warm_process)
     return times
 
@@ -243,10 +280,11 @@ def main() -> None:
     os.chmod(work, 0o755)  # nginx workers drop privileges; they must read the fixtures
     procs = Processes()
     rows = []
+    hot: list[list[str]] = []
     try:
         for label, run in (("cargo generate-lockfile + fetch, 5 crates", cargo_rounds),
                            ("mvn dependency:resolve, fixture + plugins", maven_rounds)):
-            times = run(procs, args.binary, work, args.rounds)
+            times = run(procs, args.binary, work, args.rounds, hot)
             direct = statistics.median(times["direct"])
             row = [label, f"{direct:.2f}"]
             for key in ("cold granary", "warm granary"):
@@ -265,7 +303,14 @@ def main() -> None:
         "",
         "| client | direct s | cold granary s | cold/direct | warm granary s | warm/direct |",
         "|---|---|---|---|---|---|",
-    ] + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    ] + ["| " + " | ".join(row) + " |" for row in rows] + [
+        "",
+        f"Hot documents, 64 connections, wrk 2 threads, {HOT_SECONDS} s per run, median of {HOT_ROUNDS} alternating "
+        "rounds; nginx serves granary's exact bytes as static files.",
+        "",
+        "| document | granary requests/s | nginx requests/s | granary/nginx |",
+        "|---|---|---|---|",
+    ] + ["| " + " | ".join(row) + " |" for row in hot] + [""]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

@@ -29,8 +29,6 @@ import tempfile
 import time
 import urllib.request
 
-import replicas
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -882,6 +880,7 @@ def main() -> None:
         if want("replicas"):
             # 5b. The same stampede spread over three replicas sharing PostgreSQL,
             # Redis and S3, with and without streaming between replicas.
+            import replicas  # here, not at the top: it imports this module
             replicas.scenario(procs, args.binary, work, upstream, manifest["artifacts"]["stampede"], upstream_log,
                               args.stampede_client, args.install_rounds, rows, notes)
         if want("closure"):

@@ -145,7 +145,7 @@ def scenario(procs: Processes, binary: str, work: str, upstream: str, artifact: 
             "complete": sum(replica["complete"] for replica in run["replicas"]),
         }
     s, w = summary(results[True]), summary(results[False])
-    rows.append([name, "upstream requests (streaming | waiting)", str(s["requests"]), f"waiting: {w['requests']}", "", "", ""])
+    rows.append([name, "upstream requests", str(s["requests"]), f"waiting: {w['requests']}", "", "", ""])
     rows.append([name, "first byte after upstream's, median / max ms", f"{fmt(s['median'], 1)} / {fmt(s['max'], 1)}",
                  f"waiting: {fmt(w['median'], 1)} / {fmt(w['max'], 1)}", "", "", ""])
     rows.append([name, "clients within 100 ms of upstream's first byte", f"{s['within']}/{total}",

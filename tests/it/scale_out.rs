@@ -279,6 +279,81 @@ async fn replicas_stream_another_replicas_download_as_it_arrives() {
     assert_eq!(nothing.status(), 404, "no download of that key in flight");
 }
 
+// Found in review: a replica waiting for another replica's download asked the holder
+// for its stream at every step of its wait, and a holder that accepted connections
+// but never answered cost each step the 2 s the ask waits. Each holding is now asked
+// once. Here every replica advertises an address that accepts and never answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_does_not_answer_is_asked_once_and_the_others_wait_as_before() {
+    let Some(engines) = Engines::from_env(
+        "a_holder_that_does_not_answer_is_asked_once_and_the_others_wait_as_before",
+    ) else {
+        return;
+    };
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket); // never read, never answered
+        }
+    });
+    let upstream = FakeUpstream::start(None).await;
+    let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 233) as u8).collect();
+    upstream.script(
+        "simple/quiet/",
+        one_file_page("quiet", "quiet-1.0.tar.gz", &body),
+    );
+    upstream.script(
+        "dl/quiet-1.0.tar.gz",
+        Scripted {
+            pace: Some((64 * 1024, Duration::from_millis(60))), // about 4 s
+            ..Scripted::ok(body.clone())
+        },
+    );
+    let cluster = cluster_with(
+        &engines,
+        2,
+        &upstream.url("simple/"),
+        &format!("replica_secret = \"{REPLICA_SECRET}\"\nreplica_url = \"{silent_url}\""),
+        "",
+    )
+    .await;
+    let path = "pypi/files/quiet/quiet-1.0.tar.gz";
+    let client = reqwest::Client::new();
+    let first = client
+        .get(cluster.replicas[0].url(path))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(first.status(), 200);
+    let second = client
+        .get(cluster.replicas[1].url(path))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        sha256_hex(&second.bytes().await.expect("body")),
+        sha256_hex(&body)
+    );
+    assert_eq!(
+        sha256_hex(&first.bytes().await.expect("body")),
+        sha256_hex(&body)
+    );
+    assert_eq!(upstream.hits("dl/quiet-1.0.tar.gz"), 1);
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the silent holder was asked once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_page_refreshed_on_one_replica_is_fresh_on_the_others() {
     let Some(engines) =

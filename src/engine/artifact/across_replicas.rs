@@ -81,6 +81,7 @@ impl ArtifactCache {
         let deadline = Instant::now() + locks.wait;
         let mut backoff = Duration::from_millis(50);
         let mut waited = false;
+        let mut asked = None;
         // Registered before the first look, so an announcement in between is not lost.
         let published = locks.published_waker(&key);
         loop {
@@ -109,8 +110,9 @@ impl ArtifactCache {
                         self.metrics().cross_replica_waits.inc();
                         debug!(%key, "another replica is downloading; waiting for it");
                     }
-                    // Follow its download as it arrives, when it shares it.
-                    if let Some(response) = self.open_from_holder(&key).await {
+                    // Follow its download as it arrives, when it shares it (asking each
+                    // holder once: one that said no is not asked again every step).
+                    if let Some(response) = self.open_from_holder(&key, &mut asked).await {
                         return match self
                             .join_or_start(request.clone(), None, FillSource::Replica(response))
                             .await

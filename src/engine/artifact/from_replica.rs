@@ -116,10 +116,19 @@ impl ArtifactCache {
     }
 
     /// The stream of `key` from the replica holding its lock, if streaming is set up
-    /// and that replica serves it.
-    pub(super) async fn open_from_holder(&self, key: &str) -> Option<reqwest::Response> {
+    /// and that replica serves it. `asked` is the holding (the lock's value) asked
+    /// last, not asked again.
+    pub(super) async fn open_from_holder(
+        &self,
+        key: &str,
+        asked: &mut Option<String>,
+    ) -> Option<reqwest::Response> {
         let streams = self.inner.replica_streams.as_ref()?;
-        let holder = self.inner.download_locks.as_ref()?.holder_url(key).await?;
+        let (holding, holder) = self.inner.download_locks.as_ref()?.holder(key).await?;
+        if asked.as_deref() == Some(holding.as_str()) {
+            return None;
+        }
+        *asked = Some(holding);
         let response = streams.open(&holder, key).await?;
         self.inner.metrics.cross_replica_streams.inc();
         debug!(%key, %holder, "streaming from the replica that is downloading it");

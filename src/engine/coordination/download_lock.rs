@@ -106,18 +106,17 @@ impl DownloadLocks {
         let _ = self.advertised.set(url.trim_end_matches('/').to_owned());
     }
 
-    /// Where the replica holding `key`'s lock can be streamed from, if it said so.
-    pub async fn holder_url(&self, key: &str) -> Option<String> {
+    /// Where the replica holding `key`'s lock can be streamed from, if it said so:
+    /// `(the lock's value, the URL)`; the value tells one holding apart from the next.
+    pub async fn holder(&self, key: &str) -> Option<(String, String)> {
         let value = self
             .redis
             .get(&crate::engine::redis::lock_key(key))
             .await
             .ok()??;
         let value = String::from_utf8(value).ok()?;
-        value
-            .split_once(' ')
-            .map(|(_, url)| url.to_owned())
-            .filter(|url| !url.is_empty())
+        let url = value.split_once(' ').map(|(_, url)| url.to_owned())?;
+        (!url.is_empty()).then_some((value, url))
     }
 
     /// Takes the lock on `key` if nobody holds it.

@@ -117,6 +117,14 @@ impl StreamHasher {
     /// # Errors
     /// When any expected digest differs from the computed one.
     pub fn finish(self, expected: &[ExpectedDigest]) -> Result<String, DigestMismatch> {
+        self.finish_all(expected).map(|computed| computed.sha256)
+    }
+
+    /// Like [`StreamHasher::finish`], with every digest computed.
+    ///
+    /// # Errors
+    /// When any expected digest differs from the computed one.
+    pub fn finish_all(self, expected: &[ExpectedDigest]) -> Result<Computed, DigestMismatch> {
         let sha256 = hex::encode(self.sha256.finalize());
         let computed: Vec<(DigestAlgorithm, String)> = self
             .others
@@ -140,7 +148,31 @@ impl StreamHasher {
                 });
             }
         }
-        Ok(sha256)
+        Ok(Computed {
+            sha256,
+            others: computed,
+        })
+    }
+}
+
+/// Every digest a [`StreamHasher`] computed, lowercase hex.
+#[derive(Debug, Clone)]
+pub struct Computed {
+    pub sha256: String,
+    pub others: Vec<(DigestAlgorithm, String)>,
+}
+
+impl Computed {
+    /// The digest in `algorithm`, if it was computed.
+    #[must_use]
+    pub fn get(&self, algorithm: DigestAlgorithm) -> Option<&str> {
+        if algorithm == DigestAlgorithm::Sha256 {
+            return Some(&self.sha256);
+        }
+        self.others
+            .iter()
+            .find(|(computed, _)| *computed == algorithm)
+            .map(|(_, hex)| hex.as_str())
     }
 }
 

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use super::tee::RecentChunks;
 use super::{ArtifactCache, ArtifactRequest};
 use crate::engine::coordination::HeldDownloadLock;
-use crate::engine::digest::StreamHasher;
+use crate::engine::digest::{Computed, StreamHasher};
 use crate::engine::events::Published;
 use crate::engine::upstream::{display_url, RequestKind};
 use crate::engine::{ProxyError, UpstreamError};
@@ -75,6 +75,8 @@ pub(crate) struct Fill {
     pub(super) readers: std::sync::atomic::AtomicUsize,
     /// Streamed from the replica that downloads it, not stored here.
     pub(super) from_replica: bool,
+    /// Every digest of the bytes, set once they are verified.
+    pub(super) digests: std::sync::OnceLock<Computed>,
 }
 
 /// Where a fill's bytes come from.
@@ -172,6 +174,7 @@ impl ArtifactCache {
             started: Instant::now(),
             readers: std::sync::atomic::AtomicUsize::new(0),
             from_replica,
+            digests: std::sync::OnceLock::new(),
         });
         {
             let mut fills = self.inner.fills.lock().expect("fill map is never poisoned");
@@ -191,9 +194,10 @@ impl ArtifactCache {
         let this = self.clone();
         let write_file = tokio::fs::File::from_std(write_file);
         tokio::spawn(async move {
+            let filled = Arc::clone(&registration.fill);
             let _registration = registration;
             let outcome = this
-                .run_fill(&request, source, write_file, guard, &recent, &state_tx)
+                .run_fill(&request, source, write_file, guard, &filled, &state_tx)
                 .await;
             if let Some(held) = held {
                 held.release().await;
@@ -247,9 +251,10 @@ impl ArtifactCache {
         source: FillSource,
         mut file: tokio::fs::File,
         mut guard: TempFileGuard,
-        recent: &RecentChunks,
+        filling: &Fill,
         state: &watch::Sender<FillState>,
     ) -> Result<u64, ProxyError> {
+        let recent = &filling.recent;
         let key = request.key.as_str();
         // The replica streamed from, for messages.
         let mut replica = None;
@@ -411,16 +416,19 @@ impl ArtifactCache {
                 reason: error.to_string(),
             })?);
         }
-        let sha256 = hasher
-            .finish(&expected)
+        let computed = hasher
+            .finish_all(&expected)
             .map_err(|mismatch| ProxyError::Integrity {
                 key: key.to_owned(),
                 algorithm: mismatch.algorithm.as_str(),
                 expected: mismatch.expected,
                 actual: mismatch.actual,
             })?;
-        let digest = Digest::from_hex(&sha256).expect("hex::encode of a sha256 is a valid digest");
+        let digest =
+            Digest::from_hex(&computed.sha256).expect("hex::encode of a sha256 is a valid digest");
         drop(file);
+        // Before `Verified`: whoever sees the fill verified finds its digests.
+        let _ = filling.digests.set(computed);
         state.send_replace(FillState::Verified { size: written });
         if from_replica {
             // The replica that downloaded it stores it.

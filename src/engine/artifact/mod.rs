@@ -488,6 +488,17 @@ impl ArtifactCache {
         Some(fill)
     }
 
+    /// The `algorithm` digest of `key`'s bytes while its fill is verified but not yet
+    /// stored: a client that asks for a checksum right after the file (as Maven's
+    /// does) is answered without waiting for the publish. `None` when no verified
+    /// fill computed that digest.
+    #[must_use]
+    pub fn verified_digest(&self, key: &CacheKey, algorithm: DigestAlgorithm) -> Option<String> {
+        let fills = self.inner.fills.lock().expect("fill map is never poisoned");
+        let digests = fills.get(key.as_str())?.digests.get()?;
+        digests.get(algorithm).map(str::to_owned)
+    }
+
     /// Every fill in progress, with its progress.
     #[must_use]
     pub fn fills_progress(&self) -> Vec<fill::FillProgress> {

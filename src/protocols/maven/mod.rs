@@ -205,6 +205,11 @@ impl MavenRepo {
                 }))
             }
             (FileKind::Immutable, Some(algorithm)) => {
+                // Asked right after the file: its fill has the digest, verified.
+                let key = layout::artifact_key(&self.name, &path.file);
+                if let Some(hex) = engine.artifacts.verified_digest(&key, algorithm) {
+                    return Ok(checksum_reply(&hex, crate::engine::CacheStatus::Hit));
+                }
                 let lookup = self
                     .immutable(engine, &path.file, layout::content_type(&path.file))
                     .await?;

@@ -701,7 +701,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario")
     parser.add_argument("--install-rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (index, artifacts, installs, "
-                        "stampede, replicas, closure, npm, resolve, web, badges); default: all, and only then is results/latest.md written")
+                        "stampede, replicas, extraction, closure, npm, resolve, web, badges); default: all, and only then is results/latest.md written")
     args = parser.parse_args()
     only = {name.strip() for name in args.only.split(",") if name.strip()}
 
@@ -883,6 +883,9 @@ def main() -> None:
             import replicas  # here, not at the top: it imports this module
             replicas.scenario(procs, args.binary, work, upstream, manifest["artifacts"]["stampede"], upstream_log,
                               args.stampede_client, args.install_rounds, rows, notes)
+        if want("extraction"):
+            import extraction  # here, not at the top: it imports this module
+            extraction.scenario(procs, args.binary, work, rows, notes)
         if want("closure"):
             cold_closure_scenario(procs, args.binary, work, args.uv, upstream_port, manifest, args.install_rounds,
                                   rows, memory)

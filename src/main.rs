@@ -352,6 +352,7 @@ fn warm(
         base,
         authorization: token.map(|t| format!("Bearer {t}")),
         parallel,
+        transport: granary::warm::Transport::Http,
     };
     let mut plan = Vec::new();
     for file in files {

@@ -54,12 +54,129 @@ impl Summary {
 /// Where and how to ask granary.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The repository's mount point, ending with `/`, e.g. `http://127.0.0.1:8080/npm/`.
+    /// The repository's mount point, ending with `/`, e.g. `http://127.0.0.1:8080/npm/`
+    /// (in process, only its path is used).
     pub base: url::Url,
     /// Sent as `Authorization` (e.g. `Bearer …`) when the repository is private.
     pub authorization: Option<String>,
     /// Fetches at once.
     pub parallel: usize,
+    pub transport: Transport,
+}
+
+/// How warm requests reach granary.
+#[derive(Clone)]
+pub enum Transport {
+    /// Over HTTP, to a running granary.
+    Http,
+    /// Through the router of the granary in this process (`POST /-/api/REPO/warm`):
+    /// the same handlers as clients reach, without a socket.
+    InProcess(axum::Router),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Http => "Http",
+            Self::InProcess(_) => "InProcess",
+        })
+    }
+}
+
+/// A reply's status, whether granary had it, and its body.
+struct Reply {
+    status: http::StatusCode,
+    cached: bool,
+    body: futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
+}
+
+impl Reply {
+    fn new(
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+        body: futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
+    ) -> Self {
+        let cached = headers
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.eq_ignore_ascii_case("miss"));
+        Self {
+            status,
+            cached,
+            body,
+        }
+    }
+
+    async fn whole(mut self) -> Result<Vec<u8>, String> {
+        let mut whole = Vec::new();
+        while let Some(chunk) = self.body.next().await {
+            whole.extend_from_slice(&chunk?);
+        }
+        Ok(whole)
+    }
+}
+
+/// GETs `url` through `target`'s transport.
+async fn get(
+    client: &reqwest::Client,
+    target: &Target,
+    url: url::Url,
+    accept: Option<&str>,
+) -> Result<Reply, String> {
+    match &target.transport {
+        Transport::Http => {
+            let mut request = client.get(url);
+            if let Some(accept) = accept {
+                request = request.header(ACCEPT, accept);
+            }
+            if let Some(authorization) = &target.authorization {
+                request = request.header(AUTHORIZATION, authorization);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|error| format!("granary did not answer: {error}"))?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            Ok(Reply::new(
+                status,
+                &headers,
+                response
+                    .bytes_stream()
+                    .map(|chunk| chunk.map_err(|error| error.to_string()))
+                    .boxed(),
+            ))
+        }
+        Transport::InProcess(router) => {
+            use tower::ServiceExt as _;
+            let path = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let mut request = http::Request::get(path);
+            if let Some(accept) = accept {
+                request = request.header(ACCEPT, accept);
+            }
+            if let Some(authorization) = &target.authorization {
+                request = request.header(AUTHORIZATION, authorization);
+            }
+            let request = request
+                .body(axum::body::Body::empty())
+                .map_err(|error| format!("not a request: {error}"))?;
+            let response = router
+                .clone()
+                .oneshot(request)
+                .await
+                .map_err(|error| format!("granary did not answer: {error}"))?;
+            let (parts, body) = response.into_parts();
+            Ok(Reply::new(
+                parts.status,
+                &parts.headers,
+                body.into_data_stream()
+                    .map(|chunk| chunk.map_err(|error| error.to_string()))
+                    .boxed(),
+            ))
+        }
+    }
 }
 
 /// Resolves a requirements file through granary (`POST /-/api/REPO/resolve`, at
@@ -211,30 +328,19 @@ async fn fetch_one(
         Ok(url) => url,
         Err(error) => return failed(format!("not a path: {error}")),
     };
-    let mut request = client.get(url);
-    if let Some(accept) = fetch.accept {
-        request = request.header(ACCEPT, accept);
-    }
-    if let Some(authorization) = &target.authorization {
-        request = request.header(AUTHORIZATION, authorization);
-    }
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(error) => return failed(format!("granary did not answer: {error}")),
+    let mut reply = match get(client, target, url, fetch.accept).await {
+        Ok(reply) => reply,
+        Err(reason) => return failed(reason),
     };
-    let status = response.status();
-    let cached = response
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !v.eq_ignore_ascii_case("miss"));
+    let (status, cached) = (reply.status, reply.cached);
     if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
+        let body = reply.whole().await.unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
         let message = body.lines().next().unwrap_or("").trim();
         return failed(format!("{status}: {message}"));
     }
     let (bytes, more) = if let Some(expand) = &fetch.expand {
-        match response.bytes().await {
+        match reply.whole().await {
             Ok(body) => match expand(&body) {
                 Ok(more) => (body.len() as u64, more),
                 Err(reason) => return failed(reason),
@@ -242,9 +348,8 @@ async fn fetch_one(
             Err(error) => return failed(format!("the body broke off: {error}")),
         }
     } else {
-        let mut stream = response.bytes_stream();
         let mut bytes = 0u64;
-        while let Some(chunk) = stream.next().await {
+        while let Some(chunk) = reply.body.next().await {
             match chunk {
                 Ok(chunk) => bytes += chunk.len() as u64,
                 Err(error) => return failed(format!("the body broke off: {error}")),

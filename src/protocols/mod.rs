@@ -136,6 +136,19 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
     /// (`requirements.txt`, `package.json`, `Cargo.toml`): `POST /-/api/REPO/resolve`.
     ///
     /// # Errors
+    /// What warming from `file_name` (a lockfile or pinned requirements file of this
+    /// format, text `text`) fetches, as a real client would
+    /// (`POST /-/api/REPO/warm`). The default: this format reads no files.
+    ///
+    /// # Errors
+    /// A file this format does not read, or one it cannot parse.
+    fn warm_plan(&self, file_name: &str, _text: &str) -> WarmPlan {
+        Err(format!(
+            "repository `{}` is warmed from no file `{file_name}`",
+            self.settings().name
+        ))
+    }
+
     /// A file that is not one, a bad target, or a format that does not resolve files
     /// (the default).
     async fn resolve_file(
@@ -229,16 +242,15 @@ pub fn build(
     })
 }
 
+/// What warming from one file fetches, or why that file cannot be read.
+pub type WarmPlan = Result<Vec<warm::WarmFetch>, String>;
+
 /// What to fetch for the file `file_name` (its base name decides how it is read)
 /// with contents `text`, on a repository of `format`.
 ///
 /// # Errors
 /// A file this format does not read, or one that does not parse (with where).
-pub fn warm_plan(
-    format: Format,
-    file_name: &str,
-    text: &str,
-) -> Result<Vec<warm::WarmFetch>, String> {
+pub fn warm_plan(format: Format, file_name: &str, text: &str) -> WarmPlan {
     match format {
         Format::Pypi => pypi::lockfile::plan(file_name, text),
         Format::Npm => npm::lockfile::plan(file_name, text),

@@ -2,7 +2,7 @@
 //! every repository at `/<name>/`.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get};
@@ -22,6 +22,15 @@ use crate::protocols::{ProtocolRequest, RequestContext, RequestError};
 
 /// The application; tests drive it directly or through a listener.
 pub fn router(state: AppState) -> Router {
+    let permits = Arc::clone(&state.request_permits);
+    routes(state)
+        // Outermost: a bound on requests in flight.
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(permits))
+}
+
+/// Every route with its middleware, without the bound on requests in flight (what
+/// a request already holding a turn uses to make more, e.g. warming in process).
+pub(super) fn routes(state: AppState) -> Router {
     Router::new()
         .route("/-/health", get(ops::health))
         .route("/-/ready", get(ops::ready))
@@ -29,7 +38,12 @@ pub fn router(state: AppState) -> Router {
         .route("/-/status", get(ops::status_page))
         .route("/-/status.json", get(ops::status_json))
         .route("/-/badge/{*path}", get(badge::badge))
-        .route("/-/api/{*path}", get(api::api).post(api::resolve_file))
+        .route(
+            "/-/api/{*path}",
+            get(api::api)
+                .post(api::resolve_file)
+                .layer(DefaultBodyLimit::max(api::MAX_WARM_FILE)),
+        )
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))
         .route(REPLICA_FILL_PATH, get(replica::follow_fill))
@@ -46,10 +60,6 @@ pub fn router(state: AppState) -> Router {
                 .br(true)
                 .compress_when(compressible),
         )
-        // Outermost: a bound on requests in flight.
-        .layer(GlobalConcurrencyLimitLayer::with_semaphore(Arc::clone(
-            &state.request_permits,
-        )))
         .with_state(state)
 }
 

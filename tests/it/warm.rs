@@ -130,27 +130,12 @@ fn pip_install_and_import(index: &str, requirements: &Path, scratch: &Path, extr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn npm_ci_from_a_warmed_granary_asks_the_upstream_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    let scratch = dir.path().to_path_buf();
-    let registry_dir = scratch.join("registry");
-    let upstream = FakeUpstream::start(Some(registry_dir.clone())).await;
-    crate::npm::build_registry(&registry_dir, upstream.url("").trim_end_matches('/'));
-    let port = free_port();
-    let first = config(&scratch, "first", port, "npm", &upstream.url(""));
-    let second = config(&scratch, "second", port, "npm", &upstream.url(""));
+    let setup = NpmSetup::new().await;
+    let (scratch, upstream, first) = (setup.scratch.clone(), &setup.upstream, &setup.first);
+    let (port, second) = (setup.port, setup.second.clone());
     let registry = format!("http://127.0.0.1:{port}/npm/");
 
-    let project = crate::npm::new_project(&scratch, "locked");
-    let granary = GranaryProcess::spawn(&first);
-    let (p, r, s) = (project.clone(), registry.clone(), scratch.clone());
-    tokio::task::spawn_blocking(move || {
-        crate::npm::run_client(Path::new("npm"), &["install"], &p, &r, &s);
-    })
-    .await
-    .expect("install");
-    tokio::task::spawn_blocking(move || granary.terminate())
-        .await
-        .expect("stop the first granary");
+    let project = npm_lock_through(first, &scratch, "locked", &registry).await;
 
     let granary = GranaryProcess::spawn(&second);
     let lockfile = project.join("package-lock.json");
@@ -159,22 +144,172 @@ async fn npm_ci_from_a_warmed_granary_asks_the_upstream_nothing() {
         .expect("warm");
     let after_warm = upstream.total_hits();
 
+    npm_ci_elsewhere(&project, &scratch, &registry).await;
+    assert_eq!(
+        upstream.total_hits(),
+        after_warm,
+        "npm ci needed nothing the warm ({files} files) did not fetch"
+    );
+    drop(granary);
+}
+
+/// The npm fixture registry behind a fake upstream, and the configurations of two
+/// granaries on the same port: one to lock through, one to warm.
+struct NpmSetup {
+    _dir: tempfile::TempDir,
+    scratch: PathBuf,
+    upstream: FakeUpstream,
+    port: u16,
+    first: PathBuf,
+    second: PathBuf,
+}
+
+impl NpmSetup {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let scratch = dir.path().to_path_buf();
+        let registry_dir = scratch.join("registry");
+        let upstream = FakeUpstream::start(Some(registry_dir.clone())).await;
+        crate::npm::build_registry(&registry_dir, upstream.url("").trim_end_matches('/'));
+        let port = free_port();
+        let first = config(&scratch, "first", port, "npm", &upstream.url(""));
+        let second = config(&scratch, "second", port, "npm", &upstream.url(""));
+        Self {
+            _dir: dir,
+            scratch,
+            upstream,
+            port,
+            first,
+            second,
+        }
+    }
+}
+
+/// A new npm project installed through a granary started from `config` (stopped
+/// afterwards): its directory, with the `package-lock.json` npm wrote.
+async fn npm_lock_through(config: &Path, scratch: &Path, name: &str, registry: &str) -> PathBuf {
+    let project = crate::npm::new_project(scratch, name);
+    let granary = GranaryProcess::spawn(config);
+    let (p, r, s) = (project.clone(), registry.to_owned(), scratch.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        crate::npm::run_client(Path::new("npm"), &["install"], &p, &r, &s);
+    })
+    .await
+    .expect("install");
+    tokio::task::spawn_blocking(move || granary.terminate())
+        .await
+        .expect("stop the first granary");
+    project
+}
+
+/// `npm ci` of `project`'s manifest and lockfile, copied to a new directory, with an
+/// empty cache, then the fixture's require check.
+async fn npm_ci_elsewhere(project: &Path, scratch: &Path, registry: &str) {
     let offline = scratch.join("offline");
     std::fs::create_dir_all(&offline).expect("project");
     for file in ["package.json", "package-lock.json"] {
         std::fs::copy(project.join(file), offline.join(file)).expect("copy");
     }
-    let (p, r, s) = (offline.clone(), registry.clone(), scratch.clone());
+    let (p, r, s) = (offline, registry.to_owned(), scratch.to_path_buf());
     tokio::task::spawn_blocking(move || {
         crate::npm::run_client(Path::new("npm"), &["ci"], &p, &r, &s);
         crate::npm::check_require(&p);
     })
     .await
     .expect("npm ci");
+}
+
+/// `POST /-/api/npm/warm?file=package-lock.json` with `token`; the status and JSON.
+async fn post_warm(
+    registry_root: &str,
+    token: Option<&str>,
+    file: &str,
+    lockfile: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{registry_root}-/api/npm/warm?file={file}"))
+        .body(lockfile);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("response");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+// Issue #13: warming by POSTing a lockfile to a running granary (admin role), through
+// its own routes in process; then `npm ci` asks the upstream nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_ci_after_a_lockfile_was_posted_to_warm_asks_the_upstream_nothing() {
+    let setup = NpmSetup::new().await;
+    let (scratch, upstream, first) = (setup.scratch.clone(), &setup.upstream, &setup.first);
+    let (port, second) = (setup.port, setup.second.clone());
+    let text = std::fs::read_to_string(&second).expect("config");
+    std::fs::write(
+        &second,
+        format!("admin_token = \"warm-admin-token\"\n{text}"),
+    )
+    .expect("config");
+    let root = format!("http://127.0.0.1:{port}/");
+    let registry = format!("{root}npm/");
+
+    let project = npm_lock_through(first, &scratch, "posted", &registry).await;
+
+    let granary = GranaryProcess::spawn(&second);
+    let lockfile = std::fs::read(project.join("package-lock.json")).expect("lockfile");
+    let before = upstream.total_hits();
+    let (status, refused) = post_warm(&root, None, "package-lock.json", lockfile.clone()).await;
+    assert_eq!(status, 401, "the admin role is required: {refused}");
+    let (status, unknown) = post_warm(
+        &root,
+        Some("warm-admin-token"),
+        "yarn.lock.bak",
+        lockfile.clone(),
+    )
+    .await;
+    assert_eq!(status, 400, "a file name that names no format: {unknown}");
+    assert_eq!(
+        upstream.total_hits(),
+        before,
+        "nothing fetched for refused requests"
+    );
+
+    let (status, first_run) = post_warm(
+        &root,
+        Some("warm-admin-token"),
+        "package-lock.json",
+        lockfile.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{first_run}");
+    let files = first_run["files"].as_u64().expect("files");
+    assert!(files > 0, "{first_run}");
+    assert_eq!(first_run["fetched"].as_u64(), Some(files), "{first_run}");
+    assert_eq!(first_run["failed"], serde_json::json!({}), "{first_run}");
+    let (status, again) = post_warm(
+        &root,
+        Some("warm-admin-token"),
+        "package-lock.json",
+        lockfile,
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again["cached"].as_u64(),
+        Some(files),
+        "all cached now: {again}"
+    );
+    let after_warm = upstream.total_hits();
+
+    npm_ci_elsewhere(&project, &scratch, &registry).await;
     assert_eq!(
         upstream.total_hits(),
         after_warm,
-        "npm ci needed nothing the warm ({files} files) did not fetch"
+        "npm ci needed nothing the posted warm ({files} files) did not fetch"
     );
     drop(granary);
 }

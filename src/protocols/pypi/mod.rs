@@ -50,6 +50,10 @@ super::derefs_to_settings!(PypiRepo);
 
 #[async_trait]
 impl Protocol for PypiRepo {
+    fn warm_plan(&self, file_name: &str, text: &str) -> crate::protocols::WarmPlan {
+        lockfile::plan(file_name, text)
+    }
+
     fn settings(&self) -> &RepoSettings {
         &self.settings
     }

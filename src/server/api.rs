@@ -4,14 +4,15 @@
 //! format's client would make it. Both are refused like the repository itself to
 //! callers who may not read it.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{HeaderMap, StatusCode};
 
-use super::authorize::authorize;
+use super::authorize::readable_repo;
 use super::error::ApiError;
 use super::state::AppState;
+use super::warm::InProcessRoutes;
 use std::sync::Arc;
 
 use crate::protocols::resolution::ResolveOptions;
@@ -113,131 +114,31 @@ async fn answer(
     .into_response())
 }
 
-/// The repository named `repo_name`, or the refusal its readers' check gives.
-async fn readable_repo<'a>(
-    state: &'a AppState,
-    repo_name: &str,
-    headers: &HeaderMap,
-) -> Result<Result<&'a Arc<dyn crate::protocols::Protocol>, Response>, ApiError> {
-    let repo = state.repos.get(repo_name).ok_or_else(|| {
-        ApiError::client(
-            StatusCode::NOT_FOUND,
-            format!("no repository named `{repo_name}`"),
-        )
-    })?;
-    Ok(authorize(state, repo_name, repo, headers)
-        .await
-        .map(|_| repo))
-}
-
-/// Largest lockfile `POST /-/api/REPO/warm` reads (the route's body limit).
-pub(super) const MAX_WARM_FILE: usize = 64 * 1024 * 1024;
-/// Fetches at once for `POST /-/api/REPO/warm`, unless `parallel` says otherwise.
-const WARM_PARALLEL: usize = 8;
-
-/// `POST /-/api/REPO/warm?file=NAME[&parallel=N]` (admin role): fetches everything the
-/// lockfile in the body names, as `granary warm` does, through this process's own
-/// routes (access control, verification and single flight as for clients). Answers
-/// the summary as JSON: `200` when everything was fetched or cached, `502` when
-/// something failed (each failure with its reason).
-async fn warm(
-    state: &AppState,
-    repo_name: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    super::admin::authorize(state, headers).await?;
-    let repo = match readable_repo(state, repo_name, headers).await? {
-        Ok(repo) => repo,
-        Err(refusal) => return Ok(refusal),
-    };
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let value = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let file_name = value("file").ok_or_else(|| {
-        ApiError::client(
-            StatusCode::BAD_REQUEST,
-            "expected ?file=NAME: the lockfile's file name, which says its format",
-        )
-    })?;
-    let parallel = match value("parallel") {
-        None => WARM_PARALLEL,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=64).contains(n))
-            .ok_or_else(|| {
-                ApiError::client(StatusCode::BAD_REQUEST, "`parallel`: a number from 1 to 64")
-            })?,
-    };
-    let text = std::str::from_utf8(body).map_err(|error| {
-        ApiError::client(
-            StatusCode::BAD_REQUEST,
-            format!("the lockfile is not UTF-8: {error}"),
-        )
-    })?;
-    let plan = repo
-        .warm_plan(file_name, text)
-        .map_err(|reason| ApiError::client(StatusCode::BAD_REQUEST, reason))?;
-    let base = url::Url::parse(&format!("http://granary.invalid/{repo_name}/"))
-        .map_err(|error| ApiError::internal(format!("no mount point: {error}")))?;
-    let target = crate::warm::Target {
-        base,
-        // The caller's credentials, for private repositories.
-        authorization: headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        parallel,
-        // Without the concurrency limit: this request holds a turn already.
-        transport: crate::warm::Transport::InProcess(super::router::routes(state.clone())),
-    };
-    let summary = crate::warm::run(&target, plan, |_, _| {}).await;
-    tracing::info!(
-        repo = repo_name,
-        file = file_name,
-        fetched = summary.fetched,
-        cached = summary.cached,
-        failed = summary.failed.len(),
-        "warmed"
-    );
-    let status = if summary.failed.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_GATEWAY
-    };
-    let answer = serde_json::json!({
-        "files": summary.total(),
-        "fetched": summary.fetched,
-        "cached": summary.cached,
-        "failed": summary.failed,
-        "bytes": summary.bytes,
-        "seconds": summary.elapsed.as_secs_f64(),
-    });
-    Ok((status, axum::Json(answer)).into_response())
-}
-
 /// Largest requirements file `POST /-/api/REPO/resolve` reads.
 const MAX_REQUIREMENTS_FILE: usize = 1024 * 1024;
 const NDJSON: &str = "application/x-ndjson";
 
 /// `POST /-/api/REPO/resolve`: the body is a requirements file in the repository's
 /// format's terms; the answer is NDJSON (`node`…, `edge`…, `done`, or one `error`).
-pub(super) async fn resolve_file(
+/// `POST /-/api/REPO/warm`: see [`super::warm`].
+pub(super) async fn post(
     State(state): State<AppState>,
+    Extension(routes): Extension<InProcessRoutes>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    match ensure(&state, &path, query.as_deref(), &headers, &body).await {
+    let segments = match super::own_paths::segments(&path) {
+        Ok(segments) => segments,
+        Err(error) => return error.into_response(),
+    };
+    let outcome = if let [repo_name, "warm"] = segments.as_slice() {
+        super::warm::warm(&state, routes, repo_name, query.as_deref(), &headers, &body).await
+    } else {
+        ensure(&state, &path, query.as_deref(), &headers, &body).await
+    };
+    match outcome {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -251,9 +152,6 @@ async fn ensure(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let segments = super::own_paths::segments(path)?;
-    if let [repo_name, "warm"] = segments.as_slice() {
-        return warm(state, repo_name, query, headers, body).await;
-    }
     let [repo_name, "resolve"] = segments.as_slice() else {
         return Err(ApiError::client(
             StatusCode::NOT_FOUND,

@@ -77,3 +77,20 @@ pub(super) async fn authorize(
     }
     Err(response)
 }
+
+/// The repository named `repo_name`, or the refusal its readers' check gives.
+pub(super) async fn readable_repo<'a>(
+    state: &'a AppState,
+    repo_name: &str,
+    headers: &http::HeaderMap,
+) -> Result<Result<&'a Repository, Response>, ApiError> {
+    let repo = state.repos.get(repo_name).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("no repository named `{repo_name}`"),
+        )
+    })?;
+    Ok(authorize(state, repo_name, repo, headers)
+        .await
+        .map(|_| repo))
+}

@@ -17,6 +17,7 @@ mod request_id;
 pub(crate) mod respond;
 pub(crate) mod router;
 pub mod state;
+mod warm;
 
 use std::future::Future;
 use std::time::Duration;

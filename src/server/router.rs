@@ -2,7 +2,7 @@
 //! every repository at `/<name>/`.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get};
@@ -15,7 +15,7 @@ use tower_http::compression::CompressionLayer;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{admin, api, authorize, badge, middleware, ops, replica, respond};
+use super::{admin, api, authorize, badge, middleware, ops, replica, respond, warm};
 use crate::engine::artifact::REPLICA_FILL_PATH;
 use crate::protocols::path::MAX_PATH_BYTES;
 use crate::protocols::{ProtocolRequest, RequestContext, RequestError};
@@ -23,14 +23,16 @@ use crate::protocols::{ProtocolRequest, RequestContext, RequestError};
 /// The application; tests drive it directly or through a listener.
 pub fn router(state: AppState) -> Router {
     let permits = Arc::clone(&state.request_permits);
-    routes(state)
+    let routes = routes(state);
+    let in_process = warm::InProcessRoutes(routes.clone());
+    routes
+        .layer(Extension(in_process))
         // Outermost: a bound on requests in flight.
         .layer(GlobalConcurrencyLimitLayer::with_semaphore(permits))
 }
 
-/// Every route with its middleware, without the bound on requests in flight (what
-/// a request already holding a turn uses to make more, e.g. warming in process).
-pub(super) fn routes(state: AppState) -> Router {
+/// Every route with its middleware, without the bound on requests in flight.
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/-/health", get(ops::health))
         .route("/-/ready", get(ops::ready))
@@ -41,8 +43,8 @@ pub(super) fn routes(state: AppState) -> Router {
         .route(
             "/-/api/{*path}",
             get(api::api)
-                .post(api::resolve_file)
-                .layer(DefaultBodyLimit::max(api::MAX_WARM_FILE)),
+                .post(api::post)
+                .layer(DefaultBodyLimit::max(warm::MAX_WARM_FILE)),
         )
         .route("/-/cache/{repo}", delete(admin::purge_repo))
         .route("/-/cache/{repo}/{project}", delete(admin::purge_project))

@@ -10,12 +10,22 @@ use std::process::Command;
 use crate::support::{build_pypi_fixture, python, FakeUpstream, GranaryProcess};
 
 /// A free port on 127.0.0.1 (both granaries of a test listen on it in turn, so that
-/// the URLs a lockfile records name the second one too).
+/// the URLs a lockfile records name the second one too), below the kernel's
+/// ephemeral range (32768-60999 by default).
+///
+/// Found by CI: a port from `bind(":0")` is an ephemeral one, and in the minute
+/// between the two granaries an outgoing connection of any test (or a listener on
+/// port 0) could take it; the second granary then could not bind and exited ("granary
+/// logs its address: Disconnected"). No socket is given a port below the range
+/// unless it asks for it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+    for _ in 0..1000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000 on 127.0.0.1");
 }
 
 fn config(dir: &Path, name: &str, port: u16, format: &str, upstream: &str) -> PathBuf {

@@ -45,7 +45,11 @@ impl GranaryProcess {
         });
         let addr = address_rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("granary logs its address")
+            .unwrap_or_else(|error| {
+                // Exited (or hung) before listening: say why, from what it logged.
+                let said = log.lock().expect("log").join("\n");
+                panic!("granary logs its address: {error}; it logged:\n{said}")
+            })
             .expect("address field")
             .parse()
             .expect("socket address");

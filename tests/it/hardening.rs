@@ -454,6 +454,64 @@ fn millis(time: SystemTime) -> i64 {
     .expect("fits")
 }
 
+/// A clock the tests move by hand.
+fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+    ))
+}
+
+/// One replica's index engine on shared tiers (as with PostgreSQL or Redis shared by
+/// replicas: a page not fresh here is looked up there first).
+fn shared_index(
+    metadata: &Arc<dyn MetadataStore>,
+    redis: Option<&Arc<RedisTier>>,
+    clock: &Arc<ManualClock>,
+) -> IndexCache {
+    IndexCache::new(
+        1 << 20,
+        SharedIndex {
+            metadata: Arc::clone(metadata),
+            redis: redis.map(Arc::clone),
+            is_shared: true,
+        },
+        Arc::clone(clock) as Arc<dyn Clock>,
+        Metrics::new(),
+    )
+}
+
+/// `first` fetches the page (a miss), `second` reads it from the shared tiers (a
+/// hit); then, past the TTL, `first` serves it stale and refreshes it behind. The
+/// refresh's `stored_at`, in Unix milliseconds.
+async fn both_hold_then_first_refreshes(
+    first: &IndexCache,
+    second: &IndexCache,
+    source: &Arc<CountingSource>,
+    store: &dyn MetadataStore,
+    clock: &ManualClock,
+    before_refresh: impl FnOnce(),
+) -> i64 {
+    let miss = first.lookup(index_request(source)).await.expect("miss");
+    assert_eq!(miss.status.as_str(), "miss");
+    wait_for_row(store, PAGE_KEY).await;
+    let shared = second.lookup(index_request(source)).await.expect("hit");
+    assert_eq!(
+        shared.status.as_str(),
+        "hit",
+        "the second replica reads the first's copy"
+    );
+    before_refresh();
+    clock.advance(Duration::from_secs(65));
+    let refreshed_at = millis(clock.now());
+    let stale = first.lookup(index_request(source)).await.expect("stale");
+    assert_eq!(
+        stale.status.as_str(),
+        "stale",
+        "served stale, refreshed behind"
+    );
+    refreshed_at
+}
+
 // Found by CI (scale_out's refresh test, now and then): a refreshed page reached Redis
 // only after the database had taken it, so while the database was busy the other
 // replicas went on serving their stale copies. Both tiers are now written at once.
@@ -477,42 +535,15 @@ async fn a_refresh_reaches_other_replicas_through_redis_while_the_database_hangs
         Duration::from_secs(5),
     ));
     let tier = RedisTier::new(&redis.url(), Duration::from_secs(1), Metrics::new()).expect("redis");
-    let clock = Arc::new(ManualClock::new(
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
-    ));
-    let replica = || {
-        IndexCache::new(
-            1 << 20,
-            SharedIndex {
-                metadata: Arc::clone(&store),
-                redis: Some(Arc::clone(&tier)),
-                is_shared: true,
-            },
-            Arc::clone(&clock) as Arc<dyn Clock>,
-            Metrics::new(),
-        )
-    };
-    let (first, second) = (replica(), replica());
+    let clock = manual_clock();
+    let first = shared_index(&store, Some(&tier), &clock);
+    let second = shared_index(&store, Some(&tier), &clock);
     let source = Arc::new(CountingSource::default());
-    let miss = first.lookup(index_request(&source)).await.expect("miss");
-    assert_eq!(miss.status.as_str(), "miss");
-    wait_for_row(store.as_ref(), PAGE_KEY).await;
-    let shared = second.lookup(index_request(&source)).await.expect("hit");
-    assert_eq!(
-        shared.status.as_str(),
-        "hit",
-        "the second replica reads the first's copy"
-    );
-
-    hang.store(true, Ordering::SeqCst);
-    clock.advance(Duration::from_secs(65));
-    let refreshed_at = millis(clock.now());
-    let stale = first.lookup(index_request(&source)).await.expect("stale");
-    assert_eq!(
-        stale.status.as_str(),
-        "stale",
-        "served stale, refreshed behind"
-    );
+    let refreshed_at =
+        both_hold_then_first_refreshes(&first, &second, &source, store.as_ref(), &clock, || {
+            hang.store(true, Ordering::SeqCst);
+        })
+        .await;
     // The database write hangs (the store gives up after 5 s); Redis has it at once.
     eventually("the refreshed page is in Redis", async || {
         index_stored_at_in_redis(&tier, PAGE_KEY).await == Some(refreshed_at)
@@ -546,34 +577,16 @@ async fn a_slow_shared_read_does_not_make_a_replica_fetch_a_page_another_refresh
     let instrumented = InstrumentedStore::new(sqlite);
     let slow_reads = Arc::clone(&instrumented.slow_reads);
     let slow: Arc<dyn MetadataStore> = Arc::new(instrumented);
-    let clock = Arc::new(ManualClock::new(
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
-    ));
+    let clock = manual_clock();
     // Two replicas sharing one database (as with PostgreSQL), no Redis.
-    let replica = |metadata: &Arc<dyn MetadataStore>| {
-        IndexCache::new(
-            1 << 20,
-            SharedIndex {
-                metadata: Arc::clone(metadata),
-                redis: None,
-                is_shared: true,
-            },
-            Arc::clone(&clock) as Arc<dyn Clock>,
-            Metrics::new(),
-        )
-    };
-    let (first, second) = (replica(&fast), replica(&slow));
+    let (first, second) = (
+        shared_index(&fast, None, &clock),
+        shared_index(&slow, None, &clock),
+    );
     let source = Arc::new(CountingSource::default());
-    let miss = first.lookup(index_request(&source)).await.expect("miss");
-    assert_eq!(miss.status.as_str(), "miss");
-    wait_for_row(fast.as_ref(), PAGE_KEY).await;
-    let shared = second.lookup(index_request(&source)).await.expect("hit");
-    assert_eq!(shared.status.as_str(), "hit");
-
-    clock.advance(Duration::from_secs(65));
-    let refreshed_at = millis(clock.now());
-    let stale = first.lookup(index_request(&source)).await.expect("stale");
-    assert_eq!(stale.status.as_str(), "stale");
+    let refreshed_at =
+        both_hold_then_first_refreshes(&first, &second, &source, fast.as_ref(), &clock, || {})
+            .await;
     eventually("the refresh is in the database", async || {
         fast.index_entry(PAGE_KEY)
             .await
@@ -616,21 +629,8 @@ async fn a_hanging_metadata_store_does_not_stall_pages_held_in_memory() {
         instrumented,
         Duration::from_secs(5),
     ));
-    let clock = Arc::new(ManualClock::new(
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
-    ));
-    let index = IndexCache::new(
-        1 << 20,
-        SharedIndex {
-            metadata: Arc::clone(&store),
-            redis: None,
-            // As with PostgreSQL shared by replicas: a page not fresh here is looked
-            // up there first.
-            is_shared: true,
-        },
-        Arc::clone(&clock) as Arc<dyn Clock>,
-        Metrics::new(),
-    );
+    let clock = manual_clock();
+    let index = shared_index(&store, None, &clock);
     let source = Arc::new(CountingSource::default());
     let first = index.lookup(index_request(&source)).await.expect("first");
     assert_eq!(first.status.as_str(), "miss");

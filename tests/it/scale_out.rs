@@ -71,6 +71,29 @@ async fn cluster_with(
     }
 }
 
+/// The upstream lists `project`'s one file, `dl/<project>-1.0.tar.gz`, and serves it
+/// as `scripted` says.
+fn serve_one_file(upstream: &FakeUpstream, project: &str, body: &[u8], scripted: Scripted) {
+    let file = format!("{project}-1.0.tar.gz");
+    upstream.script(
+        &format!("simple/{project}/"),
+        one_file_page(project, &file, body),
+    );
+    upstream.script(&format!("dl/{file}"), scripted);
+}
+
+/// What `replica` says at `/-/metrics`.
+async fn metrics_of(client: &reqwest::Client, replica: &GranaryProcess) -> String {
+    client
+        .get(replica.url("-/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 async fn blob_objects(cluster: &Cluster) -> Vec<String> {
     let prefix = object_store::path::Path::from(format!("{}/blobs", cluster.prefix));
     cluster
@@ -92,12 +115,10 @@ async fn sixty_requests_over_three_replicas_fetch_an_artifact_once() {
     };
     let upstream = FakeUpstream::start(None).await;
     let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
-    upstream.script(
-        "simple/shared/",
-        one_file_page("shared", "shared-1.0.tar.gz", &body),
-    );
-    upstream.script(
-        "dl/shared-1.0.tar.gz",
+    serve_one_file(
+        &upstream,
+        "shared",
+        &body,
         Scripted {
             pace: Some((64 * 1024, Duration::from_millis(10))),
             ..Scripted::ok(body.clone())
@@ -155,12 +176,10 @@ async fn replicas_stream_another_replicas_download_as_it_arrives() {
     let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let half = body.len() / 2;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    upstream.script(
-        "simple/stream/",
-        one_file_page("stream", "stream-1.0.tar.gz", &body),
-    );
-    upstream.script(
-        "dl/stream-1.0.tar.gz",
+    serve_one_file(
+        &upstream,
+        "stream",
+        &body,
         Scripted {
             hold_after: Some((half, Arc::clone(&gate))),
             ..Scripted::ok(body.clone())
@@ -231,14 +250,7 @@ async fn replicas_stream_another_replicas_download_as_it_arrives() {
         "one upstream download"
     );
     for replica in [1, 2] {
-        let metrics = client
-            .get(cluster.replicas[replica].url("-/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = metrics_of(&client, &cluster.replicas[replica]).await;
         assert!(
             metrics.contains("granary_cross_replica_streams_total 1"),
             "replica {replica} streamed once from replica 0"
@@ -305,12 +317,10 @@ async fn a_holder_that_does_not_answer_is_asked_once_and_the_others_wait_as_befo
     });
     let upstream = FakeUpstream::start(None).await;
     let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 233) as u8).collect();
-    upstream.script(
-        "simple/quiet/",
-        one_file_page("quiet", "quiet-1.0.tar.gz", &body),
-    );
-    upstream.script(
-        "dl/quiet-1.0.tar.gz",
+    serve_one_file(
+        &upstream,
+        "quiet",
+        &body,
         Scripted {
             pace: Some((64 * 1024, Duration::from_millis(60))), // about 4 s
             ..Scripted::ok(body.clone())
@@ -443,12 +453,10 @@ async fn a_replica_killed_mid_download_leaves_no_partial_object_and_no_stuck_loc
     };
     let upstream = FakeUpstream::start(None).await;
     let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 239) as u8).collect();
-    upstream.script(
-        "simple/crash/",
-        one_file_page("crash", "crash-1.0.tar.gz", &body),
-    );
-    upstream.script(
-        "dl/crash-1.0.tar.gz",
+    serve_one_file(
+        &upstream,
+        "crash",
+        &body,
         Scripted {
             pace: Some((64 * 1024, Duration::from_millis(40))), // about 2.6 s
             ..Scripted::ok(body.clone())

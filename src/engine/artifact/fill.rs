@@ -165,11 +165,10 @@ impl ArtifactCache {
         };
         let guard = TempFileGuard(Some(temp_path));
         let (state_tx, state_rx) = watch::channel(FillState::Connecting);
-        let recent = Arc::new(RecentChunks::default());
         let fill = Arc::new(Fill {
             key: key.clone(),
             file: Arc::new(read_file),
-            recent: Arc::clone(&recent),
+            recent: Arc::new(RecentChunks::default()),
             state: state_rx,
             started: Instant::now(),
             readers: std::sync::atomic::AtomicUsize::new(0),
@@ -256,9 +255,9 @@ impl ArtifactCache {
     ) -> Result<u64, ProxyError> {
         let recent = &filling.recent;
         let key = request.key.as_str();
-        // The replica streamed from, for messages.
+        // The replica streamed from, if the bytes come from one (for messages).
         let mut replica = None;
-        let (response, from_replica, _permit) = match source {
+        let (response, _permit) = match source {
             FillSource::Upstream => {
                 // At most `max_concurrent_fills` downloads per upstream; the rest queue
                 // here.
@@ -272,11 +271,11 @@ impl ArtifactCache {
                         &Validators::default(),
                     )
                     .await?;
-                (response, false, Some(permit))
+                (response, Some(permit))
             }
             FillSource::Replica(response) => {
                 replica = Some(display_url(response.url()));
-                (response, true, None)
+                (response, None)
             }
         };
         let status = response.status();
@@ -381,7 +380,7 @@ impl ArtifactCache {
             }
             hasher.update(&chunk);
             temp_bytes.add(chunk.len() as u64);
-            if !from_replica {
+            if replica.is_none() {
                 request.upstream.record_bytes(chunk.len() as u64);
             }
             recent.push(written - chunk.len() as u64, chunk.clone());
@@ -430,7 +429,7 @@ impl ArtifactCache {
         // Before `Verified`: whoever sees the fill verified finds its digests.
         let _ = filling.digests.set(computed);
         state.send_replace(FillState::Verified { size: written });
-        if from_replica {
+        if replica.is_some() {
             // The replica that downloaded it stores it.
             return Ok(written);
         }

@@ -389,19 +389,33 @@ impl IndexCache {
         if !consult_shared {
             return memory;
         }
-        // One read and one render per key, however many requests miss at once.
-        let (this, shared_request, in_memory) = (self.clone(), request.clone(), memory.clone());
-        let load = self.inner.loads.run(key, || async move {
-            this.load_shared(&shared_request, in_memory).await
-        });
+        let load = self.shared_load(request, memory.clone());
         if memory.is_none() {
-            return load.await.0.flatten();
+            return load.await;
         }
         // A copy is in memory: a slow shared tier must not hold this request up.
         match tokio::time::timeout(SHARED_CONSULT_DEADLINE, load).await {
-            Ok((Some(Some(document)), _)) => Some(document),
+            Ok(Some(document)) => Some(document),
             _ => memory,
         }
+    }
+
+    /// [`IndexCache::load_shared`], one per key at a time, however many requests
+    /// miss at once (a caller finding one in flight joins it).
+    async fn shared_load(
+        &self,
+        request: &IndexRequest,
+        memory: Option<Arc<IndexDocument>>,
+    ) -> Option<Arc<IndexDocument>> {
+        let (this, shared_request) = (self.clone(), request.clone());
+        let (loaded, _) = self
+            .inner
+            .loads
+            .run(request.key.as_str(), || async move {
+                this.load_shared(&shared_request, memory).await
+            })
+            .await;
+        loaded.flatten()
     }
 
     /// The entry from the shared tiers if it is newer than `memory`, rendered and put
@@ -529,15 +543,8 @@ impl IndexCache {
         if !self.inner.shared.is_shared {
             return false;
         }
-        let (this, shared_request, in_memory) = (self.clone(), request.clone(), Arc::clone(cached));
-        let (loaded, _) = self
-            .inner
-            .loads
-            .run(request.key.as_str(), || async move {
-                this.load_shared(&shared_request, Some(in_memory)).await
-            })
-            .await;
-        loaded.flatten().is_some_and(|document| {
+        let loaded = self.shared_load(request, Some(Arc::clone(cached))).await;
+        loaded.is_some_and(|document| {
             !Arc::ptr_eq(&document, cached)
                 && document.lifetimes.freshness(self.inner.clock.now()) == Freshness::Fresh
         })

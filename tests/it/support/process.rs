@@ -84,8 +84,11 @@ impl GranaryProcess {
 }
 
 impl Drop for GranaryProcess {
+    /// Killed and reaped: once dropped, its address is free for the next
+    /// granary a test starts there.
     fn drop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -113,5 +116,50 @@ impl GranaryProcess {
                 .expect("memory field")
         };
         (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GranaryProcess;
+
+    /// CI once failed because a dropped granary was signalled but not yet
+    /// gone when the test started the next one at the same address (on an idle
+    /// machine the race is rarely lost; an unreaped process is always seen).
+    #[test]
+    fn a_dropped_granary_frees_its_address_for_the_next_one_at_once() {
+        let dir = tempfile::tempdir().expect("scratch");
+        let first = dir.path().join("first.toml");
+        std::fs::write(
+            &first,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+                 [repos.pypi]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:9/simple/\"\n",
+                dir.path().join("data-first").display()
+            ),
+        )
+        .expect("config");
+        let mut granary = GranaryProcess::spawn(&first);
+        let address = granary.addr;
+        for round in 0..5 {
+            let pid = granary.child.id();
+            drop(granary);
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "round {round}: the dropped granary (pid {pid}) is still there"
+            );
+            let config = dir.path().join(format!("{round}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "listen = \"{address}\"\ndata_dir = \"{}\"\n\n\
+                     [repos.pypi]\nformat = \"pypi\"\nupstream = \"http://127.0.0.1:9/simple/\"\n",
+                    dir.path().join(format!("data-{round}")).display()
+                ),
+            )
+            .expect("config");
+            granary = GranaryProcess::spawn(&config);
+            assert_eq!(granary.addr, address, "round {round}");
+        }
     }
 }

@@ -15,6 +15,7 @@ mod e2e_clients;
 mod faults;
 mod hardening;
 mod maven;
+mod maven_resolve;
 mod memory;
 mod npm;
 mod ops;

@@ -11,7 +11,7 @@ use crate::support::{files_under, FakeUpstream, Scripted, TestGranary};
 
 const CORE: &str = "com/example/fixture/fx-core";
 /// Where Debian's Java packages install their Maven repository.
-const DEBIAN_REPOSITORY: &str = "/usr/share/maven-repo";
+pub const DEBIAN_REPOSITORY: &str = "/usr/share/maven-repo";
 
 fn build_repository(dir: &Path) {
     crate::support::run_generator(
@@ -312,7 +312,7 @@ async fn bad_paths_get_clear_errors_and_misses_are_remembered() {
 }
 
 /// The newest version of Debian's maven-dependency-plugin that has a jar.
-fn debian_dependency_plugin() -> String {
+pub fn debian_dependency_plugin() -> String {
     let dir = Path::new(DEBIAN_REPOSITORY).join("org/apache/maven/plugins/maven-dependency-plugin");
     let mut versions: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|_| {
@@ -334,7 +334,7 @@ fn debian_dependency_plugin() -> String {
     versions.pop().expect("a maven-dependency-plugin jar")
 }
 
-fn write_settings(scratch: &Path, granary: &TestGranary) -> PathBuf {
+pub fn write_settings(scratch: &Path, granary: &TestGranary) -> PathBuf {
     write_settings_with(scratch, granary, "settings.xml", "")
 }
 

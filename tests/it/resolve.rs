@@ -160,7 +160,7 @@ fn locked(lockfile: &str, except: &str) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn resolved(graph: &Value) -> BTreeSet<(String, String)> {
+pub fn resolved(graph: &Value) -> BTreeSet<(String, String)> {
     graph["nodes"]
         .as_array()
         .expect("nodes")
@@ -180,7 +180,7 @@ async fn graph_at(granary: &TestGranary, path: &str) -> Value {
 }
 
 /// `POST /-/api/REPO/resolve` with `file`: the status and the NDJSON lines.
-async fn post_file(granary: &TestGranary, path: &str, file: &str) -> (u16, Vec<Value>) {
+pub async fn post_file(granary: &TestGranary, path: &str, file: &str) -> (u16, Vec<Value>) {
     let response = TestGranary::client()
         .post(granary.url(path))
         .body(file.to_owned())
@@ -202,7 +202,7 @@ async fn post_file(granary: &TestGranary, path: &str, file: &str) -> (u16, Vec<V
 }
 
 /// The nodes of an NDJSON answer but its root, which must end with `done`.
-fn resolved_lines(lines: &[Value]) -> BTreeSet<(String, String)> {
+pub fn resolved_lines(lines: &[Value]) -> BTreeSet<(String, String)> {
     let done = lines.last().expect("a last line");
     assert_eq!(done["type"], "done", "{lines:?}");
     let nodes: Vec<&Value> = lines.iter().filter(|l| l["type"] == "node").collect();

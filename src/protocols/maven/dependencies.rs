@@ -17,6 +17,7 @@ use super::{layout, MavenRepo};
 use crate::engine::{CacheEngine, CacheKey, Category, Published};
 use crate::protocols::contents::{artifact_bytes, published_bytes};
 use crate::protocols::dependencies::{Dependency, Extraction, ExtractionStatus, EXTRACTOR_VERSION};
+use crate::protocols::RequestError;
 use crate::storage::BlobStore;
 
 /// Parents and imported BOMs followed (real chains are a few deep).
@@ -38,6 +39,95 @@ pub struct EffectivePom {
     pub dependencies: Vec<PomDependency>,
     /// What could not be made effective.
     pub problems: Vec<String>,
+}
+
+/// A declared dependency of an effective POM, with what the POM's own management
+/// supplies filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    pub group: String,
+    pub artifact: String,
+    /// A version, or a range (`[1.0,2.0)`).
+    pub version: String,
+    /// `compile` when neither the declaration nor its management says.
+    pub scope: String,
+    /// The `type` (`jar` when unsaid).
+    pub kind: String,
+    pub classifier: Option<String>,
+    pub optional: bool,
+    /// `groupId:artifactId` patterns (`*` matches any), its own and its management's.
+    pub exclusions: Vec<String>,
+}
+
+impl EffectivePom {
+    /// The managed entry for `group:artifact` of `kind` and `classifier`: the
+    /// nearest declaration (a POM's own before its parents', local before imported).
+    #[must_use]
+    pub fn managed_for(
+        &self,
+        group: &str,
+        artifact: &str,
+        kind: &str,
+        classifier: Option<&str>,
+    ) -> Option<&PomDependency> {
+        self.managed.iter().find(|m| {
+            m.group == group
+                && m.artifact == artifact
+                && m.kind.as_deref().unwrap_or("jar") == kind
+                && m.classifier.as_deref() == classifier
+        })
+    }
+
+    /// Every declared dependency with its version and scope; one that nothing gives a
+    /// version is left out and said in the second list.
+    #[must_use]
+    pub fn declared(&self) -> (Vec<Declared>, Vec<String>) {
+        let mut problems = Vec::new();
+        let declared = self
+            .dependencies
+            .iter()
+            .filter_map(|declared| {
+                let kind = declared.kind.clone().unwrap_or_else(|| "jar".to_owned());
+                let managed = self.managed_for(
+                    &declared.group,
+                    &declared.artifact,
+                    &kind,
+                    declared.classifier.as_deref(),
+                );
+                let version = declared
+                    .version
+                    .clone()
+                    .or_else(|| managed.and_then(|m| m.version.clone()));
+                let Some(version) = version.filter(|v| !v.contains("${")) else {
+                    problems.push(format!(
+                        "no version for {}:{}",
+                        declared.group, declared.artifact
+                    ));
+                    return None;
+                };
+                let scope = declared
+                    .scope
+                    .clone()
+                    .or_else(|| managed.and_then(|m| m.scope.clone()))
+                    .unwrap_or_else(|| "compile".to_owned());
+                let mut exclusions = declared.exclusions.clone();
+                if let Some(managed) = managed {
+                    exclusions.extend(managed.exclusions.iter().cloned());
+                }
+                Some(Declared {
+                    group: declared.group.clone(),
+                    artifact: declared.artifact.clone(),
+                    version,
+                    scope,
+                    kind,
+                    classifier: declared.classifier.clone(),
+                    optional: declared.optional.as_deref() == Some("true"),
+                    exclusions,
+                })
+            })
+            .collect();
+        (declared, problems)
+    }
 }
 
 /// `${name}` replaced from `properties`, repeatedly (bounded); unknown names stay.
@@ -111,15 +201,41 @@ impl MavenRepo {
         artifact: &str,
         version: &str,
     ) -> Result<Pom, String> {
+        self.pom(engine, blobs, group, artifact, version)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The POM at `group:artifact:version`, fetched through the engine: not found
+    /// when the upstream has none (or it is not a POM).
+    ///
+    /// # Errors
+    /// Each names the POM's path.
+    pub(super) async fn pom(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn BlobStore>,
+        group: &str,
+        artifact: &str,
+        version: &str,
+    ) -> Result<Pom, RequestError> {
         let path = pom_path(group, artifact, version);
+        let named = |error: RequestError| match error {
+            RequestError::NotFound(reason) => RequestError::NotFound(format!("`{path}`: {reason}")),
+            RequestError::BadRequest(reason) => {
+                RequestError::BadRequest(format!("`{path}`: {reason}"))
+            }
+            other => other,
+        };
         let lookup = self
             .immutable(engine, &path, layout::content_type(&path))
             .await
-            .map_err(|e| format!("`{path}`: {e}"))?;
+            .map_err(named)?;
         let bytes = artifact_bytes(lookup, blobs, MAX_POM, &path)
             .await
-            .map_err(|e| format!("`{path}`: {e}"))?;
-        Pom::parse(&bytes).map_err(|e| format!("`{path}`: {e}"))
+            .map_err(named)?;
+        Pom::parse(&bytes)
+            .map_err(|e| RequestError::NotFound(format!("`{path}` is not a POM: {e}")))
     }
 
     /// `pom` with its parents folded in and its imported BOMs' managed
@@ -264,50 +380,21 @@ impl MavenRepo {
         let pom = Pom::parse(&bytes).ok()?;
         let packaging = pom.packaging.clone().unwrap_or_else(|| "jar".to_owned());
         let effective = self.effective(engine, blobs, pom, 0).await;
-        let mut problems = effective.problems.clone();
-        let dependencies = effective
-            .dependencies
-            .iter()
-            .filter_map(|declared| {
-                let managed = effective.managed.iter().find(|m| {
-                    m.group == declared.group
-                        && m.artifact == declared.artifact
-                        && m.kind.as_deref().unwrap_or("jar")
-                            == declared.kind.as_deref().unwrap_or("jar")
-                        && m.classifier == declared.classifier
-                });
-                let version = declared
-                    .version
-                    .clone()
-                    .or_else(|| managed.and_then(|m| m.version.clone()));
-                let Some(version) = version.filter(|v| !v.contains("${")) else {
-                    problems.push(format!(
-                        "no version for {}:{}",
-                        declared.group, declared.artifact
-                    ));
-                    return None;
-                };
-                let scope = declared
-                    .scope
-                    .clone()
-                    .or_else(|| managed.and_then(|m| m.scope.clone()))
-                    .unwrap_or_else(|| "compile".to_owned());
-                let mut exclusions = declared.exclusions.clone();
-                if let Some(managed) = managed {
-                    exclusions.extend(managed.exclusions.iter().cloned());
-                }
-                Some(Dependency {
-                    name: format!("{}:{}", declared.group, declared.artifact),
-                    requirement: version,
-                    kind: scope,
-                    marker: None,
-                    optional: declared.optional.as_deref() == Some("true"),
-                    details: json!({
-                        "type": declared.kind.clone().unwrap_or_else(|| "jar".to_owned()),
-                        "classifier": declared.classifier,
-                        "exclusions": exclusions,
-                    }),
-                })
+        let (declared, mut problems) = effective.declared();
+        problems.splice(0..0, effective.problems.iter().cloned());
+        let dependencies = declared
+            .into_iter()
+            .map(|declared| Dependency {
+                name: format!("{}:{}", declared.group, declared.artifact),
+                requirement: declared.version,
+                kind: declared.scope,
+                marker: None,
+                optional: declared.optional,
+                details: json!({
+                    "type": declared.kind,
+                    "classifier": declared.classifier,
+                    "exclusions": declared.exclusions,
+                }),
             })
             .collect();
         let filename = path.rsplit('/').next().unwrap_or(path).to_owned();

@@ -20,7 +20,9 @@ pub mod check;
 pub mod dependencies;
 pub mod layout;
 pub mod pom;
+pub mod resolve;
 pub mod source;
+pub mod version_range;
 pub mod xml_texts;
 
 use std::sync::Arc;
@@ -114,6 +116,34 @@ impl Protocol for MavenRepo {
         published: &crate::engine::Published,
     ) -> Option<super::dependencies::Extraction> {
         self.extract(engine, blobs, published).await
+    }
+
+    async fn resolve(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn BlobStore>,
+        project: &str,
+        version: &str,
+        options: &super::resolution::ResolveOptions,
+    ) -> Result<super::resolution::Graph, RequestError> {
+        resolve::Resolver::check_target(options.target.as_deref())?;
+        resolve::Resolver::new(self, engine, blobs)
+            .artifact(project, version, options)
+            .await
+    }
+
+    /// A project's `pom.xml`.
+    async fn resolve_file(
+        &self,
+        engine: &CacheEngine,
+        blobs: &Arc<dyn BlobStore>,
+        file: &str,
+        options: &super::resolution::ResolveOptions,
+    ) -> Result<super::resolution::Graph, RequestError> {
+        resolve::Resolver::check_target(options.target.as_deref())?;
+        resolve::Resolver::new(self, engine, blobs)
+            .project(file, options)
+            .await
     }
 
     fn badge_kinds(&self) -> &'static [super::badges::BadgeKind] {

@@ -1,0 +1,221 @@
+//! Maven resolution against the real `mvn dependency:tree` through granary, on a
+//! fixture that exercises what Maven decides: parent properties and management, an
+//! imported BOM, nearest-wins and first-declaration ties, scopes (test, provided,
+//! runtime), optional dependencies, exclusions, a classifier, a version range, and a
+//! project's own `dependencyManagement` overriding transitive versions.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::resolve::{post_file, resolved, resolved_lines};
+use crate::support::{FakeUpstream, TestGranary};
+
+/// A consumer of `rx-top`, nothing else.
+const CONSUMER: &str = r"<project><modelVersion>4.0.0</modelVersion>
+<groupId>com.example</groupId><artifactId>consumer</artifactId><version>1</version>
+<packaging>pom</packaging>
+<dependencies>
+  <dependency><groupId>org.rx</groupId><artifactId>rx-top</artifactId><version>1.0</version></dependency>
+</dependencies>
+</project>
+";
+
+/// A project of its own: a test-scoped and an optional direct dependency, and
+/// management that overrides two transitive versions (rx-leaf 2.0 → 1.0, and
+/// rx-range, which rx-a asks for as `[1.0,2.0)`, → 1.0).
+const PROJECT: &str = r"<project><modelVersion>4.0.0</modelVersion>
+<groupId>com.example</groupId><artifactId>app</artifactId><version>1</version>
+<packaging>pom</packaging>
+<dependencyManagement><dependencies>
+  <dependency><groupId>org.rx</groupId><artifactId>rx-leaf</artifactId><version>1.0</version></dependency>
+  <dependency><groupId>org.rx</groupId><artifactId>rx-range</artifactId><version>1.0</version></dependency>
+</dependencies></dependencyManagement>
+<dependencies>
+  <dependency><groupId>org.rx</groupId><artifactId>rx-top</artifactId><version>1.0</version></dependency>
+  <dependency><groupId>org.rx</groupId><artifactId>rx-test</artifactId><version>1.0</version><scope>test</scope></dependency>
+  <dependency><groupId>org.rx</groupId><artifactId>rx-opt</artifactId><version>1.0</version><optional>true</optional></dependency>
+</dependencies>
+</project>
+";
+
+/// `(group:artifact[:classifier], version)` of every line of a
+/// `dependency:tree -DoutputFile` file but the project's own (the first).
+fn tree_entries(tree: &str) -> BTreeSet<(String, String)> {
+    tree.lines()
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let entry = line
+                .trim_start_matches(['|', '+', '-', '\\', ' '])
+                .split_whitespace()
+                .next()
+                .expect("an entry");
+            let parts: Vec<&str> = entry.split(':').collect();
+            match parts.as_slice() {
+                [group, artifact, _type, version, _scope] => {
+                    (format!("{group}:{artifact}"), (*version).to_owned())
+                }
+                [group, artifact, _type, classifier, version, _scope] => (
+                    format!("{group}:{artifact}:{classifier}"),
+                    (*version).to_owned(),
+                ),
+                _ => panic!("unexpected tree line `{line}`"),
+            }
+        })
+        .collect()
+}
+
+/// `mvn dependency:tree` of `pom`, with an empty local repository.
+fn mvn_tree(scratch: &Path, name: &str, pom: &str, settings: &Path, plugin: &str) -> String {
+    let project = scratch.join(name);
+    std::fs::create_dir_all(&project).expect("project");
+    std::fs::write(project.join("pom.xml"), pom).expect("pom.xml");
+    let (local, home, out) = (
+        scratch.join(format!("{name}-local")),
+        scratch.join(format!("{name}-home")),
+        project.join("tree.txt"),
+    );
+    std::fs::create_dir_all(&home).expect("home");
+    let output = Command::new("mvn")
+        .args(["-B", "-s"])
+        .arg(settings)
+        .arg(format!("-Dmaven.repo.local={}", local.display()))
+        .arg(format!(
+            "org.apache.maven.plugins:maven-dependency-plugin:{plugin}:tree"
+        ))
+        .arg(format!("-DoutputFile={}", out.display()))
+        .current_dir(&project)
+        .env("HOME", &home)
+        .output()
+        .expect("mvn runs (scripts/test installs Debian's maven)");
+    assert!(
+        output.status.success(),
+        "mvn dependency:tree failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(out).expect("the tree mvn wrote")
+}
+
+fn entry(name: &str, version: &str) -> (String, String) {
+    (format!("org.rx:{name}"), version.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maven_resolution_equals_what_mvn_dependency_tree_lists() {
+    let plugin = crate::maven::debian_dependency_plugin();
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let repository = scratch.join("repository");
+    crate::support::run_generator(
+        &crate::support::python(),
+        "maven/make_resolution_repository.py",
+        &[repository.as_os_str()],
+        &[],
+    );
+    let fixture = FakeUpstream::start(Some(repository)).await;
+    let debian = FakeUpstream::start(Some(PathBuf::from(crate::maven::DEBIAN_REPOSITORY))).await;
+    let granary = TestGranary::with_repos(&format!(
+        "[repos.fixture]\nformat = \"maven\"\nupstream = \"{}\"\n\n\
+         [repos.debian]\nformat = \"maven\"\nupstream = \"{}\"\n",
+        fixture.url(""),
+        debian.url("")
+    ))
+    .await;
+    let settings = crate::maven::write_settings(&scratch, &granary);
+
+    // A consumer of rx-top: what mvn lists is what granary resolves for rx-top.
+    let (s, st, p) = (scratch.clone(), settings.clone(), plugin.clone());
+    let tree = tokio::task::spawn_blocking(move || mvn_tree(&s, "consumer", CONSUMER, &st, &p))
+        .await
+        .expect("mvn");
+    let by_mvn = tree_entries(&tree);
+    for expected in [
+        entry("rx-shared", "1.0"),
+        entry("rx-range", "1.5"),
+        entry("rx-leaf", "2.0"),
+        entry("rx-bommed", "3.0"),
+        ("org.rx:rx-native:linux".to_owned(), "1.0".to_owned()),
+    ] {
+        assert!(by_mvn.contains(&expected), "{expected:?} in\n{tree}");
+    }
+    let response = granary.get("-/api/fixture/org.rx:rx-top/1.0/resolve").await;
+    assert_eq!(response.status(), 200);
+    let graph: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        resolved(&graph),
+        by_mvn,
+        "granary vs mvn dependency:tree:\n{graph:#}\n{tree}"
+    );
+    assert!(
+        graph["errors"].as_array().expect("errors").is_empty(),
+        "{graph}"
+    );
+    assert_eq!(graph["target"], "default");
+    // Scopes derive along the path: rx-b is runtime, so is what it brings.
+    let nodes = graph["nodes"].as_array().expect("nodes");
+    let id = |name: &str| {
+        nodes
+            .iter()
+            .find(|n| n["name"] == format!("org.rx:{name}"))
+            .unwrap_or_else(|| panic!("{name} in {graph}"))["id"]
+            .clone()
+    };
+    let edges = graph["edges"].as_array().expect("edges");
+    assert!(
+        edges
+            .iter()
+            .any(|e| e["from"] == id("rx-b") && e["to"] == id("rx-deep") && e["kind"] == "runtime"),
+        "{graph}"
+    );
+    assert!(
+        edges
+            .iter()
+            .any(|e| e["to"] == id("rx-range") && e["requirement"] == "[1.0,2.0)"),
+        "{graph}"
+    );
+
+    // The project's own pom.xml, posted: its test and optional dependencies, and
+    // its management of transitive versions.
+    let (s, st, p) = (scratch.clone(), settings.clone(), plugin.clone());
+    let tree = tokio::task::spawn_blocking(move || mvn_tree(&s, "app", PROJECT, &st, &p))
+        .await
+        .expect("mvn");
+    let by_mvn = tree_entries(&tree);
+    for expected in [
+        entry("rx-leaf", "1.0"),
+        entry("rx-range", "1.0"),
+        entry("rx-testdep", "1.0"),
+        entry("rx-opt", "1.0"),
+    ] {
+        assert!(by_mvn.contains(&expected), "{expected:?} in\n{tree}");
+    }
+    let (status, lines) = post_file(&granary, "-/api/fixture/resolve", PROJECT).await;
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(lines[0]["name"], "com.example:app");
+    assert_eq!(
+        resolved_lines(&lines),
+        by_mvn,
+        "granary vs mvn dependency:tree:\n{lines:#?}\n{tree}"
+    );
+
+    // Bad input is a clear 4xx.
+    let (status, lines) = post_file(&granary, "-/api/fixture/resolve", "<project").await;
+    assert_eq!(
+        (status, &lines[0]["type"]),
+        (400, &json!("error")),
+        "{lines:?}"
+    );
+    for (path, status) in [
+        ("-/api/fixture/org.rx:rx-top/9.9/resolve", 404),
+        ("-/api/fixture/org.rx:no-such/1.0/resolve", 404),
+        ("-/api/fixture/rx-top/1.0/resolve", 400),
+        ("-/api/fixture/org.rx:rx-top/1.0/resolve?target=linux", 400),
+    ] {
+        let response = granary.get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+    }
+}

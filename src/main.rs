@@ -54,7 +54,8 @@ enum Command {
     /// client would fetch for them), so builds can later run without the upstream.
     /// Reads package-lock.json / npm-shrinkwrap.json / pnpm-lock.yaml / yarn.lock
     /// (npm), Cargo.lock (cargo), requirements files, uv.lock and pylock.toml
-    /// (PyPI; unpinned requirements are resolved by granary first).
+    /// (PyPI; unpinned requirements are resolved by granary first), a project's
+    /// pom.xml (Maven; resolved by granary first).
     Warm {
         /// Configuration file (default: ./granary.toml if it exists): the repository's
         /// format, and where granary listens.
@@ -356,16 +357,15 @@ fn warm(
     };
     let mut plan = Vec::new();
     for file in files {
-        let mut text = std::fs::read_to_string(file)
+        let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read `{}`", file.display()))?;
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if repo_config.format == config::Format::Pypi
-            && granary::protocols::pypi::lockfile::needs_resolution(&text)
-        {
-            // Unpinned: granary's resolver pins the tree first.
+        if granary::protocols::warm_needs_resolution(repo_config.format, &name, &text) {
+            // Unpinned requirements, a project's pom.xml: granary's resolver pins the
+            // tree first.
             let mut api = root
                 .join(&format!("-/api/{repo}/resolve"))
                 .context("granary's URL and the repository do not make a URL")?;
@@ -387,7 +387,11 @@ fn warm(
             for warning in warnings {
                 say(&format!("{}: warning: {warning}\n", file.display()))?;
             }
-            text = granary::protocols::pypi::lockfile::pinned_file(&pins);
+            plan.extend(
+                granary::protocols::warm_plan_of_pins(repo_config.format, &pins)
+                    .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?,
+            );
+            continue;
         }
         plan.extend(
             granary::protocols::warm_plan(repo_config.format, &name, &text)

@@ -192,7 +192,7 @@ pub async fn resolve_pins(
     api: url::Url,
     authorization: Option<&str>,
     file: String,
-) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+) -> Result<Pins, String> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
@@ -224,6 +224,35 @@ pub async fn resolve_pins(
         .iter()
         .find(|l| l["type"] == "done")
         .ok_or_else(|| "the resolution's answer ended early".to_owned())?;
+    pins_of(
+        lines.iter().filter(|l| l["type"] == "node"),
+        &done["errors"],
+    )
+}
+
+/// `(name, version)` of every package a resolution chose, and its warnings.
+pub type Pins = (Vec<(String, String)>, Vec<String>);
+
+/// The pins of a resolution's JSON answer (`GET …/resolve`'s graph), as
+/// [`resolve_pins`] gives them.
+///
+/// # Errors
+/// A root that does not resolve (the reason, as the resolver says it).
+pub fn pins_of_graph(graph: &[u8]) -> Result<Pins, String> {
+    let graph: serde_json::Value =
+        serde_json::from_slice(graph).map_err(|e| format!("a resolution is not JSON: {e}"))?;
+    pins_of(
+        graph["nodes"].as_array().into_iter().flatten(),
+        &graph["errors"],
+    )
+}
+
+/// `(name, version)` of every node but the root, and the resolution's errors; an
+/// error on the root fails.
+fn pins_of<'a>(
+    nodes: impl Iterator<Item = &'a serde_json::Value> + Clone,
+    errors: &serde_json::Value,
+) -> Result<Pins, String> {
     let texts = |value: &serde_json::Value| -> Vec<String> {
         value
             .as_array()
@@ -233,9 +262,9 @@ pub async fn resolve_pins(
             .map(str::to_owned)
             .collect()
     };
-    let root_errors: Vec<String> = lines
-        .iter()
-        .filter(|l| l["type"] == "node" && l["relation"] == "SELF")
+    let root_errors: Vec<String> = nodes
+        .clone()
+        .filter(|l| l["relation"] == "SELF")
         .flat_map(|l| texts(&l["errors"]))
         .collect();
     if !root_errors.is_empty() {
@@ -244,9 +273,8 @@ pub async fn resolve_pins(
             root_errors.join("; ")
         ));
     }
-    let pins = lines
-        .iter()
-        .filter(|l| l["type"] == "node" && l["relation"] != "SELF")
+    let pins = nodes
+        .filter(|l| l["relation"] != "SELF")
         .filter_map(|l| {
             Some((
                 l["name"].as_str()?.to_owned(),
@@ -254,7 +282,7 @@ pub async fn resolve_pins(
             ))
         })
         .collect();
-    Ok((pins, texts(&done["errors"])))
+    Ok((pins, texts(errors)))
 }
 
 /// Runs `plan` (and whatever its documents name) against `target`; `progress` hears of

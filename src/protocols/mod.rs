@@ -149,6 +149,24 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
         ))
     }
 
+    /// Whether granary resolves `file_name` (text `text`) before warming from it:
+    /// unpinned requirements, a project's `pom.xml`. What to fetch then comes from
+    /// [`Protocol::warm_plan_of_pins`].
+    fn warm_needs_resolution(&self, _file_name: &str, _text: &str) -> bool {
+        false
+    }
+
+    /// What warming fetches for the `(name, version)` pins a resolution chose.
+    ///
+    /// # Errors
+    /// A pin this format cannot name, or a format that warms from no resolution.
+    fn warm_plan_of_pins(&self, _pins: &[(String, String)]) -> WarmPlan {
+        Err(format!(
+            "repository `{}` is not warmed from resolutions",
+            self.settings().name
+        ))
+    }
+
     /// A file that is not one, a bad target, or a format that does not resolve files
     /// (the default).
     async fn resolve_file(
@@ -255,8 +273,36 @@ pub fn warm_plan(format: Format, file_name: &str, text: &str) -> WarmPlan {
         Format::Pypi => pypi::lockfile::plan(file_name, text),
         Format::Npm => npm::lockfile::plan(file_name, text),
         Format::Cargo => cargo::lockfile::plan(file_name, text),
-        Format::Maven | Format::Http => Err(format!(
-            "`granary warm` reads no files for a {format:?} repository yet"
+        Format::Maven => maven::lockfile::plan(file_name, text),
+        Format::Http => Err(format!(
+            "`granary warm` reads no files for a {format:?} repository"
+        )),
+    }
+}
+
+/// [`Protocol::warm_needs_resolution`] by format, for `granary warm` (which talks
+/// to a granary and has no repository of its own).
+#[must_use]
+pub fn warm_needs_resolution(format: Format, file_name: &str, text: &str) -> bool {
+    match format {
+        Format::Pypi => pypi::lockfile::needs_resolution(text),
+        Format::Maven => maven::lockfile::needs_resolution(file_name),
+        Format::Npm | Format::Cargo | Format::Http => false,
+    }
+}
+
+/// [`Protocol::warm_plan_of_pins`] by format.
+///
+/// # Errors
+/// A pin the format cannot name, or a format that warms from no resolution.
+pub fn warm_plan_of_pins(format: Format, pins: &[(String, String)]) -> WarmPlan {
+    match format {
+        Format::Pypi => {
+            pypi::lockfile::plan("requirements.txt", &pypi::lockfile::pinned_file(pins))
+        }
+        Format::Maven => maven::lockfile::plan_of_pins(pins),
+        Format::Npm | Format::Cargo | Format::Http => Err(format!(
+            "a {format:?} repository is not warmed from resolutions"
         )),
     }
 }

@@ -69,9 +69,12 @@ pub(super) async fn warm(
             format!("the lockfile is not UTF-8: {error}"),
         )
     })?;
-    let plan = repo
-        .warm_plan(file_name, text)
-        .map_err(|reason| ApiError::client(StatusCode::BAD_REQUEST, reason))?;
+    let plan = if repo.warm_needs_resolution(file_name, text) {
+        resolved_plan(state, repo_name, repo, value("target"), text).await?
+    } else {
+        repo.warm_plan(file_name, text)
+            .map_err(|reason| ApiError::client(StatusCode::BAD_REQUEST, reason))?
+    };
     let base = url::Url::parse(&format!("http://granary.invalid/{repo_name}/"))
         .map_err(|error| ApiError::internal(format!("no mount point: {error}")))?;
     let target = crate::warm::Target {
@@ -107,4 +110,52 @@ pub(super) async fn warm(
         "seconds": summary.elapsed.as_secs_f64(),
     });
     Ok((status, axum::Json(answer)).into_response())
+}
+
+/// The plan of a file granary resolves first (unpinned requirements, a `pom.xml`):
+/// resolved in process, as `POST /-/api/REPO/resolve` would, then each pin's fetches.
+async fn resolved_plan(
+    state: &AppState,
+    repo_name: &str,
+    repo: &std::sync::Arc<dyn crate::protocols::Protocol>,
+    target: Option<&str>,
+    text: &str,
+) -> Result<Vec<crate::protocols::warm::WarmFetch>, ApiError> {
+    let options = crate::protocols::resolution::ResolveOptions {
+        max_depth: None,
+        include_optional: false,
+        target: target.map(str::to_owned),
+    };
+    let resolved = state
+        .resolutions
+        .resolve(
+            &state.engine,
+            crate::resolution::Request {
+                repo_name,
+                repo,
+                project: "",
+                version: "",
+                options: &options,
+                refresh: false,
+                blobs: &state.blobs,
+                file: Some(text),
+            },
+        )
+        .await
+        .map_err(|failure| match failure {
+            crate::resolution::Failure::Refused(error) => {
+                ApiError::from(std::sync::Arc::unwrap_or_clone(error))
+            }
+            crate::resolution::Failure::Panicked => {
+                ApiError::internal("the resolution failed unexpectedly")
+            }
+        })?
+        .0;
+    let (pins, warnings) = crate::warm::pins_of_graph(&resolved.body)
+        .map_err(|reason| ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, reason))?;
+    for warning in warnings {
+        tracing::warn!(repo = repo_name, %warning, "warm: resolution warning");
+    }
+    repo.warm_plan_of_pins(&pins)
+        .map_err(|reason| ApiError::client(StatusCode::BAD_REQUEST, reason))
 }

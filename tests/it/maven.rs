@@ -338,12 +338,40 @@ pub fn write_settings(scratch: &Path, granary: &TestGranary) -> PathBuf {
     write_settings_with(scratch, granary, "settings.xml", "")
 }
 
+/// `settings.xml` named `name` for the granary at `root` (`http://host:port/`):
+/// central mirrored by its `debian` repository, its `fixture` repository active.
+pub fn write_settings_at(scratch: &Path, name: &str, root: &str) -> PathBuf {
+    settings_file(
+        scratch,
+        name,
+        "",
+        &format!("{root}debian/"),
+        &format!("{root}fixture/"),
+    )
+}
+
 /// `settings.xml` named `name`, with `servers` (Maven's `<servers>` credentials).
 fn write_settings_with(
     scratch: &Path,
     granary: &TestGranary,
     name: &str,
     servers: &str,
+) -> PathBuf {
+    settings_file(
+        scratch,
+        name,
+        servers,
+        &granary.url("debian/"),
+        &granary.url("fixture/"),
+    )
+}
+
+fn settings_file(
+    scratch: &Path,
+    name: &str,
+    servers: &str,
+    debian: &str,
+    fixture: &str,
 ) -> PathBuf {
     let settings = scratch.join(name);
     std::fs::write(
@@ -362,9 +390,7 @@ fn write_settings_with(
   </profile></profiles>
   <activeProfiles><activeProfile>fixture</activeProfile></activeProfiles>
 </settings>
-",
-            debian = granary.url("debian/"),
-            fixture = granary.url("fixture/"),
+"
         ),
     )
     .expect("settings.xml");
@@ -400,7 +426,7 @@ fn write_project(scratch: &Path) -> PathBuf {
 }
 
 /// `mvn dependency:resolve` with an empty local repository.
-fn mvn_resolve(project: &Path, settings: &Path, local: &Path, plugin_version: &str) {
+pub fn mvn_resolve(project: &Path, settings: &Path, local: &Path, plugin_version: &str) {
     let output = mvn_resolve_output(project, settings, local, plugin_version);
     assert!(
         output.status.success(),

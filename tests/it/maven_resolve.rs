@@ -26,7 +26,7 @@ const CONSUMER: &str = r"<project><modelVersion>4.0.0</modelVersion>
 /// A project of its own: a test-scoped and an optional direct dependency, and
 /// management that overrides two transitive versions (rx-leaf 2.0 → 1.0, and
 /// rx-range, which rx-a asks for as `[1.0,2.0)`, → 1.0).
-const PROJECT: &str = r"<project><modelVersion>4.0.0</modelVersion>
+pub const PROJECT: &str = r"<project><modelVersion>4.0.0</modelVersion>
 <groupId>com.example</groupId><artifactId>app</artifactId><version>1</version>
 <packaging>pom</packaging>
 <dependencyManagement><dependencies>

@@ -438,6 +438,12 @@ async fn an_unpinned_requirements_file_is_resolved_by_granary_then_warmed() {
     let upstream = FakeUpstream::start(Some(fixture)).await;
     let port = free_port();
     let config = config(&scratch, "only", port, "pypi", &upstream.url("simple/"));
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!("admin_token = \"warm-admin-token\"\n{text}"),
+    )
+    .expect("config");
     let index_url = format!("http://127.0.0.1:{port}/pypi/simple/");
     let granary = GranaryProcess::spawn(&config);
 
@@ -458,6 +464,19 @@ async fn an_unpinned_requirements_file_is_resolved_by_granary_then_warmed() {
     let (files, _, _, failed) = counts(&report);
     assert!(files >= 8, "{report}");
     assert_eq!(failed, 0, "{report}");
+    // Posted to the running granary, the same file is resolved in process and
+    // warms the same files, all cached by now.
+    let response = reqwest::Client::new()
+        .post(granary.url("-/api/pypi/warm?file=requirements.txt"))
+        .bearer_auth("warm-admin-token")
+        .body("alpha  # the app\n")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let posted: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(posted["files"].as_u64(), Some(files as u64), "{posted}");
+    assert_eq!(posted["cached"], posted["files"], "{posted}");
     let after_warm = upstream.total_hits();
 
     let s2 = scratch.clone();
@@ -701,6 +720,111 @@ async fn uv_sync_and_pylock_installs_from_a_granary_warmed_from_uv_lock_and_pylo
             upstream.total_hits(),
             after_warm,
             "installing from {lockfile} needed nothing the warm ({files} files) did not fetch"
+        );
+        drop(granary);
+    }
+}
+
+/// Configuration of a granary with the Maven resolution fixture as `fixture` and
+/// Debian's Maven repository (mvn's plugins) as `debian`.
+fn maven_config(dir: &Path, name: &str, fixture: &str, debian: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nshutdown_grace = \"2s\"\n\
+             admin_token = \"warm-admin-token\"\n\n\
+             [repos.fixture]\nformat = \"maven\"\nupstream = \"{fixture}\"\nretries = 0\n\n\
+             [repos.debian]\nformat = \"maven\"\nupstream = \"{debian}\"\nretries = 0\n",
+            free_port(),
+            dir.join(format!("{name}-data")).display()
+        ),
+    )
+    .expect("config");
+    path
+}
+
+// Issue #13: a project's pom.xml is resolved by granary, then warmed (by `granary
+// warm` over HTTP, and by `POST /-/api/REPO/warm` in process); `mvn
+// dependency:resolve` from an empty local repository then asks the fixture's upstream
+// nothing. Debian's repository, which serves mvn its plugins, stays up: plugins are
+// not what a pom.xml's dependencies name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mvn_resolves_a_pom_xml_from_a_granary_warmed_from_it_asking_the_upstream_nothing() {
+    let plugin = crate::maven::debian_dependency_plugin();
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let repository = scratch.join("repository");
+    crate::support::run_generator(
+        &python(),
+        "maven/make_resolution_repository.py",
+        &[repository.as_os_str()],
+        &[],
+    );
+    let upstream = FakeUpstream::start(Some(repository)).await;
+    let debian = FakeUpstream::start(Some(PathBuf::from(crate::maven::DEBIAN_REPOSITORY))).await;
+    let project = scratch.join("project");
+    std::fs::create_dir_all(&project).expect("project");
+    let pom = project.join("pom.xml");
+    std::fs::write(&pom, crate::maven_resolve::PROJECT).expect("pom.xml");
+
+    for round in ["cli", "posted"] {
+        let config = maven_config(&scratch, round, &upstream.url(""), &debian.url(""));
+        let granary = GranaryProcess::spawn(&config);
+        let before = upstream.total_hits();
+        let files = if round == "cli" {
+            let (c, p) = (config.clone(), pom.clone());
+            tokio::task::spawn_blocking(move || warm_twice(&c, "fixture", &p))
+                .await
+                .expect("warm")
+        } else {
+            let post = || async {
+                let response = reqwest::Client::new()
+                    .post(granary.url("-/api/fixture/warm?file=pom.xml"))
+                    .bearer_auth("warm-admin-token")
+                    .body(crate::maven_resolve::PROJECT)
+                    .send()
+                    .await
+                    .expect("response");
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.expect("JSON");
+                (status, body)
+            };
+            let (status, first) = post().await;
+            assert_eq!(status, 200, "{first}");
+            assert_eq!(first["failed"], serde_json::json!({}), "{first}");
+            let (status, again) = post().await;
+            assert_eq!(status, 200, "{again}");
+            assert_eq!(again["cached"], again["files"], "all cached now: {again}");
+            usize::try_from(first["files"].as_u64().expect("files")).expect("count")
+        };
+        // Each of the 14 resolved artifacts: its POM and its jar.
+        assert_eq!(files, 28, "{round}");
+        assert!(upstream.total_hits() > before, "{round}: the warm fetched");
+        let after_warm = upstream.hit_counts();
+
+        let settings =
+            crate::maven::write_settings_at(&scratch, &format!("{round}.xml"), &granary.url(""));
+        let (p, local, v) = (
+            project.clone(),
+            scratch.join(format!("{round}-local")),
+            plugin.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            crate::maven::mvn_resolve(&p, &settings, &local, &v);
+            assert!(local
+                .join("org/rx/rx-native/1.0/rx-native-1.0-linux.jar")
+                .exists());
+            assert!(local
+                .join("org/rx/rx-testdep/1.0/rx-testdep-1.0.jar")
+                .exists());
+        })
+        .await
+        .expect("mvn dependency:resolve");
+        assert_eq!(
+            upstream.hit_counts(),
+            after_warm,
+            "{round}: mvn needed nothing the warm ({files} files) did not fetch"
         );
         drop(granary);
     }

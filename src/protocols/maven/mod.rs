@@ -19,6 +19,7 @@ pub mod badges;
 pub mod check;
 pub mod dependencies;
 pub mod layout;
+pub mod lockfile;
 pub mod pom;
 pub mod resolve;
 pub mod source;
@@ -116,6 +117,18 @@ impl Protocol for MavenRepo {
         published: &crate::engine::Published,
     ) -> Option<super::dependencies::Extraction> {
         self.extract(engine, blobs, published).await
+    }
+
+    fn warm_plan(&self, file_name: &str, text: &str) -> super::WarmPlan {
+        lockfile::plan(file_name, text)
+    }
+
+    fn warm_needs_resolution(&self, file_name: &str, _text: &str) -> bool {
+        lockfile::needs_resolution(file_name)
+    }
+
+    fn warm_plan_of_pins(&self, pins: &[(String, String)]) -> super::WarmPlan {
+        lockfile::plan_of_pins(pins)
     }
 
     async fn resolve(

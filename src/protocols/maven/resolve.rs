@@ -13,12 +13,15 @@
 //!   the whole subtree below the declaration that names them;
 //! - scopes derive along the path (a `runtime` dependency's `compile` dependency is
 //!   `runtime`), shown as each edge's kind;
-//! - version ranges take the highest version `maven-metadata.xml` lists inside them.
+//! - version ranges take the highest version `maven-metadata.xml` lists inside them;
+//! - the POMs of versions that lose a conflict, and of their own dependencies, are
+//!   read too, as Maven reads them before it chooses (so warming from a resolution
+//!   fills everything `mvn` will ask for); they are not part of the answer.
 //!
 //! Profiles are not activated (no JDK or OS to activate them for) and `system`
 //! dependencies, which no repository serves, are left out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -44,7 +47,9 @@ type ConflictKey = (String, String, String, Option<String>);
 
 /// A node whose dependencies are still to be read.
 struct Pending {
-    id: usize,
+    /// Its node; `None` in the subtree of a version that lost a conflict, which is
+    /// read (as Maven reads it before choosing, so a warm fills it) but not kept.
+    id: Option<usize>,
     coordinates: (String, String, String),
     /// The scope it has on its path (`None`: the root).
     scope: Option<String>,
@@ -189,8 +194,10 @@ impl<'a> Resolver<'a> {
             graph.node_error(root_id, problem.clone());
         }
         let mut winners: HashMap<ConflictKey, usize> = HashMap::new();
+        let mut queued: HashSet<(String, String, String)> = HashSet::new();
+        queued.insert(coordinates.clone());
         let mut level = vec![Pending {
-            id: root_id,
+            id: Some(root_id),
             coordinates,
             scope: None,
             exclusions: Vec::new(),
@@ -200,28 +207,26 @@ impl<'a> Resolver<'a> {
             let poms_of_level = self.poms_of(&level).await;
             let mut next = Vec::new();
             for (pending, pom) in level.iter().zip(&poms_of_level) {
-                let pom = match pom {
-                    Ok(pom) => pom,
-                    Err(reason) => {
+                let pom = match (pom, pending.id) {
+                    (Ok(pom), _) => pom,
+                    (Err(reason), Some(id)) => {
                         let (g, a, v) = &pending.coordinates;
                         graph.node_error(
-                            pending.id,
+                            id,
                             format!("failed to read the POM of {g}:{a}:{v}: {reason}"),
                         );
                         continue;
                     }
+                    (Err(_), None) => continue,
                 };
-                if pending.depth > 0 {
-                    for problem in &pom.problems {
-                        graph.node_error(pending.id, problem.clone());
+                let (declarations, problems) = pom.declared();
+                if let Some(id) = pending.id.filter(|_| pending.depth > 0) {
+                    for problem in pom.problems.iter().chain(&problems) {
+                        graph.node_error(id, problem.clone());
                     }
                 }
                 if options.max_depth.is_some_and(|max| pending.depth >= max) {
                     continue;
-                }
-                let (declarations, problems) = pom.declared();
-                for problem in problems {
-                    graph.node_error(pending.id, problem);
                 }
                 let transitive = pending.depth > 0 || !project;
                 for mut declared in declarations {
@@ -260,11 +265,11 @@ impl<'a> Resolver<'a> {
                         declared.kind.clone(),
                         declared.classifier.clone(),
                     );
-                    if let Some(&winner) = winners.get(&key) {
-                        graph.edge(pending.id, winner, &declared.version, &scope);
-                        continue;
+                    let winner = winners.get(&key).copied();
+                    if let (Some(winner), Some(from)) = (winner, pending.id) {
+                        graph.edge(from, winner, &declared.version, &scope);
                     }
-                    if graph.len() >= MAX_NODES {
+                    if graph.len() >= MAX_NODES || queued.len() >= 2 * MAX_NODES {
                         graph.node_error(
                             root_id,
                             format!("more than {MAX_NODES} dependencies: the rest are left out"),
@@ -274,18 +279,32 @@ impl<'a> Resolver<'a> {
                     let version = match self.version_for(&declared).await {
                         Ok(version) => version,
                         Err(reason) => {
-                            graph.node_error(pending.id, reason);
+                            if let Some(id) = pending.id.filter(|_| winner.is_none()) {
+                                graph.node_error(id, reason);
+                            }
                             continue;
                         }
                     };
-                    let id = graph.node(&node_name(&declared), &version, None);
-                    winners.insert(key, id);
-                    graph.edge(pending.id, id, &declared.version, &scope);
+                    // A new winner only below winners; anything else is read only.
+                    let id = match (winner, pending.id) {
+                        (None, Some(from)) => {
+                            let id = graph.node(&node_name(&declared), &version, None);
+                            winners.insert(key, id);
+                            graph.edge(from, id, &declared.version, &scope);
+                            Some(id)
+                        }
+                        _ => None,
+                    };
+                    let coordinates = (declared.group.clone(), declared.artifact.clone(), version);
+                    if id.is_none() && !queued.insert(coordinates.clone()) {
+                        continue;
+                    }
+                    queued.insert(coordinates.clone());
                     let mut exclusions = pending.exclusions.clone();
                     exclusions.extend(declared.exclusions.iter().cloned());
                     next.push(Pending {
                         id,
-                        coordinates: (declared.group.clone(), declared.artifact.clone(), version),
+                        coordinates,
                         scope: Some(scope),
                         exclusions,
                         depth: pending.depth + 1,

@@ -185,6 +185,17 @@ impl FakeUpstream {
             .insert(key, statuses.to_vec());
     }
 
+    /// Requests seen, by path, in path order.
+    pub fn hit_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        self.state
+            .hits
+            .lock()
+            .expect("hits")
+            .iter()
+            .map(|(path, count)| (path.clone(), *count))
+            .collect()
+    }
+
     /// Requests seen in total.
     pub fn total_hits(&self) -> usize {
         self.state.hits.lock().expect("hits").values().sum()

@@ -66,8 +66,12 @@ enum Command {
         repo: String,
         /// granary's URL, e.g. `http://127.0.0.1:8080` (default: `public_url`, else
         /// `http://` + `listen`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "in_process")]
         url: Option<url::Url>,
+        /// Run granary's engine in this process on the configured stores instead of
+        /// asking a running granary (which must not be using the same `data_dir`).
+        #[arg(long)]
+        in_process: bool,
         /// A token of a user who may read the repository (sent as a bearer token).
         #[arg(long, env = "GRANARY_TOKEN")]
         token: Option<String>,
@@ -218,6 +222,7 @@ fn main() -> anyhow::Result<()> {
             config,
             repo,
             url,
+            in_process,
             token,
             parallel,
             target,
@@ -231,7 +236,11 @@ fn main() -> anyhow::Result<()> {
             warm(
                 &config,
                 &repo,
-                url,
+                if in_process {
+                    WarmVia::InProcess
+                } else {
+                    WarmVia::Url(url)
+                },
                 token,
                 parallel,
                 target.as_deref(),
@@ -319,11 +328,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Which granary `granary warm` fills.
+enum WarmVia {
+    /// A running one, at this URL (default: `public_url`, else `listen`).
+    Url(Option<url::Url>),
+    /// The engine of this process, on the configured stores.
+    InProcess,
+}
+
+/// How long `granary warm --in-process` waits, at the end, for what it fetched to be
+/// stored (publishes, shared-tier writes, dependency extraction).
+const IN_PROCESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Command output for people (logs go to stderr).
 fn warm(
     config: &config::Config,
     repo: &str,
-    url: Option<url::Url>,
+    via: WarmVia,
     token: Option<String>,
     parallel: usize,
     resolve_for: Option<&str>,
@@ -333,13 +354,29 @@ fn warm(
         .repos
         .get(repo)
         .with_context(|| format!("no repository `{repo}` in the configuration"))?;
-    let root = match url {
-        Some(url) => url,
-        None => match &config.public_url {
-            Some(url) => url.clone(),
-            None => url::Url::parse(&format!("http://{}/", config.listen))
-                .context("`listen` does not make a URL")?,
-        },
+    let runtime = runtime()?;
+    let (root, engine) = match via {
+        WarmVia::Url(url) => {
+            let root = match url {
+                Some(url) => url,
+                None => match &config.public_url {
+                    Some(url) => url.clone(),
+                    None => url::Url::parse(&format!("http://{}/", config.listen))
+                        .context("`listen` does not make a URL")?,
+                },
+            };
+            (root, None)
+        }
+        WarmVia::InProcess => {
+            let state = runtime
+                .block_on(granary::server::AppState::build(config))
+                .context(
+                    "cannot open the configured stores (a granary serving this `data_dir` \
+                     holds them: warm it over HTTP instead)",
+                )?;
+            let root = url::Url::parse("http://granary.invalid/").context("a URL")?;
+            (root, Some(state))
+        }
     };
     let mut root = root;
     if !root.path().ends_with('/') {
@@ -353,7 +390,12 @@ fn warm(
         base,
         authorization: token.map(|t| format!("Bearer {t}")),
         parallel,
-        transport: granary::warm::Transport::Http,
+        transport: match &engine {
+            Some(state) => {
+                granary::warm::Transport::InProcess(granary::server::router(state.clone()))
+            }
+            None => granary::warm::Transport::Http,
+        },
     };
     let mut plan = Vec::new();
     for file in files {
@@ -372,12 +414,8 @@ fn warm(
             if let Some(resolve_for) = resolve_for {
                 api.query_pairs_mut().append_pair("target", resolve_for);
             }
-            let (pins, warnings) = runtime()?
-                .block_on(granary::warm::resolve_pins(
-                    api,
-                    target.authorization.as_deref(),
-                    text,
-                ))
+            let (pins, warnings) = runtime
+                .block_on(granary::warm::resolve_pins(&target, api, text))
                 .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
             say(&format!(
                 "{}: resolved by granary to {} pinned packages\n",
@@ -411,7 +449,7 @@ fn warm(
     });
     let started = std::time::Instant::now();
     let mut bytes = 0u64;
-    let summary = runtime()?.block_on(granary::warm::run(&target, plan, |done, known| {
+    let summary = runtime.block_on(granary::warm::run(&target, plan, |done, known| {
         bytes += done.bytes;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let rate = bytes.saturating_mul(1000) / millis.max(1);
@@ -438,6 +476,12 @@ fn warm(
     }));
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if let Some(state) = &engine {
+        anyhow::ensure!(
+            runtime.block_on(state.settle(IN_PROCESS_SETTLE)),
+            "what was fetched was not all stored within {IN_PROCESS_SETTLE:?}"
+        );
     }
     let mut report = format!(
         "warmed {} files in {:.1} s: {} fetched from the upstream, {} already cached, {} failed; {}\n",

@@ -123,14 +123,30 @@ async fn get(
     url: url::Url,
     accept: Option<&str>,
 ) -> Result<Reply, String> {
+    send(client, target, http::Method::GET, url, accept, None).await
+}
+
+/// Sends `method` `url` (with `body`, if any) through `target`'s transport, with
+/// its credentials.
+async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    method: http::Method,
+    url: url::Url,
+    accept: Option<&str>,
+    body: Option<String>,
+) -> Result<Reply, String> {
     match &target.transport {
         Transport::Http => {
-            let mut request = client.get(url);
+            let mut request = client.request(method, url);
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
             }
             if let Some(authorization) = &target.authorization {
                 request = request.header(AUTHORIZATION, authorization);
+            }
+            if let Some(body) = body {
+                request = request.body(body);
             }
             let response = request
                 .send()
@@ -152,7 +168,7 @@ async fn get(
                 Some(query) => format!("{}?{query}", url.path()),
                 None => url.path().to_owned(),
             };
-            let mut request = http::Request::get(path);
+            let mut request = http::Request::builder().method(method).uri(path);
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
             }
@@ -160,7 +176,7 @@ async fn get(
                 request = request.header(AUTHORIZATION, authorization);
             }
             let request = request
-                .body(axum::body::Body::empty())
+                .body(body.map_or_else(axum::body::Body::empty, axum::body::Body::from))
                 .map_err(|error| format!("not a request: {error}"))?;
             let response = router
                 .clone()
@@ -188,28 +204,27 @@ async fn get(
 /// # Errors
 /// granary's refusal, a file whose requirements cannot all be met (the reason, as
 /// the resolver says it), or a transport failure.
-pub async fn resolve_pins(
-    api: url::Url,
-    authorization: Option<&str>,
-    file: String,
-) -> Result<Pins, String> {
+pub async fn resolve_pins(target: &Target, api: url::Url, file: String) -> Result<Pins, String> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default();
-    let mut request = client.post(api.clone()).body(file);
-    if let Some(authorization) = authorization {
-        request = request.header(AUTHORIZATION, authorization);
-    }
-    let response = request
-        .send()
+    let reply = send(
+        &client,
+        target,
+        http::Method::POST,
+        api.clone(),
+        None,
+        Some(file),
+    )
+    .await
+    .map_err(|e| format!("POST {api}: {e}"))?;
+    let status = reply.status;
+    let text = reply
+        .whole()
         .await
         .map_err(|e| format!("POST {api}: {e}"))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| format!("POST {api}: {e}"))?;
+    let text = String::from_utf8_lossy(&text);
     let lines: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())

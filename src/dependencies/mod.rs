@@ -26,6 +26,9 @@ pub struct Extractor {
     pub metadata: Arc<dyn MetadataStore>,
     pub repos: BTreeMap<String, Arc<dyn Protocol>>,
     pub metrics: Metrics,
+    /// Events handled so far (missed ones included): caught up when it equals
+    /// [`crate::engine::ArtifactCache::published_count`].
+    pub handled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Extractor {
@@ -39,6 +42,8 @@ impl Extractor {
                     Ok(event) => {
                         let outcome = self.extract(&event).await;
                         self.count(outcome, 1);
+                        self.handled
+                            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                     }
                     Err(RecvError::Lagged(missed)) => {
                         warn!(
@@ -46,6 +51,8 @@ impl Extractor {
                             "dependency extraction fell behind; artifacts were not extracted"
                         );
                         self.count("missed", missed);
+                        self.handled
+                            .fetch_add(missed, std::sync::atomic::Ordering::AcqRel);
                     }
                     Err(RecvError::Closed) => return,
                 }

@@ -70,6 +70,9 @@ pub struct Inner {
     /// Badges drawn from cached metadata.
     pub badges: crate::badges::BadgeService,
     pub resolutions: crate::resolution::ResolutionCache,
+    /// Published artifacts the dependency extractor has handled (`None`: it does not
+    /// run in this process).
+    pub extractions_handled: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -179,16 +182,19 @@ impl AppState {
         for (name, repo) in &config.repos {
             repos.insert(name.clone(), build_repository(name, repo, &metrics)?);
         }
-        if access == DataDirAccess::Exclusive {
+        let extractions_handled = (access == DataDirAccess::Exclusive).then(|| {
+            let handled = Arc::new(std::sync::atomic::AtomicU64::new(0));
             crate::dependencies::Extractor {
                 engine: engine.clone(),
                 blobs: Arc::clone(&blobs),
                 metadata: Arc::clone(&metadata),
                 repos: repos.clone(),
                 metrics: metrics.clone(),
+                handled: Arc::clone(&handled),
             }
             .spawn();
-        }
+            handled
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 repos,
@@ -217,8 +223,30 @@ impl AppState {
                 data_dir,
                 badges,
                 resolutions: crate::resolution::ResolutionCache::default(),
+                extractions_handled,
             }),
         })
+    }
+
+    /// Waits (at most `limit`) until what this process fetched is stored: every fill
+    /// published, every index document's shared-tier write done, every published
+    /// artifact's dependencies extracted. For a process about to exit (`granary
+    /// warm --in-process`); says whether it all settled.
+    pub async fn settle(&self, limit: std::time::Duration) -> bool {
+        let settled = async {
+            while self.engine.artifacts.fills_in_flight() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            drop(self.engine.index.writes_settled().await);
+            if let Some(handled) = &self.extractions_handled {
+                while handled.load(std::sync::atomic::Ordering::Acquire)
+                    < self.engine.artifacts.published_count()
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        };
+        tokio::time::timeout(limit, settled).await.is_ok()
     }
 }
 

@@ -44,10 +44,16 @@ fn config(dir: &Path, name: &str, port: u16, format: &str, upstream: &str) -> Pa
 
 /// `granary warm`, returning what it printed; it must succeed.
 fn warm(config: &Path, repo: &str, file: &Path) -> String {
+    warm_with(config, repo, file, &[])
+}
+
+/// `granary warm` with `extra` options.
+fn warm_with(config: &Path, repo: &str, file: &Path, extra: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_granary"))
         .args(["warm", "--config"])
         .arg(config)
         .args(["--repo", repo])
+        .args(extra)
         .arg(file)
         .output()
         .expect("granary warm runs");
@@ -91,7 +97,12 @@ fn counts(report: &str) -> (usize, usize, usize, usize) {
 /// `fx-core` index file so), then everything is already cached. Returns the number
 /// of files.
 fn warm_twice(config: &Path, repo: &str, lockfile: &Path) -> usize {
-    let first = warm(config, repo, lockfile);
+    warm_twice_with(config, repo, lockfile, &[])
+}
+
+/// [`warm_twice`] with `extra` options.
+fn warm_twice_with(config: &Path, repo: &str, lockfile: &Path, extra: &[&str]) -> usize {
+    let first = warm_with(config, repo, lockfile, extra);
     let (files, fetched, cached, failed) = counts(&first);
     assert!(files > 0, "{first}");
     assert_eq!((fetched + cached, failed), (files, 0), "{first}");
@@ -100,7 +111,7 @@ fn warm_twice(config: &Path, repo: &str, lockfile: &Path) -> usize {
         fetched * 2 >= files,
         "at least the artifacts came from the upstream: {first}"
     );
-    let again = warm(config, repo, lockfile);
+    let again = warm_with(config, repo, lockfile, extra);
     assert_eq!(counts(&again), (files, 0, files, 0), "{again}");
     files
 }
@@ -745,7 +756,8 @@ fn maven_config(dir: &Path, name: &str, fixture: &str, debian: &str) -> PathBuf 
 }
 
 // Issue #13: a project's pom.xml is resolved by granary, then warmed (by `granary
-// warm` over HTTP, and by `POST /-/api/REPO/warm` in process); `mvn
+// warm` over HTTP, by `POST /-/api/REPO/warm`, and by `granary warm --in-process`
+// with no granary running); `mvn
 // dependency:resolve` from an empty local repository then asks the fixture's upstream
 // nothing. Debian's repository, which serves mvn its plugins, stays up: plugins are
 // not what a pom.xml's dependencies name.
@@ -768,11 +780,27 @@ async fn mvn_resolves_a_pom_xml_from_a_granary_warmed_from_it_asking_the_upstrea
     let pom = project.join("pom.xml");
     std::fs::write(&pom, crate::maven_resolve::PROJECT).expect("pom.xml");
 
-    for round in ["cli", "posted"] {
+    for round in ["cli", "posted", "in-process"] {
         let config = maven_config(&scratch, round, &upstream.url(""), &debian.url(""));
-        let granary = GranaryProcess::spawn(&config);
         let before = upstream.total_hits();
-        let files = if round == "cli" {
+        // In process: no granary runs while it warms (each run opens the stores
+        // itself, so the second finds what the first stored).
+        let files_in_process = if round == "in-process" {
+            let (c, p) = (config.clone(), pom.clone());
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    warm_twice_with(&c, "fixture", &p, &["--in-process"])
+                })
+                .await
+                .expect("warm"),
+            )
+        } else {
+            None
+        };
+        let granary = GranaryProcess::spawn(&config);
+        let files = if let Some(files) = files_in_process {
+            files
+        } else if round == "cli" {
             let (c, p) = (config.clone(), pom.clone());
             tokio::task::spawn_blocking(move || warm_twice(&c, "fixture", &p))
                 .await

@@ -463,6 +463,9 @@ impl ArtifactCache {
             })
             .await?;
         // Nobody listening is fine: the event is for features that want it.
+        self.inner
+            .published_count
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let _ = self.inner.published.send(Published {
             key: request.key.clone(),
             repo: request.repo.clone(),

@@ -161,6 +161,8 @@ struct Inner {
     /// Fills ended so far; part of a row lookup's flight key (see `artifact_row`).
     fills_ended: AtomicU64,
     published: broadcast::Sender<Published>,
+    /// Published events sent so far (for [`ArtifactCache::published_count`]).
+    published_count: AtomicU64,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
 }
@@ -196,6 +198,7 @@ impl ArtifactCache {
                 row_lookups: SingleFlight::default(),
                 fills_ended: AtomicU64::new(0),
                 published: broadcast::channel(PUBLISHED_EVENTS_CAPACITY).0,
+                published_count: AtomicU64::new(0),
                 clock,
                 metrics,
             }),
@@ -511,6 +514,15 @@ impl ArtifactCache {
             .cloned()
             .collect();
         fills.iter().map(|fill| fill.progress()).collect()
+    }
+
+    /// Published-artifact events sent so far: a subscriber that has handled as many
+    /// (counting the ones it missed) has caught up.
+    #[must_use]
+    pub fn published_count(&self) -> u64 {
+        self.inner
+            .published_count
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Fills in flight; for `/-/ready` and tests.

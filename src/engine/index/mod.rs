@@ -280,8 +280,9 @@ impl IndexCache {
     }
 
     /// Waits (at most [`PURGE_WAIT`]) for the shared-tier writes in flight, and keeps
-    /// new ones waiting while the guard lives.
-    async fn writes_settled(&self) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
+    /// new ones waiting while the guard lives: a purge, or a process about to exit
+    /// (`granary warm --in-process`), waits for them so.
+    pub async fn writes_settled(&self) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
         let guard = tokio::time::timeout(PURGE_WAIT, self.inner.persists.write())
             .await
             .ok();

@@ -79,6 +79,16 @@ impl<S: MetadataStore> MetadataStore for GuardedMetadataStore<S> {
         self.guarded("put_extraction", self.inner.put_extraction(extraction))
             .await
     }
+    async fn resolution(
+        &self,
+        key: &str,
+    ) -> Result<Option<super::ResolutionRecord>, MetadataError> {
+        self.guarded("resolution", self.inner.resolution(key)).await
+    }
+    async fn put_resolution(&self, record: &super::ResolutionRecord) -> Result<(), MetadataError> {
+        self.guarded("put_resolution", self.inner.put_resolution(record))
+            .await
+    }
     async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError> {
         self.guarded("has_extraction", self.inner.has_extraction(digest))
             .await

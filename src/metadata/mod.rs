@@ -61,6 +61,18 @@ pub struct ArtifactRecord {
     pub stored_at: SystemTime,
 }
 
+/// A resolution answer kept whole, with the index documents it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolutionRecord {
+    /// A hash of everything that decides the answer but the documents.
+    pub key: String,
+    /// The answer (a graph, JSON).
+    pub body: Bytes,
+    /// JSON object: project → fingerprint of the document read (`null`: none).
+    pub documents: String,
+    pub stored_at: SystemTime,
+}
+
 /// An API token: its hash (never the token), whose it is, and until when.
 #[derive(Debug, Clone)]
 pub struct ApiTokenRecord {
@@ -138,6 +150,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// transaction of two (SQLite): never a statement per dependency. A digest
     /// already recorded keeps its first record (it is immutable).
     async fn put_extraction(&self, extraction: &Extraction) -> Result<(), MetadataError>;
+    /// The resolution answer kept under `key`, if any.
+    async fn resolution(&self, key: &str) -> Result<Option<ResolutionRecord>, MetadataError>;
+    /// Keeps a resolution answer (replacing one under the same key).
+    async fn put_resolution(&self, record: &ResolutionRecord) -> Result<(), MetadataError>;
     /// Whether the artifact with this digest was extracted already.
     async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError>;
     /// What the artifacts of one release declare, by file name.

@@ -22,7 +22,7 @@ macro_rules! impl_sql_metadata_store {
             use $crate::clock::{from_unix_millis, to_unix_millis};
             use $crate::http_cache::{Lifetimes, Validators};
             use $crate::metadata::sql::non_negative;
-            use $crate::metadata::{ApiTokenRecord, ArtifactRecord, BlobUsage, IndexRecord, MetadataError, MetadataStore};
+            use $crate::metadata::{ApiTokenRecord, ArtifactRecord, BlobUsage, IndexRecord, MetadataError, MetadataStore, ResolutionRecord};
             use $crate::storage::Digest;
 
             #[::async_trait::async_trait]
@@ -81,6 +81,38 @@ macro_rules! impl_sql_metadata_store {
             created_at: from_unix_millis(row.try_get("created_at")?),
             expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(from_unix_millis),
         }))
+    }
+
+    async fn resolution(&self, key: &str) -> Result<Option<ResolutionRecord>, MetadataError> {
+        let row = sqlx::query(
+            "SELECT body, documents, stored_at FROM resolutions WHERE resolution_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let body: Vec<u8> = row.try_get("body")?;
+        Ok(Some(ResolutionRecord {
+            key: key.to_owned(),
+            body: Bytes::from(body),
+            documents: row.try_get("documents")?,
+            stored_at: from_unix_millis(row.try_get("stored_at")?),
+        }))
+    }
+
+    async fn put_resolution(&self, record: &ResolutionRecord) -> Result<(), MetadataError> {
+        sqlx::query(
+            "INSERT INTO resolutions (resolution_key, body, documents, stored_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (resolution_key) DO UPDATE SET body = excluded.body, \
+             documents = excluded.documents, stored_at = excluded.stored_at",
+        )
+        .bind(&record.key)
+        .bind(record.body.as_ref())
+        .bind(&record.documents)
+        .bind(to_unix_millis(record.stored_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn put_api_token(&self, record: &ApiTokenRecord) -> Result<(), MetadataError> {

@@ -2,9 +2,14 @@
 //! `GET /-/api/REPO/PROJECT/VERSION/resolve` is kept whole, keyed by everything that
 //! decides it but the index documents — resolver version, repository, root,
 //! `max_depth`, `include_optional`, target — and holds while every index document it
-//! read is still the same fresh copy (its fingerprint, checked in memory, without
-//! I/O). A document refreshed with other content, expired, or evicted makes the next
-//! request resolve again. One resolution per key runs at a time (single flight).
+//! read is still the same fresh copy (its fingerprint). A document refreshed with
+//! other content or expired makes the next request resolve again. One resolution per
+//! key runs at a time on a replica (single flight).
+//!
+//! Tiers: memory (checked against the documents in memory, without I/O), then Redis
+//! and the metadata store, which every replica and a restarted process share (checked
+//! against each document's fresh copy in memory, else in the shared tiers). A new
+//! answer is written to every tier.
 //!
 //! Knows no ecosystem: resolving is `Protocol::resolve`; the documents are checked
 //! through `Protocol::project_index_key`.
@@ -15,8 +20,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use std::time::{Duration, SystemTime};
+
+use tracing::warn;
+
 use crate::engine::coordination::SingleFlight;
+use crate::engine::redis::RedisTier;
 use crate::engine::CacheEngine;
+use crate::metadata::{MetadataStore, ResolutionRecord};
 use crate::protocols::resolution::{ResolveOptions, RESOLVER_VERSION};
 use crate::protocols::{Protocol, RequestError};
 
@@ -58,7 +69,7 @@ pub enum Failure {
     Panicked,
 }
 
-type Flight = Result<Arc<Resolved>, Arc<RequestError>>;
+type Flight = Result<(Arc<Resolved>, Outcome), Arc<RequestError>>;
 
 /// What is asked of [`ResolutionCache::resolve`].
 #[derive(Debug, Clone, Copy)]
@@ -82,10 +93,14 @@ pub struct Request<'a> {
 pub struct ResolutionCache {
     memory: moka::future::Cache<String, Arc<Resolved>>,
     flights: Arc<SingleFlight<Flight>>,
+    shared: SharedResolutions,
 }
 
-impl Default for ResolutionCache {
-    fn default() -> Self {
+impl ResolutionCache {
+    /// A cache whose answers are also kept in `metadata` and, when configured,
+    /// `redis`.
+    #[must_use]
+    pub fn new(metadata: Arc<dyn MetadataStore>, redis: Option<Arc<RedisTier>>) -> Self {
         Self {
             memory: moka::future::Cache::builder()
                 .max_capacity(MEMORY_BYTES)
@@ -95,6 +110,7 @@ impl Default for ResolutionCache {
                 })
                 .build(),
             flights: Arc::new(SingleFlight::default()),
+            shared: SharedResolutions { metadata, redis },
         }
     }
 }
@@ -157,7 +173,7 @@ impl ResolutionCache {
                 }
             }
         }
-        let (engine, repo, project, version, options, memory, stored_key) = (
+        let (engine, repo, project, version, options, memory, stored_key, shared) = (
             engine.clone(),
             Arc::clone(repo),
             project.to_owned(),
@@ -165,12 +181,22 @@ impl ResolutionCache {
             options.clone(),
             self.memory.clone(),
             key.clone(),
+            self.shared.clone(),
         );
         let blobs = Arc::clone(blobs);
         let file = file.map(str::to_owned);
         let (result, _) = self
             .flights
             .run(&key, move || async move {
+                if !refresh {
+                    if let Some(kept) = shared.load(&stored_key).await {
+                        if still_holds_anywhere(&engine, &repo, &kept).await {
+                            let kept = Arc::new(kept);
+                            memory.insert(stored_key, Arc::clone(&kept)).await;
+                            return Ok((kept, Outcome::Hit));
+                        }
+                    }
+                }
                 let graph = match &file {
                     Some(file) => repo.resolve_file(&engine, &blobs, file, &options).await,
                     None => {
@@ -186,16 +212,104 @@ impl ResolutionCache {
                     body,
                     documents: graph.documents,
                 });
-                memory.insert(stored_key, Arc::clone(&resolved)).await;
-                Ok(resolved)
+                memory
+                    .insert(stored_key.clone(), Arc::clone(&resolved))
+                    .await;
+                // Every tier; a failing tier is logged. The answer waits for the
+                // writes a little (so the next request anywhere finds it), not for a
+                // hanging tier.
+                let kept = Arc::clone(&resolved);
+                let writing = tokio::spawn(async move { shared.store(&stored_key, &kept).await });
+                let _ = tokio::time::timeout(SHARED_WRITE_WAIT, writing).await;
+                Ok((resolved, Outcome::Miss))
             })
             .await;
         match result {
-            Some(Ok(resolved)) => Ok((resolved, Outcome::Miss)),
+            Some(Ok(answer)) => Ok(answer),
             Some(Err(refused)) => Err(Failure::Refused(refused)),
             None => Err(Failure::Panicked),
         }
     }
+}
+
+/// Redis (when configured) and the metadata store.
+#[derive(Debug, Clone)]
+struct SharedResolutions {
+    metadata: Arc<dyn MetadataStore>,
+    redis: Option<Arc<RedisTier>>,
+}
+
+/// How long a new answer waits for its writes to the shared tiers.
+const SHARED_WRITE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long Redis keeps an answer (the metadata store keeps it until replaced).
+const REDIS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn redis_key(key: &str) -> String {
+    format!("granary:resolution:{key}")
+}
+
+impl SharedResolutions {
+    /// The answer under `key` from Redis, else the metadata store; failures read as
+    /// absent.
+    async fn load(&self, key: &str) -> Option<Resolved> {
+        if let Some(redis) = &self.redis {
+            if let Ok(Some(value)) = redis.get(&redis_key(key)).await {
+                if let Some(resolved) = decode(&value) {
+                    return Some(resolved);
+                }
+            }
+        }
+        match self.metadata.resolution(key).await {
+            Ok(Some(record)) => Some(Resolved {
+                documents: serde_json::from_str(&record.documents).ok()?,
+                body: record.body,
+            }),
+            Ok(None) => None,
+            Err(error) => {
+                warn!(%key, %error, "metadata store unavailable; resolving anew");
+                None
+            }
+        }
+    }
+
+    /// Writes the answer to every tier at once.
+    async fn store(&self, key: &str, resolved: &Resolved) {
+        let documents =
+            serde_json::to_string(&resolved.documents).expect("a map of strings is JSON");
+        let database = async {
+            let record = ResolutionRecord {
+                key: key.to_owned(),
+                body: resolved.body.clone(),
+                documents: documents.clone(),
+                stored_at: SystemTime::now(),
+            };
+            if let Err(error) = self.metadata.put_resolution(&record).await {
+                warn!(%key, %error, "cannot keep a resolution in the metadata store");
+            }
+        };
+        let redis = async {
+            if let Some(redis) = &self.redis {
+                let mut value = Vec::with_capacity(documents.len() + 1 + resolved.body.len());
+                value.extend_from_slice(documents.as_bytes());
+                value.push(b'\n');
+                value.extend_from_slice(&resolved.body);
+                if let Err(error) = redis.set(&redis_key(key), &value, REDIS_TTL).await {
+                    warn!(%key, %error, "cannot keep a resolution in Redis");
+                }
+            }
+        };
+        tokio::join!(database, redis);
+    }
+}
+
+/// `documents` JSON, a newline, the answer.
+fn decode(value: &[u8]) -> Option<Resolved> {
+    let split = value.iter().position(|b| *b == b'\n')?;
+    Some(Resolved {
+        documents: serde_json::from_slice(&value[..split]).ok()?,
+        body: Bytes::copy_from_slice(&value[split + 1..]),
+    })
 }
 
 /// A resolution's JSON answer as NDJSON: a `node` line per node, an `edge` line per
@@ -233,6 +347,24 @@ pub fn ndjson(graph_json: &[u8]) -> Vec<u8> {
         }),
     );
     out
+}
+
+/// Whether every document `kept` read is still the fresh copy it read, wherever
+/// that copy is (memory, else the shared tiers).
+async fn still_holds_anywhere(
+    engine: &CacheEngine,
+    repo: &Arc<dyn Protocol>,
+    kept: &Resolved,
+) -> bool {
+    for (project, fingerprint) in &kept.documents {
+        let Ok(key) = repo.project_index_key(project) else {
+            return false;
+        };
+        if engine.index.fresh_fingerprint(key.as_str()).await.as_ref() != Some(fingerprint) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether every document `cached` read is still the fresh copy it read.

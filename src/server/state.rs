@@ -195,6 +195,8 @@ impl AppState {
             .spawn();
             handled
         });
+        let resolutions =
+            crate::resolution::ResolutionCache::new(Arc::clone(&metadata), redis.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 repos,
@@ -222,7 +224,7 @@ impl AppState {
                 )),
                 data_dir,
                 badges,
-                resolutions: crate::resolution::ResolutionCache::default(),
+                resolutions,
                 extractions_handled,
             }),
         })

@@ -257,6 +257,18 @@ impl MetadataStore for InstrumentedStore {
         self.gate().await;
         self.inner.put_extraction(extraction).await
     }
+    async fn resolution(
+        &self,
+        key: &str,
+    ) -> Result<Option<granary::metadata::ResolutionRecord>, MetadataError> {
+        self.inner.resolution(key).await
+    }
+    async fn put_resolution(
+        &self,
+        record: &granary::metadata::ResolutionRecord,
+    ) -> Result<(), MetadataError> {
+        self.inner.put_resolution(record).await
+    }
     async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError> {
         self.gate().await;
         self.inner.has_extraction(digest).await

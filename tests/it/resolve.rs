@@ -782,3 +782,73 @@ async fn pypi_resolution_equals_what_uv_pip_compile_pins() {
         assert_eq!(response.status(), status, "{path}");
     }
 }
+
+/// `GET` with the answer's `X-Cache` and body.
+async fn resolve_at(url: String) -> (String, Value) {
+    let response = TestGranary::client()
+        .get(url)
+        .send()
+        .await
+        .expect("resolve");
+    assert_eq!(response.status(), 200);
+    let cache = response.headers()["x-cache"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    (cache, response.json().await.expect("JSON"))
+}
+
+// Issue #13: resolutions are kept in the metadata store too. A restarted granary
+// answers from it (checked against the documents it read, which it finds stored),
+// until one of those documents is no longer the copy the answer read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_resolution_is_answered_after_a_restart_until_a_document_it_read_changes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = dir.path().join("registry");
+    let upstream = FakeUpstream::start(Some(registry.clone())).await;
+    write_registry(&registry, &upstream.url(""));
+    let config = dir.path().join("granary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token = \"resolve-admin\"\n\n\
+             [repos.cargo]\nformat = \"cargo\"\nupstream = \"{}\"\n",
+            dir.path().join("data").display(),
+            upstream.url("")
+        ),
+    )
+    .expect("config");
+    let path = "-/api/cargo/rx-top/1.0.0/resolve?target=x86_64-unknown-linux-gnu";
+
+    let granary = crate::support::GranaryProcess::spawn(&config);
+    let (cache, first) = resolve_at(granary.url(path)).await;
+    assert_eq!(cache, "MISS");
+    tokio::task::spawn_blocking(move || granary.terminate())
+        .await
+        .expect("stop");
+
+    // A new process: memory is empty, the kept answer and its documents are stored.
+    let granary = crate::support::GranaryProcess::spawn(&config);
+    let hits = upstream.total_hits();
+    let (cache, again) = resolve_at(granary.url(path)).await;
+    assert_eq!(cache, "HIT", "answered from the metadata store");
+    assert_eq!(again, first);
+    assert_eq!(
+        upstream.total_hits(),
+        hits,
+        "nothing was fetched to check it"
+    );
+
+    // A document it read is purged: the kept answer no longer holds.
+    let purged = TestGranary::client()
+        .delete(granary.url("-/cache/cargo/rx-c"))
+        .bearer_auth("resolve-admin")
+        .send()
+        .await
+        .expect("purge");
+    assert_eq!(purged.status(), 200);
+    let (cache, anew) = resolve_at(granary.url(path)).await;
+    assert_eq!(cache, "MISS", "resolved again");
+    assert_eq!(resolved(&anew), resolved(&first));
+    drop(granary);
+}

@@ -711,3 +711,55 @@ async fn a_badge_drawn_on_one_replica_costs_the_others_no_lookup() {
         "the other replica's facts came through Redis"
     );
 }
+
+// Issue #13: a resolution made on one replica is answered by the others from Redis
+// (checked against the index documents it read, which they find in the shared tiers):
+// no upstream request, no resolving again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_made_on_one_replica_is_answered_by_another() {
+    let Some(engines) =
+        Engines::from_env("a_resolution_made_on_one_replica_is_answered_by_another")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let fixture = dir.path().join("upstream");
+    crate::support::run_generator(
+        &python(),
+        "pypi/make_index.py",
+        &[fixture.as_os_str(), "--resolution".as_ref()],
+        &[],
+    );
+    let upstream = FakeUpstream::start(Some(fixture)).await;
+    let cluster = cluster(&engines, 2, &upstream.url("simple/"), "").await;
+    let path = "-/api/pypi/rp-top/1.0/resolve?target=3.11-linux-x86_64";
+    let resolve = |replica: &GranaryProcess| {
+        let url = replica.url(path);
+        async move {
+            let response = reqwest::get(url).await.expect("resolve");
+            assert_eq!(response.status(), 200);
+            let cache = response.headers()["x-cache"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            (
+                cache,
+                response.json::<serde_json::Value>().await.expect("JSON"),
+            )
+        }
+    };
+    let (cache, first) = resolve(&cluster.replicas[0]).await;
+    assert_eq!(cache, "MISS");
+    assert!(
+        first["nodes"].as_array().expect("nodes").len() > 3,
+        "a real tree: {first}"
+    );
+    let hits = upstream.total_hits();
+    let (cache, other) = resolve(&cluster.replicas[1]).await;
+    assert_eq!(
+        cache, "HIT",
+        "the other replica's answer, through the shared tiers"
+    );
+    assert_eq!(other, first);
+    assert_eq!(upstream.total_hits(), hits, "nothing fetched to check it");
+}

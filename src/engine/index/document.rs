@@ -256,7 +256,7 @@ impl IndexDocument {
     #[must_use]
     pub fn fingerprint(&self) -> &str {
         self.fingerprint
-            .get_or_init(|| hex::encode(&Sha256::digest(&self.canonical)[..16]))
+            .get_or_init(|| fingerprint_of(&self.canonical))
     }
 
     /// What the in-memory tier counts this document as (bytes, approximately).
@@ -281,4 +281,10 @@ impl IndexDocument {
             .saturating_add(ENTRY_OVERHEAD);
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
+}
+
+/// The fingerprint of a canonical body ([`IndexDocument::fingerprint`]).
+#[must_use]
+pub fn fingerprint_of(canonical: &[u8]) -> String {
+    hex::encode(&Sha256::digest(canonical)[..16])
 }

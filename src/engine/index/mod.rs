@@ -323,6 +323,18 @@ impl IndexCache {
         .then_some(document)
     }
 
+    /// The fingerprint of `key`'s fresh copy (`Some(None)`: a fresh "does not
+    /// exist"), in memory or else in the shared tiers (read, not kept: there is no
+    /// source here to render it); `None` when no copy is fresh.
+    pub async fn fresh_fingerprint(&self, key: &str) -> Option<Option<String>> {
+        if let Some(document) = self.fresh_in_memory(key).await {
+            return Some(document.found.then(|| document.fingerprint().to_owned()));
+        }
+        let record = self.inner.shared.load(key).await?;
+        (record.lifetimes.freshness(self.inner.clock.now()) == Freshness::Fresh)
+            .then(|| record.found.then(|| document::fingerprint_of(&record.body)))
+    }
+
     /// How old `document` is, in whole seconds (the `Age` of a cached response).
     #[must_use]
     pub fn age_of(&self, document: &IndexDocument) -> u64 {

@@ -1,0 +1,11 @@
+-- Whole resolution answers (the dependency-resolution category), keyed by a hash of
+-- everything that decides them but the index documents they read; `documents`
+-- (JSON: project -> fingerprint, or null for one the upstream does not have) says
+-- which copies they read, and an answer is used only while each is still the fresh
+-- copy.
+CREATE TABLE resolutions (
+    resolution_key TEXT PRIMARY KEY NOT NULL,
+    body BYTEA NOT NULL,
+    documents TEXT NOT NULL,
+    stored_at BIGINT NOT NULL
+);

@@ -176,40 +176,22 @@ async fn ensure(
         )
     })?;
     let (options, refresh) = resolve_query(state, query, headers).await?;
-    let resolved = state
-        .resolutions
-        .resolve(
-            &state.engine,
-            crate::resolution::Request {
-                repo_name,
-                repo,
-                project: "",
-                version: "",
-                options: &options,
-                refresh,
-                blobs: &state.blobs,
-                file: Some(file),
-            },
-        )
-        .await;
-    let (status, body, outcome) = match resolved {
-        Ok((resolved, outcome)) => (
-            StatusCode::OK,
-            crate::resolution::ndjson(&resolved.body),
-            Some(outcome),
-        ),
-        Err(failure) => {
-            let error = match failure {
-                Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
-                Failure::Panicked => ApiError::internal("the resolution failed unexpectedly"),
-            };
-            let mut line =
-                serde_json::to_vec(&serde_json::json!({"type": "error", "message": error.message}))
-                    .expect("JSON");
-            line.push(b'\n');
-            (error.status, line, None)
-        }
-    };
+    let (status, body, outcome) =
+        match resolve_file(state, repo_name, repo, &options, refresh, file).await {
+            Ok((resolved, outcome)) => (
+                StatusCode::OK,
+                crate::resolution::ndjson(&resolved.body),
+                Some(outcome),
+            ),
+            Err(error) => {
+                let mut line = serde_json::to_vec(
+                    &serde_json::json!({"type": "error", "message": error.message}),
+                )
+                .expect("JSON");
+                line.push(b'\n');
+                (error.status, line, None)
+            }
+        };
     let mut response = (status, [(http::header::CONTENT_TYPE, NDJSON)], body).into_response();
     if let Some(outcome) = outcome {
         response.headers_mut().insert(
@@ -218,6 +200,41 @@ async fn ensure(
         );
     }
     Ok(response)
+}
+
+/// The resolution of a project's own requirements `file` on `repo`, cached by its
+/// digest.
+///
+/// # Errors
+/// What the resolver refused, as the status and message to answer.
+pub(super) async fn resolve_file(
+    state: &AppState,
+    repo_name: &str,
+    repo: &Arc<dyn crate::protocols::Protocol>,
+    options: &ResolveOptions,
+    refresh: bool,
+    file: &str,
+) -> Result<(Arc<crate::resolution::Resolved>, crate::resolution::Outcome), ApiError> {
+    state
+        .resolutions
+        .resolve(
+            &state.engine,
+            crate::resolution::Request {
+                repo_name,
+                repo,
+                project: "",
+                version: "",
+                options,
+                refresh,
+                blobs: &state.blobs,
+                file: Some(file),
+            },
+        )
+        .await
+        .map_err(|failure| match failure {
+            Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
+            Failure::Panicked => ApiError::internal("the resolution failed unexpectedly"),
+        })
 }
 
 /// [`resolve_options`], with `refresh` allowed to the admin role only (recomputing on

@@ -126,31 +126,8 @@ async fn resolved_plan(
         include_optional: false,
         target: target.map(str::to_owned),
     };
-    let resolved = state
-        .resolutions
-        .resolve(
-            &state.engine,
-            crate::resolution::Request {
-                repo_name,
-                repo,
-                project: "",
-                version: "",
-                options: &options,
-                refresh: false,
-                blobs: &state.blobs,
-                file: Some(text),
-            },
-        )
-        .await
-        .map_err(|failure| match failure {
-            crate::resolution::Failure::Refused(error) => {
-                ApiError::from(std::sync::Arc::unwrap_or_clone(error))
-            }
-            crate::resolution::Failure::Panicked => {
-                ApiError::internal("the resolution failed unexpectedly")
-            }
-        })?
-        .0;
+    let (resolved, _) =
+        super::api::resolve_file(state, repo_name, repo, &options, false, text).await?;
     let (pins, warnings) = crate::warm::pins_of_graph(&resolved.body)
         .map_err(|reason| ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, reason))?;
     for warning in warnings {

@@ -192,20 +192,6 @@ pub fn pom_path(group: &str, artifact: &str, version: &str) -> String {
 }
 
 impl MavenRepo {
-    /// The POM at `group:artifact:version`, fetched through the engine.
-    async fn fetch_pom(
-        &self,
-        engine: &CacheEngine,
-        blobs: &Arc<dyn BlobStore>,
-        group: &str,
-        artifact: &str,
-        version: &str,
-    ) -> Result<Pom, String> {
-        self.pom(engine, blobs, group, artifact, version)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
     /// The POM at `group:artifact:version`, fetched through the engine: not found
     /// when the upstream has none (or it is not a POM).
     ///
@@ -257,8 +243,9 @@ impl MavenRepo {
                     break;
                 }
                 match self
-                    .fetch_pom(engine, blobs, &group, &artifact, &version)
+                    .pom(engine, blobs, &group, &artifact, &version)
                     .await
+                    .map_err(|e| e.to_string())
                 {
                     Ok(parent) => chain.push(parent),
                     Err(reason) => {
@@ -338,8 +325,9 @@ impl MavenRepo {
                     continue;
                 }
                 match self
-                    .fetch_pom(engine, blobs, &import.group, &import.artifact, &version)
+                    .pom(engine, blobs, &import.group, &import.artifact, &version)
                     .await
+                    .map_err(|e| e.to_string())
                 {
                     Ok(bom) => {
                         let bom = self.effective(engine, blobs, bom, depth + 1).await;

@@ -138,5 +138,5 @@ def scenario(procs: Processes, binary: str, work: str, rows: list, notes: list) 
                          f"{per.get('extractions', 0):.2f} / {per.get('dependencies', 0):.2f}", "", "", "", ""])
     notes.append(f"Extraction: {WHEELS} wheels with 4-24 Requires-Dist each and no PEP 658 file, fetched "
                  f"{PARALLEL} at a time through an empty granary; extraction follows the published-artifact "
-                 "events on one task, off the request path. On PostgreSQL one SQL statement (a data-modifying CTE) "
+                 "events off the request path, 4 artifacts at a time. On PostgreSQL one SQL statement (a data-modifying CTE) "
                  "writes both tables, so each table's statement trigger fires once per artifact.")

@@ -6,8 +6,10 @@
 //! Resolution, the resolution cache and warming from lockfiles build on these rows
 //! (issue #13, later parts).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
 
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
@@ -17,6 +19,9 @@ use crate::metadata::MetadataStore;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::protocols::Protocol;
 use crate::storage::BlobStore;
+
+/// Artifacts extracted at once.
+pub const PARALLEL_EXTRACTIONS: usize = 4;
 
 /// What the extractor works with.
 #[derive(Debug, Clone)]
@@ -32,18 +37,43 @@ pub struct Extractor {
 }
 
 impl Extractor {
-    /// Follows published artifacts until the engine goes away.
+    /// Follows published artifacts until the engine goes away, extracting up to
+    /// [`PARALLEL_EXTRACTIONS`] at once (an extraction reads a wheel's zip or a
+    /// POM's parents, and one at a time fell behind a stampede of fills).
     #[allow(clippy::must_use_candidate)] // the task runs detached; the handle is for tests
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         let mut published = self.engine.artifacts.subscribe();
+        let permits = Arc::new(Semaphore::new(PARALLEL_EXTRACTIONS));
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         tokio::spawn(async move {
             loop {
                 match published.recv().await {
                     Ok(event) => {
-                        let outcome = self.extract(&event).await;
-                        self.count(outcome, 1);
-                        self.handled
-                            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        let permit = Arc::clone(&permits)
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed");
+                        let (this, in_flight) = (self.clone(), Arc::clone(&in_flight));
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            let digest = event.digest.as_str().to_owned();
+                            // One extraction per digest at a time (the same file
+                            // published under two keys at once).
+                            let first = in_flight
+                                .lock()
+                                .expect("never poisoned")
+                                .insert(digest.clone());
+                            let outcome = if first {
+                                let outcome = this.extract(&event).await;
+                                in_flight.lock().expect("never poisoned").remove(&digest);
+                                outcome
+                            } else {
+                                "already"
+                            };
+                            this.count(outcome, 1);
+                            this.handled
+                                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        });
                     }
                     Err(RecvError::Lagged(missed)) => {
                         warn!(

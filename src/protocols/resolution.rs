@@ -81,6 +81,11 @@ pub struct Graph {
     pub documents: BTreeMap<String, Option<String>>,
 }
 
+/// What [`Graph::documents`] records for something the resolution could not read
+/// (an upstream that failed): it matches no document, so the answer never holds and
+/// the next request resolves again.
+pub const UNREADABLE: &str = "unreadable";
+
 /// The fingerprint of an index document, as [`Graph::documents`] records it.
 #[must_use]
 pub fn fingerprint(document: &crate::engine::IndexDocument) -> Option<String> {

@@ -208,6 +208,7 @@ impl ResolutionCache {
                 let body = Bytes::from(
                     serde_json::to_vec(&graph).expect("serializing a graph cannot fail"),
                 );
+                let clean = graph.errors.is_empty();
                 let resolved = Arc::new(Resolved {
                     body,
                     documents: graph.documents,
@@ -215,12 +216,17 @@ impl ResolutionCache {
                 memory
                     .insert(stored_key.clone(), Arc::clone(&resolved))
                     .await;
-                // Every tier; a failing tier is logged. The answer waits for the
-                // writes a little (so the next request anywhere finds it), not for a
-                // hanging tier.
-                let kept = Arc::clone(&resolved);
-                let writing = tokio::spawn(async move { shared.store(&stored_key, &kept).await });
-                let _ = tokio::time::timeout(SHARED_WRITE_WAIT, writing).await;
+                // Every tier, unless the answer has errors (some may be passing: an
+                // upstream that failed; this replica keeps it while its documents
+                // hold). A failing tier is logged. The answer waits for the writes a
+                // little (so the next request anywhere finds it), not for a hanging
+                // tier.
+                if clean {
+                    let kept = Arc::clone(&resolved);
+                    let writing =
+                        tokio::spawn(async move { shared.store(&stored_key, &kept).await });
+                    let _ = tokio::time::timeout(SHARED_WRITE_WAIT, writing).await;
+                }
                 Ok((resolved, Outcome::Miss))
             })
             .await;

@@ -202,6 +202,32 @@ async fn maven_resolution_equals_what_mvn_dependency_tree_lists() {
         "granary vs mvn dependency:tree:\n{lines:#?}\n{tree}"
     );
 
+    // A POM the upstream fails to serve is an error on its node, and the answer is
+    // not kept: once the upstream serves it, the next request has it.
+    let late = PROJECT.replace(
+        "<artifactId>rx-opt</artifactId>",
+        "<artifactId>rx-managed</artifactId>",
+    );
+    fixture.queue_statuses(
+        "org/rx/rx-managed/1.0/rx-managed-1.0.pom",
+        &[reqwest::StatusCode::SERVICE_UNAVAILABLE; 3],
+    );
+    let (status, lines) = post_file(&granary, "-/api/fixture/resolve", &late).await;
+    assert_eq!(status, 200, "{lines:?}");
+    let done = lines.last().expect("done");
+    assert!(
+        done["errors"].to_string().contains("rx-managed"),
+        "the failed POM is said: {done}"
+    );
+    let (status, lines) = post_file(&granary, "-/api/fixture/resolve", &late).await;
+    assert_eq!(status, 200, "{lines:?}");
+    let done = lines.last().expect("done");
+    assert_eq!(
+        done["errors"],
+        json!([]),
+        "resolved again, now readable: {lines:#?}"
+    );
+
     // Bad input is a clear 4xx.
     let (status, lines) = post_file(&granary, "-/api/fixture/resolve", "<project").await;
     assert_eq!(

@@ -33,7 +33,9 @@ use super::version_range::Requirement;
 use super::xml_texts::XmlTexts;
 use super::{layout, MavenRepo};
 use crate::engine::CacheEngine;
-use crate::protocols::resolution::{fingerprint, Graph, GraphBuilder, ResolveOptions, MAX_NODES};
+use crate::protocols::resolution::{
+    fingerprint, Graph, GraphBuilder, ResolveOptions, MAX_NODES, UNREADABLE,
+};
 use crate::protocols::RequestError;
 use crate::storage::BlobStore;
 
@@ -209,16 +211,27 @@ impl<'a> Resolver<'a> {
             for (pending, pom) in level.iter().zip(&poms_of_level) {
                 let pom = match (pom, pending.id) {
                     (Ok(pom), _) => pom,
-                    (Err(reason), Some(id)) => {
+                    (Err(reason), id) => {
                         let (g, a, v) = &pending.coordinates;
-                        graph.node_error(
-                            id,
-                            format!("failed to read the POM of {g}:{a}:{v}: {reason}"),
-                        );
+                        if let Some(id) = id {
+                            graph.node_error(
+                                id,
+                                format!("failed to read the POM of {g}:{a}:{v}: {reason}"),
+                            );
+                        }
+                        // It may be readable next time: this answer never holds.
+                        self.documents
+                            .insert(format!("{g}:{a}"), Some(UNREADABLE.to_owned()));
                         continue;
                     }
-                    (Err(_), None) => continue,
                 };
+                if !pom.problems.is_empty() {
+                    // A parent or BOM that could not be read may be readable next
+                    // time: this answer never holds.
+                    let (g, a, _) = &pending.coordinates;
+                    self.documents
+                        .insert(format!("{g}:{a}"), Some(UNREADABLE.to_owned()));
+                }
                 let (declarations, problems) = pom.declared();
                 if let Some(id) = pending.id.filter(|_| pending.depth > 0) {
                     for problem in pom.problems.iter().chain(&problems) {

@@ -177,7 +177,9 @@ async fn ensure(
     })?;
     let (options, refresh) = resolve_query(state, query, headers).await?;
     let (status, body, outcome) =
-        match resolve_file(state, repo_name, repo, &options, refresh, file).await {
+        match super::resolve_file::resolve_file(state, repo_name, repo, &options, refresh, file)
+            .await
+        {
             Ok((resolved, outcome)) => (
                 StatusCode::OK,
                 crate::resolution::ndjson(&resolved.body),
@@ -200,41 +202,6 @@ async fn ensure(
         );
     }
     Ok(response)
-}
-
-/// The resolution of a project's own requirements `file` on `repo`, cached by its
-/// digest.
-///
-/// # Errors
-/// What the resolver refused, as the status and message to answer.
-pub(super) async fn resolve_file(
-    state: &AppState,
-    repo_name: &str,
-    repo: &Arc<dyn crate::protocols::Protocol>,
-    options: &ResolveOptions,
-    refresh: bool,
-    file: &str,
-) -> Result<(Arc<crate::resolution::Resolved>, crate::resolution::Outcome), ApiError> {
-    state
-        .resolutions
-        .resolve(
-            &state.engine,
-            crate::resolution::Request {
-                repo_name,
-                repo,
-                project: "",
-                version: "",
-                options,
-                refresh,
-                blobs: &state.blobs,
-                file: Some(file),
-            },
-        )
-        .await
-        .map_err(|failure| match failure {
-            Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
-            Failure::Panicked => ApiError::internal("the resolution failed unexpectedly"),
-        })
 }
 
 /// [`resolve_options`], with `refresh` allowed to the admin role only (recomputing on

@@ -14,6 +14,7 @@ mod ops;
 mod own_paths;
 mod replica;
 mod request_id;
+mod resolve_file;
 pub(crate) mod respond;
 pub(crate) mod router;
 pub mod state;

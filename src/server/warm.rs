@@ -127,7 +127,7 @@ async fn resolved_plan(
         target: target.map(str::to_owned),
     };
     let (resolved, _) =
-        super::api::resolve_file(state, repo_name, repo, &options, false, text).await?;
+        super::resolve_file::resolve_file(state, repo_name, repo, &options, false, text).await?;
     let (pins, warnings) = crate::warm::pins_of_graph(&resolved.body)
         .map_err(|reason| ApiError::client(StatusCode::UNPROCESSABLE_ENTITY, reason))?;
     for warning in warnings {

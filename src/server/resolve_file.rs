@@ -1,0 +1,44 @@
+//! Resolving a project's own requirements file, for `POST /-/api/REPO/resolve` and
+//! for `POST /-/api/REPO/warm` of a file granary resolves first.
+
+use std::sync::Arc;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::protocols::resolution::ResolveOptions;
+use crate::resolution::Failure;
+
+/// The resolution of a project's own requirements `file` on `repo`, cached by its
+/// digest.
+///
+/// # Errors
+/// What the resolver refused, as the status and message to answer.
+pub(super) async fn resolve_file(
+    state: &AppState,
+    repo_name: &str,
+    repo: &Arc<dyn crate::protocols::Protocol>,
+    options: &ResolveOptions,
+    refresh: bool,
+    file: &str,
+) -> Result<(Arc<crate::resolution::Resolved>, crate::resolution::Outcome), ApiError> {
+    state
+        .resolutions
+        .resolve(
+            &state.engine,
+            crate::resolution::Request {
+                repo_name,
+                repo,
+                project: "",
+                version: "",
+                options,
+                refresh,
+                blobs: &state.blobs,
+                file: Some(file),
+            },
+        )
+        .await
+        .map_err(|failure| match failure {
+            Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
+            Failure::Panicked => ApiError::internal("the resolution failed unexpectedly"),
+        })
+}

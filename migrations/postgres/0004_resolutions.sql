@@ -9,3 +9,5 @@ CREATE TABLE resolutions (
     documents TEXT NOT NULL,
     stored_at BIGINT NOT NULL
 );
+-- Answers not written again for a while are pruned by age.
+CREATE INDEX resolutions_by_age ON resolutions (stored_at);

@@ -89,6 +89,16 @@ impl<S: MetadataStore> MetadataStore for GuardedMetadataStore<S> {
         self.guarded("put_resolution", self.inner.put_resolution(record))
             .await
     }
+    async fn delete_resolutions_before(
+        &self,
+        before: std::time::SystemTime,
+    ) -> Result<u64, MetadataError> {
+        self.guarded(
+            "delete_resolutions_before",
+            self.inner.delete_resolutions_before(before),
+        )
+        .await
+    }
     async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError> {
         self.guarded("has_extraction", self.inner.has_extraction(digest))
             .await

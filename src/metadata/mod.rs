@@ -154,6 +154,8 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn resolution(&self, key: &str) -> Result<Option<ResolutionRecord>, MetadataError>;
     /// Keeps a resolution answer (replacing one under the same key).
     async fn put_resolution(&self, record: &ResolutionRecord) -> Result<(), MetadataError>;
+    /// Deletes answers stored before `before`; says how many.
+    async fn delete_resolutions_before(&self, before: SystemTime) -> Result<u64, MetadataError>;
     /// Whether the artifact with this digest was extracted already.
     async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError>;
     /// What the artifacts of one release declare, by file name.

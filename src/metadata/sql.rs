@@ -115,6 +115,14 @@ macro_rules! impl_sql_metadata_store {
         Ok(())
     }
 
+    async fn delete_resolutions_before(&self, before: SystemTime) -> Result<u64, MetadataError> {
+        Ok(sqlx::query("DELETE FROM resolutions WHERE stored_at < $1")
+            .bind(to_unix_millis(before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     async fn put_api_token(&self, record: &ApiTokenRecord) -> Result<(), MetadataError> {
         sqlx::query(
             "INSERT INTO api_tokens (token_hash, user_name, created_at, expires_at) VALUES ($1, $2, $3, $4)",

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tracing::warn;
@@ -110,7 +111,11 @@ impl ResolutionCache {
                 })
                 .build(),
             flights: Arc::new(SingleFlight::default()),
-            shared: SharedResolutions { metadata, redis },
+            shared: SharedResolutions {
+                metadata,
+                redis,
+                pruned_at: Arc::default(),
+            },
         }
     }
 }
@@ -243,7 +248,16 @@ impl ResolutionCache {
 struct SharedResolutions {
     metadata: Arc<dyn MetadataStore>,
     redis: Option<Arc<RedisTier>>,
+    /// When this process last pruned old answers from the metadata store (Unix
+    /// seconds).
+    pruned_at: Arc<AtomicU64>,
 }
+
+/// Answers not written again for this long leave the metadata store (they are made
+/// anew when asked for).
+const KEEP_IN_METADATA: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// How often a process prunes them (on a write, at most this often).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 /// How long a new answer waits for its writes to the shared tiers.
 const SHARED_WRITE_WAIT: Duration = Duration::from_secs(1);
@@ -293,6 +307,7 @@ impl SharedResolutions {
             if let Err(error) = self.metadata.put_resolution(&record).await {
                 warn!(%key, %error, "cannot keep a resolution in the metadata store");
             }
+            self.prune(record.stored_at).await;
         };
         let redis = async {
             if let Some(redis) = &self.redis {
@@ -306,6 +321,38 @@ impl SharedResolutions {
             }
         };
         tokio::join!(database, redis);
+    }
+}
+
+impl SharedResolutions {
+    /// Deletes answers older than [`KEEP_IN_METADATA`], once per
+    /// [`PRUNE_INTERVAL`] per process.
+    async fn prune(&self, now: SystemTime) {
+        let seconds = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let last = self.pruned_at.load(Ordering::Acquire);
+        if seconds < last + PRUNE_INTERVAL.as_secs()
+            || self
+                .pruned_at
+                .compare_exchange(last, seconds, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        match self
+            .metadata
+            .delete_resolutions_before(
+                now.checked_sub(KEEP_IN_METADATA)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned old resolutions"),
+            Err(error) => warn!(%error, "cannot prune old resolutions"),
+        }
     }
 }
 

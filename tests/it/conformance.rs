@@ -10,7 +10,7 @@ use granary::clock::from_unix_millis;
 use granary::http_cache::{Lifetimes, Validators};
 use granary::metadata::{
     ArtifactRecord, IndexRecord, MetadataStore, PostgresMetadataStore, PostgresOptions,
-    SqliteMetadataStore,
+    ResolutionRecord, SqliteMetadataStore,
 };
 use granary::storage::{
     BlobStore, Digest, FsBlobStore, FsStoreOptions, S3BlobStore, S3StoreOptions,
@@ -145,6 +145,44 @@ async fn metadata_suite(store: Arc<dyn MetadataStore>) {
     );
     store.delete_artifact(&a.key).await.expect("delete");
     assert!(store.artifact(&a.key).await.expect("get").is_none());
+
+    // Resolutions: kept, replaced under the same key, pruned by age.
+    let old = ResolutionRecord {
+        key: "r-old".into(),
+        body: Bytes::from_static(b"{\"nodes\":[]}"),
+        documents: "{\"demo\":\"f1\"}".into(),
+        stored_at: now,
+    };
+    let new = ResolutionRecord {
+        key: "r-new".into(),
+        stored_at: now + Duration::from_secs(3600),
+        ..old.clone()
+    };
+    store.put_resolution(&old).await.expect("put");
+    store.put_resolution(&new).await.expect("put");
+    assert_eq!(
+        store.resolution("r-old").await.expect("get"),
+        Some(old.clone())
+    );
+    let replaced = ResolutionRecord {
+        body: Bytes::from_static(b"{\"nodes\":[1]}"),
+        ..old.clone()
+    };
+    store.put_resolution(&replaced).await.expect("replace");
+    assert_eq!(
+        store.resolution("r-old").await.expect("get"),
+        Some(replaced)
+    );
+    assert_eq!(
+        store
+            .delete_resolutions_before(now + Duration::from_secs(60))
+            .await
+            .expect("prune"),
+        1
+    );
+    assert!(store.resolution("r-old").await.expect("get").is_none());
+    assert_eq!(store.resolution("r-new").await.expect("get"), Some(new));
+    assert!(store.resolution("r-none").await.expect("get").is_none());
     store.check().await.expect("check");
 }
 

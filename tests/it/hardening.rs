@@ -269,6 +269,12 @@ impl MetadataStore for InstrumentedStore {
     ) -> Result<(), MetadataError> {
         self.inner.put_resolution(record).await
     }
+    async fn delete_resolutions_before(
+        &self,
+        before: std::time::SystemTime,
+    ) -> Result<u64, MetadataError> {
+        self.inner.delete_resolutions_before(before).await
+    }
     async fn has_extraction(&self, digest: &str) -> Result<bool, MetadataError> {
         self.gate().await;
         self.inner.has_extraction(digest).await

@@ -281,6 +281,14 @@ impl Format {
             Self::Http => "http",
         }
     }
+
+    /// The format named `name` (as [`Format::as_str`] and `Protocol::format` say it).
+    #[must_use]
+    pub fn named(name: &str) -> Option<Self> {
+        [Self::Pypi, Self::Npm, Self::Cargo, Self::Maven, Self::Http]
+            .into_iter()
+            .find(|format| format.as_str() == name)
+    }
 }
 
 /// One proxied repository.

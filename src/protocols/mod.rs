@@ -133,40 +133,10 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
     }
 
     /// The resolution of a project's own requirements file in this format's terms
-    /// (`requirements.txt`, `package.json`, `Cargo.toml`): `POST /-/api/REPO/resolve`.
+    /// (`requirements.txt`, `package.json`, `Cargo.toml`, `pom.xml`):
+    /// `POST /-/api/REPO/resolve`.
     ///
     /// # Errors
-    /// What warming from `file_name` (a lockfile or pinned requirements file of this
-    /// format, text `text`) fetches, as a real client would
-    /// (`POST /-/api/REPO/warm`). The default: this format reads no files.
-    ///
-    /// # Errors
-    /// A file this format does not read, or one it cannot parse.
-    fn warm_plan(&self, file_name: &str, _text: &str) -> WarmPlan {
-        Err(format!(
-            "repository `{}` is warmed from no file `{file_name}`",
-            self.settings().name
-        ))
-    }
-
-    /// Whether granary resolves `file_name` (text `text`) before warming from it:
-    /// unpinned requirements, a project's `pom.xml`. What to fetch then comes from
-    /// [`Protocol::warm_plan_of_pins`].
-    fn warm_needs_resolution(&self, _file_name: &str, _text: &str) -> bool {
-        false
-    }
-
-    /// What warming fetches for the `(name, version)` pins a resolution chose.
-    ///
-    /// # Errors
-    /// A pin this format cannot name, or a format that warms from no resolution.
-    fn warm_plan_of_pins(&self, _pins: &[(String, String)]) -> WarmPlan {
-        Err(format!(
-            "repository `{}` is not warmed from resolutions",
-            self.settings().name
-        ))
-    }
-
     /// A file that is not one, a bad target, or a format that does not resolve files
     /// (the default).
     async fn resolve_file(
@@ -280,8 +250,9 @@ pub fn warm_plan(format: Format, file_name: &str, text: &str) -> WarmPlan {
     }
 }
 
-/// [`Protocol::warm_needs_resolution`] by format, for `granary warm` (which talks
-/// to a granary and has no repository of its own).
+/// Whether granary resolves `file_name` (text `text`) before warming from it:
+/// unpinned requirements, a project's `pom.xml`. What to fetch then comes from
+/// [`warm_plan_of_pins`].
 #[must_use]
 pub fn warm_needs_resolution(format: Format, file_name: &str, text: &str) -> bool {
     match format {
@@ -291,7 +262,7 @@ pub fn warm_needs_resolution(format: Format, file_name: &str, text: &str) -> boo
     }
 }
 
-/// [`Protocol::warm_plan_of_pins`] by format.
+/// What warming fetches for the `(name, version)` pins a resolution chose.
 ///
 /// # Errors
 /// A pin the format cannot name, or a format that warms from no resolution.

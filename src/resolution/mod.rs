@@ -173,7 +173,7 @@ impl ResolutionCache {
         };
         if !refresh {
             if let Some(cached) = self.memory.get(&key).await {
-                if still_holds(engine, repo, &cached).await {
+                if holds(engine, repo, &cached, Reach::Memory).await {
                     return Ok((cached, Outcome::Hit));
                 }
             }
@@ -195,7 +195,7 @@ impl ResolutionCache {
             .run(&key, move || async move {
                 if !refresh {
                     if let Some(kept) = shared.load(&stored_key).await {
-                        if still_holds_anywhere(&engine, &repo, &kept).await {
+                        if holds(&engine, &repo, &kept, Reach::Shared).await {
                             let kept = Arc::new(kept);
                             memory.insert(stored_key, Arc::clone(&kept)).await;
                             return Ok((kept, Outcome::Hit));
@@ -322,9 +322,7 @@ impl SharedResolutions {
         };
         tokio::join!(database, redis);
     }
-}
 
-impl SharedResolutions {
     /// Deletes answers older than [`KEEP_IN_METADATA`], once per
     /// [`PRUNE_INTERVAL`] per process.
     async fn prune(&self, now: SystemTime) {
@@ -402,34 +400,36 @@ pub fn ndjson(graph_json: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether every document `kept` read is still the fresh copy it read, wherever
-/// that copy is (memory, else the shared tiers).
-async fn still_holds_anywhere(
-    engine: &CacheEngine,
-    repo: &Arc<dyn Protocol>,
-    kept: &Resolved,
-) -> bool {
-    for (project, fingerprint) in &kept.documents {
-        let Ok(key) = repo.project_index_key(project) else {
-            return false;
-        };
-        if engine.index.fresh_fingerprint(key.as_str()).await.as_ref() != Some(fingerprint) {
-            return false;
-        }
-    }
-    true
+/// Where [`holds`] looks for the documents' fresh copies.
+#[derive(Debug, Clone, Copy)]
+enum Reach {
+    /// In memory only: no I/O.
+    Memory,
+    /// In memory, else in the shared tiers.
+    Shared,
 }
 
-/// Whether every document `cached` read is still the fresh copy it read.
-async fn still_holds(engine: &CacheEngine, repo: &Arc<dyn Protocol>, cached: &Resolved) -> bool {
-    for (project, fingerprint) in &cached.documents {
+/// Whether every document `resolved` read is still the fresh copy it read.
+async fn holds(
+    engine: &CacheEngine,
+    repo: &Arc<dyn Protocol>,
+    resolved: &Resolved,
+    reach: Reach,
+) -> bool {
+    for (project, fingerprint) in &resolved.documents {
         let Ok(key) = repo.project_index_key(project) else {
             return false;
         };
-        match engine.index.fresh_in_memory(key.as_str()).await {
-            Some(document)
-                if crate::protocols::resolution::fingerprint(&document) == *fingerprint => {}
-            _ => return false,
+        let current = match reach {
+            Reach::Memory => engine
+                .index
+                .fresh_in_memory(key.as_str())
+                .await
+                .map(|document| crate::protocols::resolution::fingerprint(&document)),
+            Reach::Shared => engine.index.fresh_fingerprint(key.as_str()).await,
+        };
+        if current.as_ref() != Some(fingerprint) {
+            return false;
         }
     }
     true

@@ -13,10 +13,8 @@ use super::authorize::readable_repo;
 use super::error::ApiError;
 use super::state::AppState;
 use super::warm::InProcessRoutes;
-use std::sync::Arc;
 
 use crate::protocols::resolution::ResolveOptions;
-use crate::resolution::Failure;
 
 pub(super) async fn api(
     State(state): State<AppState>,
@@ -69,11 +67,7 @@ async fn answer(
                     file: None,
                 },
             )
-            .await
-            .map_err(|failure| match failure {
-                Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
-                Failure::Panicked => ApiError::internal("the resolution failed unexpectedly"),
-            })?;
+            .await?;
         let mut response = (
             [(http::header::CONTENT_TYPE, "application/json")],
             resolved.body.clone(),

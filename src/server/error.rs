@@ -48,6 +48,19 @@ impl ApiError {
     }
 }
 
+impl From<crate::resolution::Failure> for ApiError {
+    fn from(failure: crate::resolution::Failure) -> Self {
+        match failure {
+            crate::resolution::Failure::Refused(error) => {
+                Self::from(std::sync::Arc::unwrap_or_clone(error))
+            }
+            crate::resolution::Failure::Panicked => {
+                Self::internal("the resolution failed unexpectedly")
+            }
+        }
+    }
+}
+
 impl From<RequestError> for ApiError {
     fn from(error: RequestError) -> Self {
         match error {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::protocols::resolution::ResolveOptions;
-use crate::resolution::Failure;
 
 /// The resolution of a project's own requirements `file` on `repo`, cached by its
 /// digest.
@@ -37,8 +36,5 @@ pub(super) async fn resolve_file(
             },
         )
         .await
-        .map_err(|failure| match failure {
-            Failure::Refused(error) => ApiError::from(Arc::unwrap_or_clone(error)),
-            Failure::Panicked => ApiError::internal("the resolution failed unexpectedly"),
-        })
+        .map_err(ApiError::from)
 }

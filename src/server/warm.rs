@@ -69,10 +69,13 @@ pub(super) async fn warm(
             format!("the lockfile is not UTF-8: {error}"),
         )
     })?;
-    let plan = if repo.warm_needs_resolution(file_name, text) {
-        resolved_plan(state, repo_name, repo, value("target"), text).await?
+    let format = crate::config::Format::named(repo.format()).ok_or_else(|| {
+        ApiError::internal(format!("repository `{repo_name}` names no known format"))
+    })?;
+    let plan = if crate::protocols::warm_needs_resolution(format, file_name, text) {
+        resolved_plan(state, repo_name, repo, format, value("target"), text).await?
     } else {
-        repo.warm_plan(file_name, text)
+        crate::protocols::warm_plan(format, file_name, text)
             .map_err(|reason| ApiError::client(StatusCode::BAD_REQUEST, reason))?
     };
     let base = url::Url::parse(&format!("http://granary.invalid/{repo_name}/"))
@@ -118,6 +121,7 @@ async fn resolved_plan(
     state: &AppState,
     repo_name: &str,
     repo: &std::sync::Arc<dyn crate::protocols::Protocol>,
+    format: crate::config::Format,
     target: Option<&str>,
     text: &str,
 ) -> Result<Vec<crate::protocols::warm::WarmFetch>, ApiError> {
@@ -133,6 +137,6 @@ async fn resolved_plan(
     for warning in warnings {
         tracing::warn!(repo = repo_name, %warning, "warm: resolution warning");
     }
-    repo.warm_plan_of_pins(&pins)
+    crate::protocols::warm_plan_of_pins(format, &pins)
         .map_err(|reason| ApiError::client(StatusCode::BAD_REQUEST, reason))
 }

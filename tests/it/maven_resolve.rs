@@ -100,6 +100,31 @@ fn mvn_tree(scratch: &Path, name: &str, pom: &str, settings: &Path, plugin: &str
     std::fs::read_to_string(out).expect("the tree mvn wrote")
 }
 
+/// What `mvn dependency:tree` lists for `pom` (the tree, and its entries), which must
+/// hold each of `expected` (so the fixture exercises what it claims to).
+async fn listed_by_mvn(
+    scratch: &Path,
+    name: &'static str,
+    pom: &'static str,
+    settings: &Path,
+    plugin: &str,
+    expected: Vec<(String, String)>,
+) -> (String, BTreeSet<(String, String)>) {
+    let (s, st, p) = (
+        scratch.to_path_buf(),
+        settings.to_path_buf(),
+        plugin.to_owned(),
+    );
+    let tree = tokio::task::spawn_blocking(move || mvn_tree(&s, name, pom, &st, &p))
+        .await
+        .expect("mvn");
+    let by_mvn = tree_entries(&tree);
+    for expected in expected {
+        assert!(by_mvn.contains(&expected), "{expected:?} in\n{tree}");
+    }
+    (tree, by_mvn)
+}
+
 fn entry(name: &str, version: &str) -> (String, String) {
     (format!("org.rx:{name}"), version.to_owned())
 }
@@ -128,20 +153,21 @@ async fn maven_resolution_equals_what_mvn_dependency_tree_lists() {
     let settings = crate::maven::write_settings(&scratch, &granary);
 
     // A consumer of rx-top: what mvn lists is what granary resolves for rx-top.
-    let (s, st, p) = (scratch.clone(), settings.clone(), plugin.clone());
-    let tree = tokio::task::spawn_blocking(move || mvn_tree(&s, "consumer", CONSUMER, &st, &p))
-        .await
-        .expect("mvn");
-    let by_mvn = tree_entries(&tree);
-    for expected in [
-        entry("rx-shared", "1.0"),
-        entry("rx-range", "1.5"),
-        entry("rx-leaf", "2.0"),
-        entry("rx-bommed", "3.0"),
-        ("org.rx:rx-native:linux".to_owned(), "1.0".to_owned()),
-    ] {
-        assert!(by_mvn.contains(&expected), "{expected:?} in\n{tree}");
-    }
+    let (tree, by_mvn) = listed_by_mvn(
+        &scratch,
+        "consumer",
+        CONSUMER,
+        &settings,
+        &plugin,
+        vec![
+            entry("rx-shared", "1.0"),
+            entry("rx-range", "1.5"),
+            entry("rx-leaf", "2.0"),
+            entry("rx-bommed", "3.0"),
+            ("org.rx:rx-native:linux".to_owned(), "1.0".to_owned()),
+        ],
+    )
+    .await;
     let response = granary.get("-/api/fixture/org.rx:rx-top/1.0/resolve").await;
     assert_eq!(response.status(), 200);
     let graph: Value = response.json().await.expect("JSON");
@@ -180,19 +206,20 @@ async fn maven_resolution_equals_what_mvn_dependency_tree_lists() {
 
     // The project's own pom.xml, posted: its test and optional dependencies, and
     // its management of transitive versions.
-    let (s, st, p) = (scratch.clone(), settings.clone(), plugin.clone());
-    let tree = tokio::task::spawn_blocking(move || mvn_tree(&s, "app", PROJECT, &st, &p))
-        .await
-        .expect("mvn");
-    let by_mvn = tree_entries(&tree);
-    for expected in [
-        entry("rx-leaf", "1.0"),
-        entry("rx-range", "1.0"),
-        entry("rx-testdep", "1.0"),
-        entry("rx-opt", "1.0"),
-    ] {
-        assert!(by_mvn.contains(&expected), "{expected:?} in\n{tree}");
-    }
+    let (tree, by_mvn) = listed_by_mvn(
+        &scratch,
+        "app",
+        PROJECT,
+        &settings,
+        &plugin,
+        vec![
+            entry("rx-leaf", "1.0"),
+            entry("rx-range", "1.0"),
+            entry("rx-testdep", "1.0"),
+            entry("rx-opt", "1.0"),
+        ],
+    )
+    .await;
     let (status, lines) = post_file(&granary, "-/api/fixture/resolve", PROJECT).await;
     assert_eq!(status, 200, "{lines:?}");
     assert_eq!(lines[0]["name"], "com.example:app");

@@ -63,10 +63,6 @@ struct CargoRequest<'a> {
 
 #[async_trait]
 impl Protocol for CargoRepo {
-    fn warm_plan(&self, file_name: &str, text: &str) -> crate::protocols::WarmPlan {
-        lockfile::plan(file_name, text)
-    }
-
     fn settings(&self) -> &RepoSettings {
         &self.settings
     }

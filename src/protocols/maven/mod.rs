@@ -119,18 +119,6 @@ impl Protocol for MavenRepo {
         self.extract(engine, blobs, published).await
     }
 
-    fn warm_plan(&self, file_name: &str, text: &str) -> super::WarmPlan {
-        lockfile::plan(file_name, text)
-    }
-
-    fn warm_needs_resolution(&self, file_name: &str, _text: &str) -> bool {
-        lockfile::needs_resolution(file_name)
-    }
-
-    fn warm_plan_of_pins(&self, pins: &[(String, String)]) -> super::WarmPlan {
-        lockfile::plan_of_pins(pins)
-    }
-
     async fn resolve(
         &self,
         engine: &CacheEngine,

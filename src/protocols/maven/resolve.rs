@@ -309,10 +309,10 @@ impl<'a> Resolver<'a> {
                         _ => None,
                     };
                     let coordinates = (declared.group.clone(), declared.artifact.clone(), version);
-                    if id.is_none() && !queued.insert(coordinates.clone()) {
+                    // A read-only visit once per version; a new winner always.
+                    if !queued.insert(coordinates.clone()) && id.is_none() {
                         continue;
                     }
-                    queued.insert(coordinates.clone());
                     let mut exclusions = pending.exclusions.clone();
                     exclusions.extend(declared.exclusions.iter().cloned());
                     next.push(Pending {

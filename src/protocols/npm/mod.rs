@@ -66,10 +66,6 @@ struct NpmRequest<'a> {
 
 #[async_trait]
 impl Protocol for NpmRepo {
-    fn warm_plan(&self, file_name: &str, text: &str) -> crate::protocols::WarmPlan {
-        lockfile::plan(file_name, text)
-    }
-
     fn settings(&self) -> &RepoSettings {
         &self.settings
     }

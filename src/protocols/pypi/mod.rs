@@ -50,18 +50,6 @@ super::derefs_to_settings!(PypiRepo);
 
 #[async_trait]
 impl Protocol for PypiRepo {
-    fn warm_plan(&self, file_name: &str, text: &str) -> crate::protocols::WarmPlan {
-        lockfile::plan(file_name, text)
-    }
-
-    fn warm_needs_resolution(&self, _file_name: &str, text: &str) -> bool {
-        lockfile::needs_resolution(text)
-    }
-
-    fn warm_plan_of_pins(&self, pins: &[(String, String)]) -> crate::protocols::WarmPlan {
-        lockfile::plan("requirements.txt", &lockfile::pinned_file(pins))
-    }
-
     fn settings(&self) -> &RepoSettings {
         &self.settings
     }

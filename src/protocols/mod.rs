@@ -136,6 +136,10 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
     /// (`requirements.txt`, `package.json`, `Cargo.toml`, `pom.xml`):
     /// `POST /-/api/REPO/resolve`.
     ///
+    /// A resolver may send the answer's lines to `progress` as they become final
+    /// (see [`resolution::GraphBuilder::streaming`]); what it has not sent is sent
+    /// from the answer when it ends.
+    ///
     /// # Errors
     /// A file that is not one, a bad target, or a format that does not resolve files
     /// (the default).
@@ -145,6 +149,7 @@ pub trait Protocol: Send + Sync + std::fmt::Debug {
         _blobs: &std::sync::Arc<dyn crate::storage::BlobStore>,
         _file: &str,
         _options: &resolution::ResolveOptions,
+        _progress: &resolution::Progress,
     ) -> Result<resolution::Graph, RequestError> {
         Err(RequestError::NotFound(format!(
             "repository `{}` does not resolve requirement files yet",

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use sha2::{Digest, Sha256};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +30,10 @@ use crate::engine::coordination::SingleFlight;
 use crate::engine::redis::RedisTier;
 use crate::engine::CacheEngine;
 use crate::metadata::{MetadataStore, ResolutionRecord};
-use crate::protocols::resolution::{ResolveOptions, RESOLVER_VERSION};
+use crate::protocols::resolution::{Progress, ResolveOptions, RESOLVER_VERSION};
 use crate::protocols::{Protocol, RequestError};
+
+mod live;
 
 /// Bytes of cached resolutions kept in memory.
 const MEMORY_BYTES: u64 = 64 * 1024 * 1024;
@@ -94,6 +97,9 @@ pub struct Request<'a> {
 pub struct ResolutionCache {
     memory: moka::future::Cache<String, Arc<Resolved>>,
     flights: Arc<SingleFlight<Flight>>,
+    /// The lines of requirements-file resolutions in flight, for `POST …/resolve`
+    /// callers to follow.
+    lives: live::Lives,
     shared: SharedResolutions,
 }
 
@@ -111,6 +117,7 @@ impl ResolutionCache {
                 })
                 .build(),
             flights: Arc::new(SingleFlight::default()),
+            lives: live::Lives::default(),
             shared: SharedResolutions {
                 metadata,
                 redis,
@@ -144,6 +151,25 @@ fn key(repo: &str, project: &str, version: &str, options: &ResolveOptions) -> St
     hex::encode(hash.finalize())
 }
 
+/// A resolution begun: answered from memory, or a flight to await (and, for a
+/// requirements file, follow).
+enum Begun {
+    Cached(Arc<Resolved>),
+    Flight {
+        result: futures::future::BoxFuture<'static, Option<Flight>>,
+        key: String,
+    },
+}
+
+/// An answer for a caller that reads lines as they come.
+pub enum Lines {
+    /// The whole answer is here (cached, or made before any line was ready).
+    Whole(Arc<Resolved>, Outcome),
+    /// A resolution running (a `MISS`): its NDJSON lines as they become final, up to
+    /// `done` or `error`.
+    Streaming(futures::stream::BoxStream<'static, Bytes>),
+}
+
 impl ResolutionCache {
     /// The resolution of `project` `version` on `repo`: cached while its documents
     /// are unchanged, else made (once for concurrent callers); `refresh` makes it
@@ -156,6 +182,38 @@ impl ResolutionCache {
         engine: &CacheEngine,
         request: Request<'_>,
     ) -> Result<(Arc<Resolved>, Outcome), Failure> {
+        match self.begin(engine, request).await {
+            Begun::Cached(cached) => Ok((cached, Outcome::Hit)),
+            Begun::Flight { result, .. } => landed(result.await),
+        }
+    }
+
+    /// As [`ResolutionCache::resolve`], for a caller that sends lines as they come:
+    /// a requirements file's resolution in flight is followed from its first line
+    /// (whoever started it).
+    ///
+    /// # Errors
+    /// What the protocol's resolver says, when it says it before any line.
+    pub async fn resolve_lines(
+        &self,
+        engine: &CacheEngine,
+        request: Request<'_>,
+    ) -> Result<Lines, Failure> {
+        let (result, key) = match self.begin(engine, request).await {
+            Begun::Cached(cached) => return Ok(Lines::Whole(cached, Outcome::Hit)),
+            Begun::Flight { result, key } => (result, key),
+        };
+        if let Some(live) = self.lives.get(&key) {
+            if let Some(lines) = live.follow().await {
+                return Ok(Lines::Streaming(Box::pin(lines)));
+            }
+        }
+        let (resolved, outcome) = landed(result.await)?;
+        Ok(Lines::Whole(resolved, outcome))
+    }
+
+    /// Answers from memory, or begins (or joins) the flight that makes the answer.
+    async fn begin(&self, engine: &CacheEngine, request: Request<'_>) -> Begun {
         let Request {
             repo_name,
             repo,
@@ -174,72 +232,146 @@ impl ResolutionCache {
         if !refresh {
             if let Some(cached) = self.memory.get(&key).await {
                 if holds(engine, repo, &cached, Reach::Memory).await {
-                    return Ok((cached, Outcome::Hit));
+                    return Begun::Cached(cached);
                 }
             }
         }
-        let (engine, repo, project, version, options, memory, stored_key, shared) = (
-            engine.clone(),
-            Arc::clone(repo),
-            project.to_owned(),
-            version.to_owned(),
-            options.clone(),
-            self.memory.clone(),
-            key.clone(),
-            self.shared.clone(),
-        );
-        let blobs = Arc::clone(blobs);
-        let file = file.map(str::to_owned);
-        let (result, _) = self
-            .flights
-            .run(&key, move || async move {
-                if !refresh {
-                    if let Some(kept) = shared.load(&stored_key).await {
-                        if holds(&engine, &repo, &kept, Reach::Shared).await {
-                            let kept = Arc::new(kept);
-                            memory.insert(stored_key, Arc::clone(&kept)).await;
-                            return Ok((kept, Outcome::Hit));
-                        }
-                    }
+        let work = Work {
+            engine: engine.clone(),
+            repo: Arc::clone(repo),
+            project: project.to_owned(),
+            version: version.to_owned(),
+            options: options.clone(),
+            refresh,
+            blobs: Arc::clone(blobs),
+            file: file.map(str::to_owned),
+            memory: self.memory.clone(),
+            key: key.clone(),
+            shared: self.shared.clone(),
+        };
+        let lives = self.lives.clone();
+        let (result, _) = self.flights.begin(&key, move || {
+            // A requirements file's lines can be followed while it resolves.
+            let closing = work.file.is_some().then(|| {
+                let live = Arc::new(live::Live::default());
+                lives.insert(&work.key, &live);
+                live::Closing {
+                    lives,
+                    key: work.key.clone(),
+                    live,
                 }
-                let graph = match &file {
-                    Some(file) => repo.resolve_file(&engine, &blobs, file, &options).await,
-                    None => {
-                        repo.resolve(&engine, &blobs, &project, &version, &options)
-                            .await
-                    }
-                }
-                .map_err(Arc::new)?;
-                let body = Bytes::from(
-                    serde_json::to_vec(&graph).expect("serializing a graph cannot fail"),
-                );
-                let clean = graph.errors.is_empty();
-                let resolved = Arc::new(Resolved {
-                    body,
-                    documents: graph.documents,
-                });
-                memory
-                    .insert(stored_key.clone(), Arc::clone(&resolved))
-                    .await;
-                // Every tier, unless the answer has errors (some may be passing: an
-                // upstream that failed; this replica keeps it while its documents
-                // hold). A failing tier is logged. The answer waits for the writes a
-                // little (so the next request anywhere finds it), not for a hanging
-                // tier.
-                if clean {
-                    let kept = Arc::clone(&resolved);
-                    let writing =
-                        tokio::spawn(async move { shared.store(&stored_key, &kept).await });
-                    let _ = tokio::time::timeout(SHARED_WRITE_WAIT, writing).await;
-                }
-                Ok((resolved, Outcome::Miss))
-            })
-            .await;
-        match result {
-            Some(Ok(answer)) => Ok(answer),
-            Some(Err(refused)) => Err(Failure::Refused(refused)),
-            None => Err(Failure::Panicked),
+            });
+            work.run(closing)
+        });
+        Begun::Flight {
+            result: result.boxed(),
+            key,
         }
+    }
+}
+
+/// A flight's result as the caller's.
+fn landed(result: Option<Flight>) -> Result<(Arc<Resolved>, Outcome), Failure> {
+    match result {
+        Some(Ok(answer)) => Ok(answer),
+        Some(Err(refused)) => Err(Failure::Refused(refused)),
+        None => Err(Failure::Panicked),
+    }
+}
+
+/// What a flight needs, owned.
+struct Work {
+    engine: CacheEngine,
+    repo: Arc<dyn Protocol>,
+    project: String,
+    version: String,
+    options: ResolveOptions,
+    refresh: bool,
+    blobs: Arc<dyn crate::storage::BlobStore>,
+    file: Option<String>,
+    memory: moka::future::Cache<String, Arc<Resolved>>,
+    key: String,
+    shared: SharedResolutions,
+}
+
+impl Work {
+    /// The shared tiers' answer when it holds, else a new one, kept in every tier;
+    /// `live`: where its lines go as they are made.
+    async fn run(self, live: Option<live::Closing>) -> Flight {
+        let Self {
+            engine,
+            repo,
+            project,
+            version,
+            options,
+            refresh,
+            blobs,
+            file,
+            memory,
+            key,
+            shared,
+        } = self;
+        let end = |last: Vec<u8>| {
+            if let Some(closing) = &live {
+                closing.live.end(Bytes::from(last));
+            }
+        };
+        if !refresh {
+            if let Some(kept) = shared.load(&key).await {
+                if holds(&engine, &repo, &kept, Reach::Shared).await {
+                    let kept = Arc::new(kept);
+                    memory.insert(key, Arc::clone(&kept)).await;
+                    end(Vec::new());
+                    return Ok((kept, Outcome::Hit));
+                }
+            }
+        }
+        let graph = match &file {
+            Some(file) => {
+                let progress = live.as_ref().map_or_else(Progress::none, |closing| {
+                    let live = Arc::clone(&closing.live);
+                    Progress::to(move |lines| live.push(lines))
+                });
+                repo.resolve_file(&engine, &blobs, file, &options, &progress)
+                    .await
+            }
+            None => {
+                repo.resolve(&engine, &blobs, &project, &version, &options)
+                    .await
+            }
+        };
+        let graph = match graph {
+            Ok(graph) => graph,
+            Err(refused) => {
+                end(crate::protocols::resolution::ndjson_line(
+                    "error",
+                    &serde_json::json!({ "message": refused.to_string() }),
+                ));
+                return Err(Arc::new(refused));
+            }
+        };
+        let body =
+            Bytes::from(serde_json::to_vec(&graph).expect("serializing a graph cannot fail"));
+        let clean = graph.errors.is_empty();
+        let last = live.is_some().then(|| graph.remaining_lines());
+        let resolved = Arc::new(Resolved {
+            body,
+            documents: graph.documents,
+        });
+        memory.insert(key.clone(), Arc::clone(&resolved)).await;
+        // Every tier, unless the answer has errors (some may be passing: an upstream
+        // that failed; this replica keeps it while its documents hold). A failing
+        // tier is logged. The answer waits for the writes a little (so the next
+        // request anywhere finds it), not for a hanging tier.
+        if clean {
+            let kept = Arc::clone(&resolved);
+            let writing = tokio::spawn(async move { shared.store(&key, &kept).await });
+            let _ = tokio::time::timeout(SHARED_WRITE_WAIT, writing).await;
+        }
+        if let Some(last) = last {
+            end(last);
+        }
+        Ok((resolved, Outcome::Miss))
     }
 }
 
@@ -364,39 +496,29 @@ fn decode(value: &[u8]) -> Option<Resolved> {
 }
 
 /// A resolution's JSON answer as NDJSON: a `node` line per node, an `edge` line per
-/// edge, then `done` with the totals, the target and the errors.
+/// edge, then `done` with the totals, the target and the errors (the lines a
+/// streamed resolution sends, in this order).
 #[must_use]
 pub fn ndjson(graph_json: &[u8]) -> Vec<u8> {
+    use crate::protocols::resolution::{done_line, ndjson_line};
     let graph: serde_json::Value =
         serde_json::from_slice(graph_json).expect("a cached resolution is JSON");
     let mut out = Vec::with_capacity(graph_json.len() + 1024);
-    let mut line = |kind: &str, fields: &serde_json::Value| {
-        let mut object = serde_json::Map::new();
-        object.insert("type".to_owned(), kind.into());
-        if let Some(fields) = fields.as_object() {
-            object.extend(fields.clone());
-        }
-        serde_json::to_writer(&mut out, &object).expect("writing to memory");
-        out.push(b'\n');
-    };
     let list = |name: &str| graph[name].as_array().cloned().unwrap_or_default();
     let (nodes, edges) = (list("nodes"), list("edges"));
     for node in &nodes {
-        line("node", node);
+        out.extend_from_slice(&ndjson_line("node", node));
     }
     for edge in &edges {
-        line("edge", edge);
+        out.extend_from_slice(&ndjson_line("edge", edge));
     }
-    line(
-        "done",
-        &serde_json::json!({
-            "resolver": graph["resolver"],
-            "target": graph["target"],
-            "nodes": nodes.len(),
-            "edges": edges.len(),
-            "errors": graph["errors"],
-        }),
-    );
+    out.extend_from_slice(&done_line(
+        &graph["resolver"],
+        &graph["target"],
+        nodes.len(),
+        edges.len(),
+        &graph["errors"],
+    ));
     out
 }
 

@@ -15,6 +15,8 @@ use super::state::AppState;
 use super::warm::InProcessRoutes;
 
 use crate::protocols::resolution::ResolveOptions;
+use crate::resolution::{Lines, Outcome};
+use futures::StreamExt;
 
 pub(super) async fn api(
     State(state): State<AppState>,
@@ -170,24 +172,30 @@ async fn ensure(
         )
     })?;
     let (options, refresh) = resolve_query(state, query, headers).await?;
-    let (status, body, outcome) =
-        match super::resolve_file::resolve_file(state, repo_name, repo, &options, refresh, file)
-            .await
-        {
-            Ok((resolved, outcome)) => (
-                StatusCode::OK,
-                crate::resolution::ndjson(&resolved.body),
-                Some(outcome),
-            ),
-            Err(error) => {
-                let mut line = serde_json::to_vec(
-                    &serde_json::json!({"type": "error", "message": error.message}),
-                )
-                .expect("JSON");
-                line.push(b'\n');
-                (error.status, line, None)
-            }
-        };
+    let lines =
+        super::resolve_file::resolve_file_lines(state, repo_name, repo, &options, refresh, file)
+            .await;
+    let (status, body, outcome) = match lines {
+        Ok(Lines::Whole(resolved, outcome)) => (
+            StatusCode::OK,
+            axum::body::Body::from(crate::resolution::ndjson(&resolved.body)),
+            Some(outcome),
+        ),
+        // Resolving: lines as they become final, then `done` (or `error`).
+        Ok(Lines::Streaming(lines)) => (
+            StatusCode::OK,
+            axum::body::Body::from_stream(lines.map(Ok::<_, std::convert::Infallible>)),
+            Some(Outcome::Miss),
+        ),
+        Err(error) => (
+            error.status,
+            axum::body::Body::from(crate::protocols::resolution::ndjson_line(
+                "error",
+                &serde_json::json!({ "message": error.message }),
+            )),
+            None,
+        ),
+    };
     let mut response = (status, [(http::header::CONTENT_TYPE, NDJSON)], body).into_response();
     if let Some(outcome) = outcome {
         response.headers_mut().insert(

@@ -24,17 +24,50 @@ pub(super) async fn resolve_file(
         .resolutions
         .resolve(
             &state.engine,
-            crate::resolution::Request {
-                repo_name,
-                repo,
-                project: "",
-                version: "",
-                options,
-                refresh,
-                blobs: &state.blobs,
-                file: Some(file),
-            },
+            request(state, repo_name, repo, options, refresh, file),
         )
         .await
         .map_err(ApiError::from)
+}
+
+/// As [`resolve_file`], for a caller that sends the answer's lines as they come.
+///
+/// # Errors
+/// What the resolver refused before any line, as the status and message to answer.
+pub(super) async fn resolve_file_lines(
+    state: &AppState,
+    repo_name: &str,
+    repo: &Arc<dyn crate::protocols::Protocol>,
+    options: &ResolveOptions,
+    refresh: bool,
+    file: &str,
+) -> Result<crate::resolution::Lines, ApiError> {
+    state
+        .resolutions
+        .resolve_lines(
+            &state.engine,
+            request(state, repo_name, repo, options, refresh, file),
+        )
+        .await
+        .map_err(ApiError::from)
+}
+
+fn request<'a>(
+    state: &'a AppState,
+    repo_name: &'a str,
+    repo: &'a Arc<dyn crate::protocols::Protocol>,
+    options: &'a ResolveOptions,
+    refresh: bool,
+    file: &'a str,
+) -> crate::resolution::Request<'a> {
+    crate::resolution::Request {
+        repo_name,
+        repo,
+        project: "",
+        version: "",
+        options,
+        refresh,
+        blobs: &state.blobs,
+        file: Some(file),
+    }
 }

@@ -272,3 +272,162 @@ async fn maven_resolution_equals_what_mvn_dependency_tree_lists() {
         assert_eq!(response.status(), status, "{path}");
     }
 }
+
+/// The NDJSON lines of a response as they come, chunk by chunk.
+struct LineReader {
+    response: reqwest::Response,
+    pending: Vec<u8>,
+    lines: Vec<Value>,
+}
+
+impl LineReader {
+    async fn post(granary: &TestGranary, path: &str, file: &str) -> Self {
+        let response = TestGranary::client()
+            .post(granary.url(path))
+            .body(file.to_owned())
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), 200);
+        Self {
+            response,
+            pending: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Reads until `enough` holds of the lines read, or the body ends; `false` if it
+    /// ended first.
+    async fn until(&mut self, enough: impl Fn(&[Value]) -> bool) -> bool {
+        while !enough(&self.lines) {
+            let Some(chunk) = self.response.chunk().await.expect("a chunk") else {
+                return false;
+            };
+            self.pending.extend_from_slice(&chunk);
+            while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                self.lines
+                    .push(serde_json::from_slice(&line).expect("each line is JSON"));
+            }
+        }
+        true
+    }
+
+    async fn read_to_the_end(mut self) -> Vec<Value> {
+        self.until(|_| false).await;
+        assert!(self.pending.is_empty(), "a partial last line");
+        self.lines
+    }
+}
+
+/// The lines as a set of their texts (the order of a streamed answer's lines is not
+/// that of a cached one's).
+fn line_set(lines: &[Value]) -> BTreeSet<String> {
+    lines.iter().map(Value::to_string).collect()
+}
+
+fn depths(lines: &[Value]) -> BTreeSet<u64> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "node")
+        .map(|l| l["depth"].as_u64().expect("depth"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pom_xml_resolution_streams_each_level_once_final_to_every_caller() {
+    let dir = tempfile::tempdir().expect("dir");
+    let repository = dir.path().join("repository");
+    crate::support::run_generator(
+        &crate::support::python(),
+        "maven/make_resolution_repository.py",
+        &[repository.as_os_str()],
+        &[],
+    );
+    let fixture = FakeUpstream::start(Some(repository.clone())).await;
+    // rx-deep is at depth 3: its POM is held until the callers have read the levels
+    // above it.
+    let held = "org/rx/rx-deep/1.0/rx-deep-1.0.pom";
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let mut scripted =
+        crate::support::Scripted::ok(std::fs::read(repository.join(held)).expect("the held POM"));
+    scripted.hold_after = Some((0, std::sync::Arc::clone(&gate)));
+    fixture.script(&format!("/{held}"), scripted);
+    let granary = TestGranary::with_repos(&format!(
+        "[repos.fixture]\nformat = \"maven\"\nupstream = \"{}\"\n",
+        fixture.url("")
+    ))
+    .await;
+
+    // The first caller starts the resolution, the second joins it: both read levels
+    // 0 to 2 (the project, its 3 direct and 7 indirect dependencies) while the
+    // upstream still holds the POM of a level-3 node, and neither has `done`.
+    let levels_above_held =
+        |lines: &[Value]| lines.iter().filter(|l| l["type"] == "node").count() >= 11;
+    let bound = std::time::Duration::from_secs(60);
+    let mut first = LineReader::post(&granary, "-/api/fixture/resolve", PROJECT).await;
+    assert_eq!(first.response.headers()["x-cache"], "MISS");
+    let read = tokio::time::timeout(bound, first.until(levels_above_held)).await;
+    assert_eq!(
+        read,
+        Ok(true),
+        "the first caller read no line before the held POM was served: {:#?}",
+        first.lines
+    );
+    let before_the_end = |early: &[Value]| {
+        assert!(
+            early.iter().all(|l| l["type"] != "done"),
+            "lines came only with the end: {early:#?}"
+        );
+        assert_eq!(depths(early), BTreeSet::from([0, 1, 2]), "{early:#?}");
+        assert_eq!(early[0]["name"], "com.example:app");
+    };
+    before_the_end(&first.lines);
+    let mut second = LineReader::post(&granary, "-/api/fixture/resolve", PROJECT).await;
+    assert_eq!(second.response.headers()["x-cache"], "MISS");
+    let read = tokio::time::timeout(bound, second.until(levels_above_held)).await;
+    assert_eq!(
+        read,
+        Ok(true),
+        "the joining caller read no line before the held POM was served: {:#?}",
+        second.lines
+    );
+    before_the_end(&second.lines);
+    assert_eq!(
+        fixture.hits(&format!("/{held}")),
+        1,
+        "one flight, one fetch"
+    );
+    assert_eq!(line_set(&first.lines), line_set(&second.lines));
+
+    gate.add_permits(1);
+    let first = tokio::time::timeout(bound, first.read_to_the_end())
+        .await
+        .expect("the first caller's lines end");
+    let second = tokio::time::timeout(bound, second.read_to_the_end())
+        .await
+        .expect("the joining caller's lines end");
+    assert_eq!(first.last().expect("done")["type"], "done", "{first:#?}");
+    assert_eq!(line_set(&first), line_set(&second));
+    assert_eq!(first.len(), second.len());
+
+    // What was streamed is the answer: the same lines as the cached one (a `HIT`),
+    // which is also what mvn lists (the other test compares that one).
+    let response = TestGranary::client()
+        .post(granary.url("-/api/fixture/resolve"))
+        .body(PROJECT)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.headers()["x-cache"], "HIT");
+    let cached: Vec<Value> = response
+        .text()
+        .await
+        .expect("body")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(line_set(&first), line_set(&cached));
+    assert_eq!(first.len(), cached.len(), "no line twice");
+    assert!(depths(&cached).contains(&3));
+}

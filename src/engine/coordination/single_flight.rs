@@ -40,28 +40,39 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let (flight, role) = {
-            let mut flights = self.flights.lock().expect("flight map is never poisoned");
-            if let Some(flight) = flights.get(key) {
-                (flight.clone(), Role::Joined)
-            } else {
-                let registry = Arc::clone(&self.flights);
-                let owned_key = key.to_owned();
-                let work = start();
-                // The removal needs the lock we hold, so it cannot run before the insert.
-                let task = tokio::spawn(async move {
-                    let _entry = FlightEntry {
-                        registry,
-                        key: owned_key,
-                    };
-                    work.await
-                });
-                let flight: Flight<T> = async move { task.await.ok() }.boxed().shared();
-                flights.insert(key.to_owned(), flight.clone());
-                (flight, Role::Leader)
-            }
-        };
+        let (flight, role) = self.begin(key, start);
         (flight.await, role)
+    }
+
+    /// As [`SingleFlight::run`], without awaiting: the flight's result, to await when
+    /// the caller wants it. `start()` is called only by the leader, before any other
+    /// caller can join (so it may register what joiners look for).
+    pub fn begin<F>(
+        &self,
+        key: &str,
+        start: impl FnOnce() -> F,
+    ) -> (impl Future<Output = Option<T>> + Send + 'static, Role)
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let mut flights = self.flights.lock().expect("flight map is never poisoned");
+        if let Some(flight) = flights.get(key) {
+            return (flight.clone(), Role::Joined);
+        }
+        let registry = Arc::clone(&self.flights);
+        let owned_key = key.to_owned();
+        let work = start();
+        // The removal needs the lock we hold, so it cannot run before the insert.
+        let task = tokio::spawn(async move {
+            let _entry = FlightEntry {
+                registry,
+                key: owned_key,
+            };
+            work.await
+        });
+        let flight: Flight<T> = async move { task.await.ok() }.boxed().shared();
+        flights.insert(key.to_owned(), flight.clone());
+        (flight, Role::Leader)
     }
 
     /// Number of computations in flight.

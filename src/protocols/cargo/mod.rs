@@ -131,12 +131,16 @@ impl Protocol for CargoRepo {
         Ok(graph)
     }
 
+    /// Nothing is streamed before the end: a conflict starts the resolution again,
+    /// and unifying features can switch on an optional dependency of a node already
+    /// visited, until the last round ends.
     async fn resolve_file(
         &self,
         engine: &CacheEngine,
         _blobs: &Arc<dyn crate::storage::BlobStore>,
         file: &str,
         options: &super::resolution::ResolveOptions,
+        _progress: &super::resolution::Progress,
     ) -> Result<super::resolution::Graph, RequestError> {
         resolve::check_target(options.target.as_deref()).map_err(RequestError::BadRequest)?;
         let mut index = resolve::EngineIndex::new(self, engine);

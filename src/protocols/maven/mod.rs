@@ -128,7 +128,7 @@ impl Protocol for MavenRepo {
         options: &super::resolution::ResolveOptions,
     ) -> Result<super::resolution::Graph, RequestError> {
         resolve::Resolver::check_target(options.target.as_deref())?;
-        resolve::Resolver::new(self, engine, blobs)
+        resolve::Resolver::new(self, engine, blobs, super::resolution::Progress::none())
             .artifact(project, version, options)
             .await
     }
@@ -140,9 +140,10 @@ impl Protocol for MavenRepo {
         blobs: &Arc<dyn BlobStore>,
         file: &str,
         options: &super::resolution::ResolveOptions,
+        progress: &super::resolution::Progress,
     ) -> Result<super::resolution::Graph, RequestError> {
         resolve::Resolver::check_target(options.target.as_deref())?;
-        resolve::Resolver::new(self, engine, blobs)
+        resolve::Resolver::new(self, engine, blobs, progress.clone())
             .project(file, options)
             .await
     }

@@ -34,7 +34,7 @@ use super::xml_texts::XmlTexts;
 use super::{layout, MavenRepo};
 use crate::engine::CacheEngine;
 use crate::protocols::resolution::{
-    fingerprint, Graph, GraphBuilder, ResolveOptions, MAX_NODES, UNREADABLE,
+    fingerprint, Graph, GraphBuilder, Progress, ResolveOptions, MAX_NODES, UNREADABLE,
 };
 use crate::protocols::RequestError;
 use crate::storage::BlobStore;
@@ -69,6 +69,8 @@ pub(super) struct Resolver<'a> {
     versions: HashMap<String, Result<Arc<Vec<String>>, String>>,
     /// Every `maven-metadata.xml` read (for a range), by `group:artifact`.
     pub documents: BTreeMap<String, Option<String>>,
+    /// Where each level of the tree goes once it is final.
+    progress: Progress,
 }
 
 /// The scope of a dependency declared `child` below one of scope `parent`.
@@ -103,6 +105,7 @@ impl<'a> Resolver<'a> {
         repo: &'a MavenRepo,
         engine: &'a CacheEngine,
         blobs: &'a Arc<dyn BlobStore>,
+        progress: Progress,
     ) -> Self {
         Self {
             repo,
@@ -111,6 +114,7 @@ impl<'a> Resolver<'a> {
             poms: HashMap::new(),
             versions: HashMap::new(),
             documents: BTreeMap::new(),
+            progress,
         }
     }
 
@@ -186,7 +190,7 @@ impl<'a> Resolver<'a> {
             root.version.clone(),
         );
         self.poms.insert(coordinates.clone(), Ok(Arc::clone(&root)));
-        let mut graph = GraphBuilder::default();
+        let mut graph = GraphBuilder::streaming(self.progress.clone(), options.max_depth);
         let root_id = graph.node(
             &format!("{}:{}", root.group, root.artifact),
             &root.version,
@@ -283,10 +287,9 @@ impl<'a> Resolver<'a> {
                         graph.edge(from, winner, &declared.version, &scope);
                     }
                     if graph.len() >= MAX_NODES || queued.len() >= 2 * MAX_NODES {
-                        graph.node_error(
-                            root_id,
-                            format!("more than {MAX_NODES} dependencies: the rest are left out"),
-                        );
+                        graph.error(format!(
+                            "more than {MAX_NODES} dependencies: the rest are left out"
+                        ));
                         break;
                     }
                     let version = match self.version_for(&declared).await {
@@ -324,6 +327,11 @@ impl<'a> Resolver<'a> {
                     });
                 }
             }
+            // Every node of this level is read: the levels up to it are final.
+            for id in level.iter().filter_map(|pending| pending.id) {
+                graph.settled(id);
+            }
+            graph.flush();
             level = next;
         }
         let mut graph = graph.finish(layout::FORMAT, DEFAULT_TARGET.to_owned(), options.max_depth);

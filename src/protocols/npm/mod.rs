@@ -142,12 +142,16 @@ impl Protocol for NpmRepo {
         Ok(graph)
     }
 
+    /// Nothing is streamed before the end: a package placed again deeper in the
+    /// simulated tree (beside a conflicting copy) can add edges to a node already
+    /// visited until the walk ends.
     async fn resolve_file(
         &self,
         engine: &CacheEngine,
         _blobs: &Arc<dyn crate::storage::BlobStore>,
         file: &str,
         options: &super::resolution::ResolveOptions,
+        _progress: &super::resolution::Progress,
     ) -> Result<super::resolution::Graph, RequestError> {
         resolve::check_target(options.target.as_deref()).map_err(RequestError::BadRequest)?;
         let mut registry = resolve::EnginePackuments::new(self, engine);

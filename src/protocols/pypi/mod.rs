@@ -119,12 +119,15 @@ impl Protocol for PypiRepo {
             .await
     }
 
+    /// Nothing is streamed before the end: the solver may backtrack from any choice
+    /// until it ends.
     async fn resolve_file(
         &self,
         engine: &CacheEngine,
         blobs: &Arc<dyn crate::storage::BlobStore>,
         file: &str,
         options: &super::resolution::ResolveOptions,
+        _progress: &super::resolution::Progress,
     ) -> Result<super::resolution::Graph, RequestError> {
         self.resolve_requirements(engine, blobs, file, options)
             .await

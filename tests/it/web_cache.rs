@@ -208,12 +208,14 @@ async fn fifty_stale_requests_are_served_at_once_while_one_refresh_runs() {
     let (granary, clock) = site(&upstream).await;
     let (_, cache, _, _) = fetch(&granary, reqwest::Method::GET, "site/projects", &[]).await;
     assert_eq!(cache, "MISS");
+    // The refresh's body is held until every stale request is answered (a paced
+    // body of about 3 s was not enough on a loaded machine: CI saw the refresh land
+    // first).
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     upstream.script(
         "projects",
         Scripted {
-            // The refresh takes about 3 s: every stale request is answered before,
-            // even on a loaded machine.
-            pace: Some((4, Duration::from_millis(1500))),
+            hold_after: Some((0, std::sync::Arc::clone(&gate))),
             ..page("<ul>v2</ul>")
         },
     );
@@ -225,6 +227,7 @@ async fn fifty_stale_requests_are_served_at_once_while_one_refresh_runs() {
             (200, "STALE", "<ul>v1</ul>")
         );
     }
+    gate.add_permits(1);
     // Once the refresh has landed, the new copy is a hit.
     let mut refreshed = false;
     for _ in 0..500 {

@@ -701,7 +701,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario")
     parser.add_argument("--install-rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated scenarios to run (index, artifacts, installs, "
-                        "stampede, replicas, extraction, closure, npm, resolve, web, badges); default: all, and only then is results/latest.md written")
+                        "stampede, replicas, extraction, closure, npm, resolve, maven-stream, web, badges); default: all, and only then is results/latest.md written")
     args = parser.parse_args()
     only = {name.strip() for name in args.only.split(",") if name.strip()}
 
@@ -893,6 +893,9 @@ def main() -> None:
             npm_scenarios(procs, args.binary, work, args.seconds, args.rounds, args.install_rounds, rows, memory)
         if want("resolve"):
             resolution_scenarios(procs, args.binary, work, args.seconds, args.rounds, rows)
+        if want("maven-stream"):
+            import maven_stream  # here, not at the top: it imports this module
+            maven_stream.scenario(procs, args.binary, work, rows, notes)
 
         if want("web"):
             # 6. Whole-response cache (`http` format): a page cached whole, hit by

@@ -129,11 +129,8 @@ fn entry(name: &str, version: &str) -> (String, String) {
     (format!("org.rx:{name}"), version.to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maven_resolution_equals_what_mvn_dependency_tree_lists() {
-    let plugin = crate::maven::debian_dependency_plugin();
-    let dir = tempfile::tempdir().expect("dir");
-    let scratch = dir.path().to_path_buf();
+/// The resolution fixture's repository, generated in `scratch`.
+fn resolution_repository(scratch: &Path) -> PathBuf {
     let repository = scratch.join("repository");
     crate::support::run_generator(
         &crate::support::python(),
@@ -141,6 +138,15 @@ async fn maven_resolution_equals_what_mvn_dependency_tree_lists() {
         &[repository.as_os_str()],
         &[],
     );
+    repository
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maven_resolution_equals_what_mvn_dependency_tree_lists() {
+    let plugin = crate::maven::debian_dependency_plugin();
+    let dir = tempfile::tempdir().expect("dir");
+    let scratch = dir.path().to_path_buf();
+    let repository = resolution_repository(&scratch);
     let fixture = FakeUpstream::start(Some(repository)).await;
     let debian = FakeUpstream::start(Some(PathBuf::from(crate::maven::DEBIAN_REPOSITORY))).await;
     let granary = TestGranary::with_repos(&format!(
@@ -337,13 +343,7 @@ fn depths(lines: &[Value]) -> BTreeSet<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pom_xml_resolution_streams_each_level_once_final_to_every_caller() {
     let dir = tempfile::tempdir().expect("dir");
-    let repository = dir.path().join("repository");
-    crate::support::run_generator(
-        &crate::support::python(),
-        "maven/make_resolution_repository.py",
-        &[repository.as_os_str()],
-        &[],
-    );
+    let repository = resolution_repository(dir.path());
     let fixture = FakeUpstream::start(Some(repository.clone())).await;
     // rx-deep is at depth 3: its POM is held until the callers have read the levels
     // above it.

@@ -420,6 +420,7 @@ async fn a_pom_xml_resolution_streams_each_level_once_final_to_every_caller() {
         .await
         .expect("POST");
     assert_eq!(response.headers()["x-cache"], "HIT");
+    assert!(response.content_length().is_some(), "a whole answer has a length");
     let cached: Vec<Value> = response
         .text()
         .await
@@ -430,4 +431,17 @@ async fn a_pom_xml_resolution_streams_each_level_once_final_to_every_caller() {
     assert_eq!(line_set(&first), line_set(&cached));
     assert_eq!(first.len(), cached.len(), "no line twice");
     assert!(depths(&cached).contains(&3));
+
+    // From a warm cache (a new key: every POM in memory, nothing waits on the
+    // upstream) the lines still stream: the root's line is sent before the answer
+    // ends, so the body is chunked rather than sent whole with a length.
+    let mut warm =
+        LineReader::post(&granary, "-/api/fixture/resolve?max_depth=1000", PROJECT).await;
+    assert_eq!(warm.response.headers()["x-cache"], "MISS");
+    assert!(
+        warm.response.content_length().is_none(),
+        "a warm resolution was sent whole, not as it resolved"
+    );
+    assert!(warm.until(|lines| !lines.is_empty()).await);
+    assert_eq!(line_set(&warm.read_to_the_end().await), line_set(&cached));
 }

@@ -332,6 +332,9 @@ impl<'a> Resolver<'a> {
                 graph.settled(id);
             }
             graph.flush();
+            // A level read from memory never waits: let the callers following the
+            // lines (and every other task of this worker) run before the next one.
+            tokio::task::yield_now().await;
             level = next;
         }
         let mut graph = graph.finish(layout::FORMAT, DEFAULT_TARGET.to_owned(), options.max_depth);

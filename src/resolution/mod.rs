@@ -11,6 +11,10 @@
 //! against each document's fresh copy in memory, else in the shared tiers). A new
 //! answer is written to every tier.
 //!
+//! A requirements file's resolution streams: its flight keeps the lines made so far
+//! in a live log (`live.rs`) that every `POST …/resolve` caller of that key follows
+//! from the first line ([`ResolutionCache::resolve_lines`]).
+//!
 //! Knows no ecosystem: resolving is `Protocol::resolve`; the documents are checked
 //! through `Protocol::project_index_key`.
 

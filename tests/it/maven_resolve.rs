@@ -420,7 +420,10 @@ async fn a_pom_xml_resolution_streams_each_level_once_final_to_every_caller() {
         .await
         .expect("POST");
     assert_eq!(response.headers()["x-cache"], "HIT");
-    assert!(response.content_length().is_some(), "a whole answer has a length");
+    assert!(
+        response.content_length().is_some(),
+        "a whole answer has a length"
+    );
     let cached: Vec<Value> = response
         .text()
         .await

@@ -342,8 +342,9 @@ impl GraphBuilder {
         let stream = &mut self.stream;
         while let Some(level) = levels.get_mut(stream.levels) {
             let at = stream.levels;
+            // Shallower levels were sent only once settled: this one is enough.
             if stream.max_depth.is_some_and(|max| at > max)
-                || !levels_settled(&stream.settled, level)
+                || !level.iter().all(|&id| stream.settled[id])
             {
                 break;
             }
@@ -480,12 +481,6 @@ impl GraphBuilder {
             },
         }
     }
-}
-
-/// Whether every node of the levels up to and including `level` is settled: the
-/// builder's levels below it were sent only once they were, so `level` is enough.
-fn levels_settled(settled: &[bool], level: &[usize]) -> bool {
-    level.iter().all(|&id| settled[id])
 }
 
 #[cfg(test)]

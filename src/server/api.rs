@@ -172,9 +172,14 @@ async fn ensure(
         )
     })?;
     let (options, refresh) = resolve_query(state, query, headers).await?;
-    let lines =
-        super::resolve_file::resolve_file_lines(state, repo_name, repo, &options, refresh, file)
-            .await;
+    let lines = state
+        .resolutions
+        .resolve_lines(
+            &state.engine,
+            super::resolve_file::file_request(state, repo_name, repo, &options, refresh, file),
+        )
+        .await
+        .map_err(ApiError::from);
     let (status, body, outcome) = match lines {
         Ok(Lines::Whole(resolved, outcome)) => (
             StatusCode::OK,

@@ -24,35 +24,14 @@ pub(super) async fn resolve_file(
         .resolutions
         .resolve(
             &state.engine,
-            request(state, repo_name, repo, options, refresh, file),
+            file_request(state, repo_name, repo, options, refresh, file),
         )
         .await
         .map_err(ApiError::from)
 }
 
-/// As [`resolve_file`], for a caller that sends the answer's lines as they come.
-///
-/// # Errors
-/// What the resolver refused before any line, as the status and message to answer.
-pub(super) async fn resolve_file_lines(
-    state: &AppState,
-    repo_name: &str,
-    repo: &Arc<dyn crate::protocols::Protocol>,
-    options: &ResolveOptions,
-    refresh: bool,
-    file: &str,
-) -> Result<crate::resolution::Lines, ApiError> {
-    state
-        .resolutions
-        .resolve_lines(
-            &state.engine,
-            request(state, repo_name, repo, options, refresh, file),
-        )
-        .await
-        .map_err(ApiError::from)
-}
-
-fn request<'a>(
+/// What is asked of the resolution cache for a project's own requirements `file`.
+pub(super) fn file_request<'a>(
     state: &'a AppState,
     repo_name: &'a str,
     repo: &'a Arc<dyn crate::protocols::Protocol>,

@@ -288,12 +288,7 @@ struct LineReader {
 
 impl LineReader {
     async fn post(granary: &TestGranary, path: &str, file: &str) -> Self {
-        let response = TestGranary::client()
-            .post(granary.url(path))
-            .body(file.to_owned())
-            .send()
-            .await
-            .expect("POST");
+        let response = crate::resolve::post(granary, path, file).await;
         assert_eq!(response.status(), 200);
         Self {
             response,
@@ -413,12 +408,7 @@ async fn a_pom_xml_resolution_streams_each_level_once_final_to_every_caller() {
 
     // What was streamed is the answer: the same lines as the cached one (a `HIT`),
     // which is also what mvn lists (the other test compares that one).
-    let response = TestGranary::client()
-        .post(granary.url("-/api/fixture/resolve"))
-        .body(PROJECT)
-        .send()
-        .await
-        .expect("POST");
+    let response = crate::resolve::post(&granary, "-/api/fixture/resolve", PROJECT).await;
     assert_eq!(response.headers()["x-cache"], "HIT");
     assert!(
         response.content_length().is_some(),

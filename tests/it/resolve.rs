@@ -179,14 +179,19 @@ async fn graph_at(granary: &TestGranary, path: &str) -> Value {
     granary.get(path).await.json().await.expect("JSON")
 }
 
-/// `POST /-/api/REPO/resolve` with `file`: the status and the NDJSON lines.
-pub async fn post_file(granary: &TestGranary, path: &str, file: &str) -> (u16, Vec<Value>) {
-    let response = TestGranary::client()
+/// `file` posted to `path`, the response as it begins.
+pub async fn post(granary: &TestGranary, path: &str, file: &str) -> reqwest::Response {
+    TestGranary::client()
         .post(granary.url(path))
         .body(file.to_owned())
         .send()
         .await
-        .expect("POST");
+        .expect("POST")
+}
+
+/// `POST /-/api/REPO/resolve` with `file`: the status and the NDJSON lines.
+pub async fn post_file(granary: &TestGranary, path: &str, file: &str) -> (u16, Vec<Value>) {
+    let response = post(granary, path, file).await;
     let status = response.status().as_u16();
     assert_eq!(
         response.headers()["content-type"],
